@@ -1,0 +1,1 @@
+"""Datasets: sources (registry), splitting, tf.data pipelines and augmentation."""

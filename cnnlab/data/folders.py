@@ -1,0 +1,109 @@
+"""Image folders: one sub-folder per class, checked image by image before training."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+DECODABLE = {"JPEG", "MPO", "PNG", "BMP", "GIF"}  # what tf.io.decode_image reads
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """The good images of a folder, with what the scan learnt about them."""
+
+    paths: np.ndarray
+    labels: np.ndarray
+    class_names: list
+    shapes: frozenset  # distinct (height, width)
+    grayscale: bool  # every image is single-channel
+    skipped: tuple  # (file, reason) of bad files left out
+
+
+def class_folders(root, key):
+    """Sorted class sub-folder names of `root`; hidden folders (``.ipynb_checkpoints``) ignored."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{key} {str(root)!r} is not a folder: give a folder with one sub-folder per class.")
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _files(folder):
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield os.path.join(dirpath, name)
+
+
+def check_image(path):
+    """Return ``(height, width, grayscale)`` of a readable image, or raise ValueError saying why not."""
+    from PIL import Image
+
+    if not path.lower().endswith(IMAGE_EXTENSIONS):
+        raise ValueError(f"not an image file (allowed: {', '.join(e[1:] for e in IMAGE_EXTENSIONS)})")
+    try:
+        with Image.open(path) as image:
+            image.load()  # decodes every pixel: finds truncated files, not just bad headers
+            if image.format not in DECODABLE:
+                raise ValueError(f"{image.format} data, not jpg, png, bmp or gif")
+            return image.height, image.width, image.mode in GRAY_MODES
+    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"unreadable image ({exc})") from None
+
+
+def scan_folder(root, *, on_bad_image="error", key="data.path", class_names=None):
+    """Find and check every image under `root`'s class sub-folders.
+
+    Args:
+        root: the folder.
+        on_bad_image: ``error`` stops with the list of bad files; ``skip`` leaves them out.
+        key: the config key naming `root`, for messages.
+        class_names: the training classes, when scanning a separate test folder.
+    """
+    found = class_folders(root, key)
+    names = list(class_names) if class_names is not None else found
+    _check_classes(found, names, root, key, is_test=class_names is not None)
+    paths, labels, shapes, bad, gray = [], [], set(), [], True
+    for label, name in enumerate(names):
+        folder = Path(root) / name
+        count = 0
+        for path in _files(folder) if folder.is_dir() else ():
+            try:
+                h, w, is_gray = check_image(path)
+            except ValueError as exc:
+                bad.append((path, str(exc)))
+                continue
+            paths.append(path)
+            labels.append(label)
+            shapes.add((h, w))
+            gray = gray and is_gray
+            count += 1
+        if count == 0 and class_names is None:
+            raise DataError(f"class folder {str(folder)!r} has no usable images "
+                            f"(allowed: {', '.join(e[1:] for e in IMAGE_EXTENSIONS)}).")
+    if bad and on_bad_image == "error":
+        listed = "; ".join(f"{p}: {why}" for p, why in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise DataError(f"{len(bad)} bad image file(s) in {root}: {listed}{more}. Remove them, or set "
+                        "data.on_bad_image: skip to train on the rest.")
+    if not paths:
+        raise DataError(f"{key} {str(root)!r} holds no usable images.")
+    return FolderScan(np.array(paths), np.array(labels, dtype=np.int64), names, frozenset(shapes), gray,
+                      tuple(bad))
+
+
+def _check_classes(found, names, root, key, *, is_test):
+    if is_test:
+        unknown = sorted(set(found) - set(names))
+        if unknown:
+            raise DataError(f"{key} {str(root)!r} has class folder(s) {', '.join(unknown)} that the training "
+                            f"data does not have (training classes: {', '.join(names)}).")
+    elif len(found) < 2:
+        raise DataError(f"{key} {str(root)!r} has {len(found)} class sub-folder(s): a classifier needs at "
+                        "least 2 (one sub-folder of images per class).")

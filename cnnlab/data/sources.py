@@ -1,0 +1,173 @@
+"""Dataset sources, registered by ``data.dataset`` name.
+
+A source returns `RawData`: training and (optional) test `Examples`, held either
+as an image array (``N, H, W, C``, pixel values 0..255) or as a list of image
+files that the pipeline streams from disk.
+"""
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from cnnlab.data.folders import scan_folder
+from cnnlab.errors import DataError
+from cnnlab.registry import Registry
+
+SOURCES = Registry("data.dataset")
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Labelled images: in memory (``images``) or on disk (``paths``)."""
+
+    labels: np.ndarray
+    images: Optional[np.ndarray] = None
+    paths: Optional[np.ndarray] = None
+
+    def __len__(self):
+        return len(self.labels)
+
+    def take(self, index):
+        """The examples at `index` (an integer array)."""
+        pick = (lambda a: None if a is None else a[index])
+        return replace(self, labels=self.labels[index], images=pick(self.images), paths=pick(self.paths))
+
+
+@dataclass(frozen=True)
+class RawData:
+    """What a source gives: examples, class names and the images' own shape ``(H, W, C)``."""
+
+    train: Examples
+    test: Optional[Examples]
+    class_names: list
+    image_shape: tuple
+    skipped: tuple = ()  # bad image files left out (data.on_bad_image: skip)
+
+
+def load_raw(cfg):
+    """Load the dataset named by ``cfg.dataset`` (a DataConfig)."""
+    return SOURCES.get(cfg.dataset).fn(cfg)
+
+
+# --------------------------------------------------------------------------- in-memory sources
+
+
+def _as_images(x, key):
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., np.newaxis]  # N, H, W -> N, H, W, 1
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise DataError(f"{key} must hold images shaped (N, H, W), (N, H, W, 1) or (N, H, W, 3). "
+                        f"Received: shape {x.shape}.")
+    return x
+
+
+def _as_labels(y, n, key):
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        y = y.argmax(axis=1)  # one-hot
+    y = y.reshape(-1)
+    if len(y) != n:
+        raise DataError(f"{key} has {len(y)} labels for {n} images: they must match.")
+    if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+        raise DataError(f"{key} must hold class indices 0..K-1 (or one-hot rows). Received dtype {y.dtype}.")
+    return y.astype(np.int64)
+
+
+def from_arrays(x_train, y_train, x_test=None, y_test=None, class_names=None, source="arrays"):
+    """Build `RawData` from arrays in ``keras.datasets`` layout."""
+    train = Examples(labels=_as_labels(y_train, len(x_train), f"{source} y_train"),
+                     images=_as_images(x_train, f"{source} x_train"))
+    test = None
+    if x_test is not None:
+        test = Examples(labels=_as_labels(y_test, len(x_test), f"{source} y_test"),
+                        images=_as_images(x_test, f"{source} x_test"))
+        if test.images.shape[1:] != train.images.shape[1:]:
+            raise DataError(f"{source}: x_test images are {test.images.shape[1:]} but x_train images are "
+                            f"{train.images.shape[1:]}: they must match.")
+    classes = int(max(train.labels.max(), -1 if test is None else test.labels.max())) + 1
+    names = [str(c) for c in (class_names if class_names is not None else range(classes))]
+    if len(names) < classes:
+        raise DataError(f"{source}: labels go up to {classes - 1} but only {len(names)} class names are given.")
+    return RawData(train, test, names, tuple(train.images.shape[1:]))
+
+
+def _keras_dataset(name, class_names):
+    def load(cfg):
+        import keras
+
+        try:
+            (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
+        except Exception as exc:  # urllib, SSL, HTTP and bad-archive errors alike
+            raise DataError(f"could not download or read the {name} dataset ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). Keras caches it in "
+                            "~/.keras/datasets once downloaded; offline, use `data.dataset: npz` with "
+                            "`data.path` pointing at a copy.") from None
+        return from_arrays(x_train, y_train, x_test, y_test, class_names, source=name)
+
+    load.__doc__ = f"keras.datasets.{name}: Keras's own downloader and cache."
+    return load
+
+
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+           "Ankle boot"]
+CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+SOURCES.add("mnist", _keras_dataset("mnist", None), shape=(28, 28, 1), classes=10)
+SOURCES.add("fashion_mnist", _keras_dataset("fashion_mnist", FASHION), shape=(28, 28, 1), classes=10)
+SOURCES.add("cifar10", _keras_dataset("cifar10", CIFAR10), shape=(32, 32, 3), classes=10)
+SOURCES.add("cifar100", _keras_dataset("cifar100", None), shape=(32, 32, 3), classes=100)
+
+
+@SOURCES.register("digits", shape=(8, 8, 1), classes=10)
+def load_digits(cfg):
+    """scikit-learn's bundled 8x8 digits (1,797 images, no download); 0..16 scaled to 0..255."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    digits = sk_digits()
+    images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
+    return from_arrays(images, digits.target, source="digits")
+
+
+@SOURCES.register("npz")
+def load_npz(cfg):
+    """An .npz file in keras.datasets' layout: x_train, y_train and optionally x_test, y_test, class_names."""
+    path = Path(cfg.path)
+    if not path.is_file():
+        raise DataError(f"data.path {str(path)!r} does not exist (dataset npz needs an .npz file).")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as exc:
+        raise DataError(f"data.path {str(path)!r} is not a readable .npz file: {exc}") from None
+    missing = {"x_train", "y_train"} - set(arrays)
+    if missing or (("x_test" in arrays) != ("y_test" in arrays)):
+        raise DataError(f"{path} must hold x_train and y_train (and optionally both x_test and y_test). "
+                        f"Received keys: {', '.join(sorted(arrays))}.")
+    names = arrays.get("class_names")
+    return from_arrays(arrays["x_train"], arrays["y_train"], arrays.get("x_test"), arrays.get("y_test"),
+                       None if names is None else list(names), source=str(path))
+
+
+# --------------------------------------------------------------------------- image folders
+
+
+@SOURCES.register("directory")
+def load_directory(cfg):
+    """A folder of class sub-folders, scanned for bad images first, then streamed from disk."""
+    train = scan_folder(cfg.path, on_bad_image=cfg.on_bad_image, key="data.path")
+    test = None
+    if cfg.test_path:
+        test = scan_folder(cfg.test_path, on_bad_image=cfg.on_bad_image, key="data.test_path",
+                           class_names=train.class_names)
+    shapes = set(train.shapes) | (set(test.shapes) if test else set())
+    if cfg.image_size is None and len(shapes) > 1:
+        sizes = ", ".join(f"{h}x{w}" for h, w in sorted(shapes)[:4])
+        raise DataError(f"images in {cfg.path} have different sizes ({sizes}, ...): set data.image_size "
+                        "to the [height, width] to resize them to.")
+    h, w = sorted(shapes)[0]
+    channels = 1 if train.grayscale and (test is None or test.grayscale) else 3
+    examples = [None if s is None else Examples(labels=s.labels, paths=s.paths) for s in (train, test)]
+    skipped = train.skipped + (test.skipped if test else ())
+    return RawData(examples[0], examples[1], train.class_names, (h, w, channels), skipped)

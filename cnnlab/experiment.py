@@ -1,0 +1,120 @@
+"""`train`: seed -> data -> model -> fit -> run folder. One function serves the CLI and Python."""
+
+import math
+import os
+from pathlib import Path
+
+from cnnlab import artifacts
+from cnnlab.config import save_config
+from cnnlab.errors import CnnlabError
+
+
+def setup(cfg):
+    """Seed every generator and set the dtype policy before anything is built."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    keras.config.set_dtype_policy(cfg.training.precision)
+
+
+def build(cfg, data):
+    """The experiment's model for `data`, scaling included."""
+    from cnnlab.data.scaling import needs_stats, scaling_layers
+    from cnnlab.models.registry import build_model
+
+    stats = data.channel_stats() if needs_stats(cfg.data.scaling) else None
+    preprocessing = scaling_layers(cfg.data.scaling, cfg.model, stats)
+    return build_model(cfg.model, data.input_shape, data.classes, preprocessing=preprocessing)
+
+
+def steps_per_epoch(cfg, data):
+    return cfg.training.steps_per_epoch or math.ceil(len(data.train) / cfg.data.batch_size)
+
+
+def describe(data, echo):
+    splits = ", ".join(f"{n} {len(getattr(data, n))}" for n in ("train", "val", "test") if getattr(data, n) is not None)
+    echo(f"Data: {splits} images of {data.input_shape}, {data.classes} classes")
+    if data.skipped:
+        echo(f"Skipped {len(data.skipped)} bad image file(s) (data.on_bad_image: skip), e.g. {data.skipped[0][0]}")
+
+
+def check(cfg, echo=print):
+    """Build the model of `cfg` on its data and print its summary; no training."""
+    from cnnlab.data.pipeline import load_data
+
+    setup(cfg)
+    data = load_data(cfg)
+    describe(data, echo)
+    model = build(cfg, data)
+    model.summary(print_fn=lambda line, **_: echo(line))
+    return model
+
+
+def start_run(cfg, output_dir, fresh, echo):
+    """Resume the latest unfinished run of this exact config, or make a new run folder."""
+    resolved = cfg.to_dict()
+    run = None if fresh else artifacts.find_resumable(output_dir, cfg.name, resolved)
+    if run is not None:
+        echo(f"Resuming the interrupted run {run} (pass --fresh to start a new one)")
+        return run, True
+    run = artifacts.new_run_dir(output_dir, cfg.name)
+    full = cfg.model_copy(update={"provenance": artifacts.provenance()})
+    save_config(full, run / artifacts.CONFIG_FILE)
+    return run, False
+
+
+def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto"):
+    """Train the experiment `cfg` into a new (or resumed) run folder and return its path."""
+    from cnnlab.data.pipeline import load_data
+    from cnnlab.training.fit import compile_model, fit
+
+    setup(cfg)
+    data = load_data(cfg)
+    describe(data, echo)
+    model = build(cfg, data)
+    steps = steps_per_epoch(cfg, data)
+    compile_model(model, cfg, data.classes, steps)
+    run, resumed = start_run(cfg, Path(output_dir or cfg.output_dir), fresh, echo)
+    artifacts.write_json(run / artifacts.CLASSES_FILE, data.class_names)
+    artifacts.update_run_info(run, status="running", pid=os.getpid(), kind="train")
+    echo(f"Run: {run}")
+    with running(run):
+        fit(model, data, cfg, run, epochs=cfg.training.epochs, steps_per_epoch=cfg.training.steps_per_epoch,
+            verbose=verbose)
+        finish(run, model, cfg)
+    return run
+
+
+def finish(run, model, cfg):
+    """Keep the final model when no checkpoint chose a best one; mark the run completed."""
+    path = Path(run) / artifacts.MODEL_FILE
+    if cfg.callbacks.model_checkpoint is None or not path.is_file():
+        partial = path.with_name(".partial.final.keras")
+        model.save(partial)
+        os.replace(partial, path)
+    artifacts.update_run_info(run, status="completed", pid=None)
+
+
+class running:
+    """Mark a run interrupted or failed when training stops early, keeping what it had."""
+
+    def __init__(self, run):
+        self.run = run
+
+    def __enter__(self):
+        return self.run
+
+    def __exit__(self, kind, exc, tb):
+        if kind is None:
+            return False
+        if issubclass(kind, KeyboardInterrupt):
+            artifacts.update_run_info(self.run, status="interrupted", pid=None)
+        else:
+            artifacts.update_run_info(self.run, status="failed", pid=None, error=str(exc))
+            backup = Path(self.run) / artifacts.BACKUP_DIR
+            if issubclass(kind, CnnlabError) and backup.is_dir():
+                import shutil
+
+                shutil.rmtree(backup)  # a NaN state is nothing to resume from
+        return False

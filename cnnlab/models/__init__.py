@@ -1,0 +1,1 @@
+"""The model zoo. `cnnlab.models.registry` holds the registry and `build_model`."""

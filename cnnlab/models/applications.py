@@ -1,0 +1,128 @@
+"""Every ``keras.applications`` backbone, registered under a snake_case name.
+
+Names are derived from Keras's own modules (``mobilenet_v2``, ``resnet50v2``,
+``efficientnet_b0``, ``convnext_tiny``...), so a Keras upgrade that adds a backbone
+adds it here too. Each gets a new head for the data's classes. ``weights`` is
+``imagenet`` (Keras's own downloader and cache) or a local weights file.
+A backbone whose twin is in the zoo (``vgg16``, ``resnet50``...) is reached
+through the zoo name with ``weights: imagenet``.
+"""
+
+import inspect
+import os
+
+import keras
+from keras import layers
+
+from cnnlab.errors import ConfigError
+from cnnlab.models.blocks import pool_features, predictions
+from cnnlab.models.registry import MODELS, register_model
+
+APP_OPTIONS = ("weights", "dropout", "head", "kernel_initializer", "kernel_regularizer")
+TWINS = {}  # zoo name -> application builder, for weights: imagenet
+
+
+@keras.saving.register_keras_serializable(package="cnnlab")
+class BackbonePreprocessing(layers.Layer):
+    """A backbone's own ``preprocess_input`` as a layer, so saved models take raw pixels."""
+
+    def __init__(self, module, **kwargs):
+        super().__init__(**kwargs)
+        self.module = module
+
+    def call(self, inputs):
+        fn = getattr(keras.applications, self.module).preprocess_input
+        return fn(keras.ops.cast(inputs, self.compute_dtype))
+
+    def get_config(self):
+        return {**super().get_config(), "module": self.module}
+
+
+def _name(module, cls):
+    low, key = cls.lower(), module.replace("_", "")
+    if low == key:
+        return module
+    if low.startswith(key):
+        rest = low[len(key):]
+        return module + rest if rest[0].isdigit() else f"{module}_{rest}"
+    return low
+
+
+def _discover():
+    """Yield ``(name, module, constructor)`` for every keras.applications backbone."""
+    for module in sorted(dir(keras.applications)):
+        sub = getattr(keras.applications, module)
+        if not inspect.ismodule(sub) or not hasattr(sub, "preprocess_input"):
+            continue
+        for cls in sorted(dir(sub)):
+            fn = getattr(sub, cls)
+            if cls[:1].isupper() and callable(fn):
+                yield _name(module, cls), module, fn
+
+
+def _resolve_weights(weights):
+    if weights in (None, "imagenet"):
+        return weights
+    if not os.path.isfile(weights):
+        raise ConfigError(f"`model.weights` must be null, imagenet or an existing weights file. "
+                          f"Received: {weights!r} (no such file).")
+    return weights
+
+
+def _builder(module, constructor):
+    def build(x, classes, cfg):
+        weights = _resolve_weights(cfg.weights)
+        x = _fit_input(x, weights, constructor)
+        try:
+            base = constructor(include_top=False, weights="imagenet" if weights == "imagenet" else None,
+                               input_tensor=x)
+        except ValueError as exc:
+            raise ConfigError(f"keras.applications.{constructor.__name__} cannot take input "
+                              f"{tuple(x.shape[1:])}: {exc}") from None
+        if weights not in (None, "imagenet"):
+            try:
+                base.load_weights(weights, skip_mismatch=False)
+            except Exception as exc:  # Keras raises several types for a wrong file
+                raise ConfigError(f"`model.weights` {weights!r} does not fit {constructor.__name__} "
+                                  f"without its top: {exc}".splitlines()[0]) from None
+        y = pool_features(base.output, cfg.head)
+        if cfg.dropout:
+            y = layers.Dropout(cfg.dropout, name="head_dropout")(y)
+        return predictions(y, classes, cfg)
+
+    build.module = module
+    build.__doc__ = f"keras.applications.{constructor.__name__} without its top, plus a new head."
+    return build
+
+
+def _fit_input(x, weights, constructor):
+    """Grayscale becomes RGB when ImageNet weights need 3 channels; tiny images are upsampled
+    to the smallest size the backbone accepts (75 px for Inception and Xception, else 32)."""
+    if weights and x.shape[-1] == 1:
+        x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
+    smallest = 75 if constructor.__name__ in ("InceptionV3", "InceptionResNetV2", "Xception") else 32
+    if min(x.shape[1:3]) < smallest:
+        x = layers.Resizing(max(smallest, x.shape[1]), max(smallest, x.shape[2]), name="upsample")(x)
+    return x
+
+
+def _register_all():
+    for name, module, constructor in _discover():
+        builder = _builder(module, constructor)
+        if name in MODELS:
+            TWINS[name] = builder
+            continue
+        register_model(name, family="keras.applications", paper=f"keras.applications.{constructor.__name__}",
+                       options=APP_OPTIONS, module=module)(builder)
+
+
+_register_all()
+
+
+def preprocessing_module(cfg):
+    """The keras.applications module whose ``preprocess_input`` fits ``cfg`` (a ModelConfig), or None."""
+    entry = MODELS.get(cfg.architecture)
+    if "module" in entry.meta:
+        return entry.meta["module"]
+    twin = TWINS.get(cfg.architecture)
+    return twin.module if twin and cfg.weights else None

@@ -1,0 +1,84 @@
+"""PNG plots for a run folder: learning curves, confusion matrix, misclassified examples."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".partial.{path.name}")
+    fig.savefig(partial, dpi=100, bbox_inches="tight", format="png")
+    partial.replace(path)
+    _pyplot().close(fig)
+
+
+def write_all(run, result, mistakes, class_names):
+    """Write every plot the run has material for into ``run/plots``."""
+    from cnnlab.training.callbacks import read_history
+
+    plots = Path(run) / "plots"
+    history = read_history(run)
+    if history:
+        curves(history, plots / "curves.png")
+    confusion(np.array(result["confusion_matrix"]), class_names, plots / "confusion_matrix.png")
+    if mistakes:
+        mistakes_grid(mistakes, class_names, plots / "mistakes.png")
+
+
+def curves(history, path):
+    """Loss and accuracy per epoch, training and validation."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = [row["epoch"] + 1 for row in history]
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+            if key in history[0]:
+                ax.plot(epochs, [row[key] for row in history], style, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend()
+    _save(fig, path)
+
+
+def confusion(matrix, class_names, path):
+    """The confusion matrix, rows true classes, columns predictions."""
+    plt = _pyplot()
+    n = len(class_names)
+    size = min(max(4, n * 0.5), 20)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    if n <= 30:
+        ax.set_xticks(range(n), class_names, rotation=90)
+        ax.set_yticks(range(n), class_names)
+        for (i, j), v in np.ndenumerate(matrix):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                    color="white" if v > matrix.max() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    _save(fig, path)
+
+
+def mistakes_grid(mistakes, class_names, path):
+    """Misclassified images titled ``true -> predicted (confidence)``."""
+    plt = _pyplot()
+    cols = min(5, len(mistakes))
+    rows = math.ceil(len(mistakes) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (image, true, pred, conf) in zip(axes.flat, mistakes):
+        image = np.clip(image, 0, 255).astype(np.uint8)
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
+        ax.set_title(f"{class_names[true]} -> {class_names[pred]} ({conf:.2f})", fontsize=8)
+    _save(fig, path)

@@ -1,0 +1,1 @@
+"""Compile and fit: optimizers, learning-rate schedules, callbacks, resume."""

@@ -1,0 +1,109 @@
+"""Callbacks from the ``callbacks:`` section, with Keras's own argument names."""
+
+import csv
+import math
+import os
+from pathlib import Path
+
+import keras
+
+from cnnlab.artifacts import BACKUP_DIR, HISTORY_FILE, MODEL_FILE
+
+
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """ModelCheckpoint that saves to a temporary file, then renames it over `filepath`.
+
+    A kill during the save leaves the previous best model intact.
+    """
+
+    def __init__(self, filepath, **kwargs):
+        self.target = str(filepath)
+        self.partial = str(Path(filepath).with_name(".partial." + Path(filepath).name))
+        super().__init__(self.partial, **kwargs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if os.path.exists(self.partial):
+            os.replace(self.partial, self.target)
+
+
+class PhaseLogger(keras.callbacks.Callback):
+    """Adds ``phase`` (fine-tuning's 1 or 2) to the epoch logs, for history.csv."""
+
+    def __init__(self, phase):
+        super().__init__()
+        self.phase = phase
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["phase"] = self.phase
+
+
+def read_history(run):
+    """Rows of a run's history.csv as dicts of floats (``epoch`` as int)."""
+    path = Path(run) / HISTORY_FILE
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: (int(v) if k == "epoch" else _float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _float(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def truncate_history(run, epochs):
+    """Keep the first `epochs` epochs of history.csv (what a resumed run restarts after)."""
+    path = Path(run) / HISTORY_FILE
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < epochs]
+    tmp = path.with_name(".history.partial")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(tmp, path)
+
+
+def best_so_far(history, monitor, mode):
+    """The best value of `monitor` in earlier epochs, for a resumed checkpoint's threshold."""
+    values = [row[monitor] for row in history if isinstance(row.get(monitor), float) and not math.isnan(row[monitor])]
+    if not values:
+        return None
+    maximize = mode == "max" or (mode == "auto" and ("acc" in monitor or monitor.endswith("auc")))
+    return max(values) if maximize else min(values)
+
+
+def make_callbacks(cfg, run, *, history=(), phase=None, backup=True):
+    """The callbacks for one `fit`: the configured ones plus NaN guard and resume backup.
+
+    Args:
+        cfg: a CallbacksConfig.
+        run: the run folder.
+        history: earlier epochs' rows (a resumed or continued run), to carry the best value on.
+        phase: fine-tuning phase written to history.csv, or None.
+        backup: whether to back up every epoch for resuming.
+    """
+    run = Path(run)
+    out = [keras.callbacks.TerminateOnNaN()]
+    if phase is not None:
+        out.append(PhaseLogger(phase))
+    if cfg.model_checkpoint is not None:
+        ck = cfg.model_checkpoint
+        threshold = best_so_far(history, ck.monitor, ck.mode) if (run / MODEL_FILE).is_file() else None
+        out.append(AtomicModelCheckpoint(run / MODEL_FILE, **ck.model_dump(), initial_value_threshold=threshold))
+    if cfg.reduce_lr_on_plateau is not None:
+        out.append(keras.callbacks.ReduceLROnPlateau(**cfg.reduce_lr_on_plateau.model_dump()))
+    if cfg.early_stopping is not None:
+        out.append(keras.callbacks.EarlyStopping(**cfg.early_stopping.model_dump()))
+    if cfg.tensorboard:
+        out.append(keras.callbacks.TensorBoard(log_dir=str(run / "tensorboard")))
+    if cfg.csv_logger:
+        out.append(keras.callbacks.CSVLogger(str(run / HISTORY_FILE), append=bool(history)))
+    if backup:
+        out.append(keras.callbacks.BackupAndRestore(str(run / BACKUP_DIR), delete_checkpoint=True))
+    return out

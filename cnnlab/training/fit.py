@@ -1,0 +1,94 @@
+"""Compile a model from a TrainingConfig and fit it, resumable epoch by epoch."""
+
+import json
+import math
+from pathlib import Path
+
+import keras
+
+from cnnlab.artifacts import BACKUP_DIR
+from cnnlab.errors import ConfigError, TrainingError
+from cnnlab.training.callbacks import make_callbacks, read_history, truncate_history
+from cnnlab.training.optimizers import build_learning_rate, build_optimizer
+
+LOSSES = {"auto": keras.losses.CategoricalCrossentropy,
+          "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
+          "categorical_focal_crossentropy": keras.losses.CategoricalFocalCrossentropy}
+
+
+def metrics(classes, top_k):
+    """Accuracy plus top-k accuracy for each k in `top_k` below the class count."""
+    out = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    out += [keras.metrics.TopKCategoricalAccuracy(k, name=f"top{k}_accuracy") for k in top_k if 1 < k < classes]
+    return out
+
+
+def compile_model(model, cfg, classes, steps_per_epoch, *, learning_rate=None, epochs=None):
+    """Compile with the configured optimizer, schedule, loss and metrics.
+
+    Args:
+        cfg: the ExperimentConfig.
+        learning_rate: overrides ``training.learning_rate`` (fine-tuning's phase 2).
+        epochs: the epochs the schedule spans (default ``training.epochs``).
+    """
+    training = cfg.training
+    if learning_rate is not None:
+        training = training.model_copy(update={"learning_rate": learning_rate})
+    lr = build_learning_rate(training, steps_per_epoch, epochs)
+    loss = LOSSES[training.loss](label_smoothing=training.label_smoothing)
+    model.compile(optimizer=build_optimizer(training, lr), loss=loss,
+                  metrics=metrics(classes, cfg.evaluate.top_k))
+    return model
+
+
+def class_weight(cfg, labels, class_names):
+    """``training.class_weight`` as Keras's ``{index: weight}``; ``balanced`` as scikit-learn computes it."""
+    import numpy as np
+
+    spec = cfg.training.class_weight
+    if spec is None:
+        return None
+    classes = np.arange(len(class_names))
+    if spec == "balanced":
+        from sklearn.utils.class_weight import compute_class_weight
+
+        present = np.unique(labels)
+        weights = compute_class_weight("balanced", classes=present, y=labels)
+        return {int(c): float(w) for c, w in zip(present, weights)}
+    out = {int(c): 1.0 for c in classes}
+    for key, weight in spec.items():
+        index = class_names.index(str(key)) if str(key) in class_names else key
+        if not isinstance(index, int) or index not in out:
+            raise ConfigError(f"training.class_weight: {key!r} is not a class. Classes: {', '.join(class_names)}.")
+        out[index] = float(weight)
+    return out
+
+
+def resume_epoch(run):
+    """The epoch a run's backup restarts from (0 when there is none)."""
+    meta = Path(run) / BACKUP_DIR / "training_metadata.json"
+    return json.loads(meta.read_text())["epoch"] if meta.is_file() else 0
+
+
+def fit(model, data, cfg, run, *, epochs, initial_epoch=0, phase=None, steps_per_epoch=None, verbose="auto"):
+    """Fit `model` on `data` into `run`, resuming from the run's backup if it has one.
+
+    Epochs are counted on from `initial_epoch` up to `epochs` (exclusive), so two
+    fine-tuning phases share one history. Raises `TrainingError` if the loss
+    becomes NaN; the best model saved before it is kept.
+    """
+    done = max(initial_epoch, resume_epoch(run))
+    truncate_history(run, done)
+    history = read_history(run)
+    callbacks = make_callbacks(cfg.callbacks, run, history=history, phase=phase)
+    train = data.dataset("train", training=True, repeat=steps_per_epoch is not None)
+    val = data.dataset("val") if data.val is not None else None
+    result = model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch,
+                       steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose, shuffle=False,
+                       class_weight=class_weight(cfg, data.train.labels, data.class_names))
+    losses = result.history.get("loss", [])
+    if any(math.isnan(v) or math.isinf(v) for v in losses):
+        raise TrainingError(f"the loss became NaN at epoch {initial_epoch + len(losses)}: training stopped. "
+                            f"Lower training.learning_rate (now {cfg.training.learning_rate}), add batch_norm, "
+                            "or check the data's scaling; the best model saved before it is kept.")
+    return result

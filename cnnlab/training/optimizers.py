@@ -1,0 +1,89 @@
+"""Optimizers and learning-rate schedules, picked by name; extra keys are Keras's own arguments."""
+
+import inspect
+
+import keras
+
+from cnnlab.errors import ConfigError, did_you_mean
+from cnnlab.registry import Registry
+
+OPTIMIZERS = Registry("training.optimizer.name")
+OPTIMIZERS.add("sgd", keras.optimizers.SGD)
+OPTIMIZERS.add("momentum", keras.optimizers.SGD, defaults={"momentum": 0.9})
+OPTIMIZERS.add("nesterov", keras.optimizers.SGD, defaults={"momentum": 0.9, "nesterov": True})
+OPTIMIZERS.add("adagrad", keras.optimizers.Adagrad)
+OPTIMIZERS.add("rmsprop", keras.optimizers.RMSprop)
+OPTIMIZERS.add("adam", keras.optimizers.Adam)
+OPTIMIZERS.add("adamw", keras.optimizers.AdamW)
+
+SCHEDULES = Registry("training.lr_schedule.name")
+
+
+def _checked_kwargs(cls, kwargs, key, reserved=()):
+    """Reject keyword arguments `cls` does not take, naming them and the allowed ones."""
+    allowed = [p for p in inspect.signature(cls).parameters if p not in ("self", "kwargs", *reserved)]
+    for name in kwargs:
+        if name not in allowed:
+            raise ConfigError(f"unknown key '{key}.{name}' for {cls.__name__}.{did_you_mean(name, allowed)} "
+                              f"Allowed here: {', '.join(allowed)}.")
+    return kwargs
+
+
+def build_optimizer(cfg, learning_rate):
+    """A Keras optimizer from a TrainingConfig; `learning_rate` is a float or a schedule."""
+    entry = OPTIMIZERS.get(cfg.optimizer.name)
+    kwargs = {**entry.meta.get("defaults", {}), **(cfg.optimizer.model_extra or {})}
+    _checked_kwargs(entry.fn, kwargs, "training.optimizer", reserved=("learning_rate", "name"))
+    try:
+        return entry.fn(learning_rate=learning_rate, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"training.optimizer: {exc}") from None
+
+
+def build_learning_rate(cfg, steps_per_epoch, epochs=None):
+    """``training.learning_rate``, or a Keras schedule of it counted in epochs."""
+    if cfg.lr_schedule is None:
+        return cfg.learning_rate
+    entry = SCHEDULES.get(cfg.lr_schedule.name)
+    args = dict(cfg.lr_schedule.model_extra or {})
+    allowed = entry.meta["args"]
+    for name in args:
+        if name not in allowed:
+            raise ConfigError(f"unknown key 'training.lr_schedule.{name}' for {entry.name}."
+                              f"{did_you_mean(name, allowed)} Allowed here: {', '.join(allowed)}.")
+    return entry.fn(cfg.learning_rate, steps_per_epoch, epochs or cfg.epochs, **args)
+
+
+@SCHEDULES.register("cosine", args=("alpha", "warmup_epochs"))
+def cosine(lr, steps, epochs, alpha=0.0, warmup_epochs=0):
+    """Cosine decay to ``alpha * lr`` over the run, after an optional linear warm-up."""
+    warmup = int(warmup_epochs * steps)
+    return keras.optimizers.schedules.CosineDecay(
+        lr / 100 if warmup else lr, decay_steps=max(1, epochs * steps - warmup), alpha=alpha,
+        warmup_target=lr if warmup else None, warmup_steps=warmup)
+
+
+@SCHEDULES.register("step", args=("milestones", "gamma"))
+def step(lr, steps, epochs, milestones=(), gamma=0.1):
+    """Multiply by ``gamma`` at each epoch in ``milestones`` (He et al.'s CIFAR recipe)."""
+    milestones = sorted(int(m) for m in milestones)
+    if not milestones:
+        raise ConfigError("training.lr_schedule.milestones must list the epochs at which to decay, e.g. [82, 123].")
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        [m * steps for m in milestones], [lr * gamma ** i for i in range(len(milestones) + 1)])
+
+
+@SCHEDULES.register("exponential", args=("decay_epochs", "gamma", "staircase"))
+def exponential(lr, steps, epochs, decay_epochs=1, gamma=0.9, staircase=False):
+    """Multiply by ``gamma`` every ``decay_epochs`` epochs."""
+    return keras.optimizers.schedules.ExponentialDecay(lr, int(decay_epochs * steps), gamma, staircase=staircase)
+
+
+@SCHEDULES.register("onecycle", args=("warmup_fraction", "div_factor", "final_div_factor"))
+def onecycle(lr, steps, epochs, warmup_fraction=0.3, div_factor=25.0, final_div_factor=1e4):
+    """One cycle (Smith 2018): linear warm-up from ``lr / div_factor`` to ``lr``, then cosine annealing."""
+    total = max(1, epochs * steps)
+    warmup = int(total * warmup_fraction)
+    return keras.optimizers.schedules.CosineDecay(
+        lr / div_factor, decay_steps=max(1, total - warmup), alpha=1.0 / final_div_factor / div_factor,
+        warmup_target=lr, warmup_steps=warmup)

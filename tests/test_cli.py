@@ -1,0 +1,125 @@
+"""The command line end to end: start-up, train -> evaluate, runs never overwritten, resume, errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cnnlab import artifacts
+from tests.conftest import error_line
+
+
+def test_help_and_version_do_not_import_tensorflow():
+    code = ("import sys; from click.testing import CliRunner; from cnnlab.cli import main; "
+            "r = CliRunner().invoke(main, ['--help']); assert r.exit_code == 0, r.output; "
+            "r = CliRunner().invoke(main, ['--version']); assert 'cnnlab' in r.output; "
+            "r = CliRunner().invoke(main, ['train', '--help']); assert '--set' in r.output; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_every_command_has_help(cli):
+    result = cli("--help")
+    for command in ("train", "evaluate", "check", "models"):
+        assert command in result.output
+        assert cli(command, "--help").exit_code == 0
+
+
+@pytest.mark.slow
+def test_train_then_evaluate_the_latest_run(cli, write_experiment, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_experiment({"output_dir": "runs", "training": {"epochs": 3}})
+    result = cli("train", path)
+    assert result.exit_code == 0, result.output
+    run = artifacts.latest_run("runs")
+    for name in ("config.yaml", "model.keras", "history.csv", "class_names.json", "run.json"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "class_names.json").read_text()) == [str(i) for i in range(10)]
+    assert artifacts.run_info(run)["status"] == "completed"
+    assert "versions" in (run / "config.yaml").read_text()
+
+    result = cli("evaluate", "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output[result.output.index("{"):])
+    assert metrics["images"] == 360 and metrics["accuracy"] > 0.8
+    assert set(metrics["per_class"]["3"]) == {"precision", "recall", "f1", "support"}
+    assert np.array(metrics["confusion_matrix"]).sum() == 360
+    assert "top5" in metrics["top_k_accuracy"]
+    assert json.loads((run / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
+    assert (run / "plots" / "confusion_matrix.png").is_file() and (run / "plots" / "curves.png").is_file()
+
+
+@pytest.mark.slow
+def test_a_second_train_never_overwrites_the_first(cli, write_experiment, tmp_path):
+    path = write_experiment({"training": {"epochs": 1}})
+    assert cli("train", path).exit_code == 0
+    first = artifacts.latest_run(tmp_path / "runs")
+    before = (first / "model.keras").read_bytes()
+    assert cli("train", path).exit_code == 0
+    runs = artifacts.list_runs(tmp_path / "runs")
+    assert len(runs) == 2 and runs[0] == first
+    assert (first / "model.keras").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_interrupted_training_resumes_where_it_stopped(cli, write_experiment, tmp_path, monkeypatch):
+    import keras
+
+    from cnnlab.training import fit as fit_module
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    original = fit_module.make_callbacks
+    monkeypatch.setattr(fit_module, "make_callbacks", lambda *a, **k: original(*a, **k) + [Interrupt()])
+    path = write_experiment({"training": {"epochs": 4}})
+    result = cli("train", path)
+    assert result.exit_code == 130
+    run = artifacts.latest_run(tmp_path / "runs")
+    assert artifacts.run_info(run)["status"] == "interrupted"
+    assert json.loads((run / "backup" / "training_metadata.json").read_text())["epoch"] == 2
+
+    monkeypatch.setattr(fit_module, "make_callbacks", original)
+    result = cli("train", path)
+    assert result.exit_code == 0, result.output
+    assert "Resuming" in result.output and "Epoch 3/4" in result.output and "Epoch 1/4" not in result.output
+    assert artifacts.list_runs(tmp_path / "runs") == [run]
+    history = (run / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["0", "1", "2", "3"]
+    assert not (run / "backup").exists()
+
+
+@pytest.mark.slow
+def test_nan_loss_is_a_clear_error_and_leaves_no_bad_model(cli, write_experiment, tmp_path):
+    path = write_experiment({"training": {"epochs": 3, "optimizer": "sgd", "learning_rate": 1e30},
+                             "model": {"architecture": "mlp", "dropout": 0.0}})
+    result = cli("train", path)
+    assert result.exit_code == 2
+    assert "loss became NaN" in error_line(result) and "learning_rate" in error_line(result)
+    run = artifacts.latest_run(tmp_path / "runs")
+    assert artifacts.run_info(run)["status"] == "failed"
+    assert not (run / "backup").exists()
+
+
+def test_bad_inputs_are_one_error_line(cli, write_experiment, tmp_path):
+    result = cli("evaluate", tmp_path)
+    assert result.exit_code == 2 and "is not a run folder" in error_line(result)
+    result = cli("train", write_experiment({"model": {"architecture": "vgg-16"}}))
+    assert result.exit_code == 2 and "model.architecture" in error_line(result)
+    result = cli("train", write_experiment({"model": {"architecture": "mlp", "activation": "rleu"}}))
+    assert result.exit_code == 2 and "model.activation" in error_line(result)
+    result = cli("train", write_experiment({"training": {"optimizer": {"name": "sgd", "momentun": 0.9}}}))
+    assert result.exit_code == 2 and "Did you mean 'momentum'" in error_line(result)
+    result = cli("train", write_experiment({"data": {"dataset": "directory", "path": str(tmp_path / "none")}}))
+    assert result.exit_code == 2 and "is not a folder" in error_line(result)
+
+
+def test_check_prints_config_and_summary(cli, write_experiment):
+    result = cli("check", write_experiment())
+    assert result.exit_code == 0, result.output
+    assert "architecture: mlp" in result.output and "Total params" in result.output

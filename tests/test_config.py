@@ -1,0 +1,117 @@
+"""The experiment file: strict loading, typed values, --set, one Error line and exit code 2."""
+
+import pytest
+
+from cnnlab.config import apply_overrides, build_config, load_config
+from cnnlab.errors import ConfigError
+from tests.conftest import error_line
+
+
+def test_defaults_follow_the_spec():
+    cfg = build_config({"data": {"dataset": "cifar10"}})
+    assert cfg.data.validation_split == 0.1 and cfg.data.batch_size == 128
+    assert cfg.training.optimizer.name == "adam" and cfg.training.learning_rate == 0.001
+    assert cfg.callbacks.early_stopping.patience == 15
+    assert cfg.callbacks.model_checkpoint.save_best_only is True
+    assert cfg.finetune.learning_rate == 1e-5
+
+
+def test_name_defaults_to_the_file_stem(write_experiment):
+    path = write_experiment()
+    path.write_text(path.read_text().replace("name: tiny\n", ""))
+    assert load_config(path).name == "tiny"
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({"data": {"dataset": "cifar-10"}}, "Did you mean 'cifar10'?"),
+    ({"data": {"dataset": "mnist", "batchsize": 3}}, "unknown key 'data.batchsize'. Did you mean 'batch_size'?"),
+    ({"data": {"dataset": "mnist"}, "trainig": {}}, "unknown key 'trainig'. Did you mean 'training'?"),
+    ({"data": {"dataset": "mnist", "batch_size": -1}}, "'data.batch_size': Input should be greater than 0"),
+    ({"data": {"dataset": "mnist"}, "training": {"epochs": "ten"}}, "'training.epochs'"),
+    ({"data": {"dataset": "mnist", "validation_split": 1.5}}, "'data.validation_split'"),
+    ({"data": {"dataset": "mnist"}, "training": {"optimizer": "adm"}}, "Did you mean 'adam'?"),
+    ({"data": {"dataset": "mnist"}, "callbacks": {"early_stopping": {"patiense": 3}}},
+     "unknown key 'callbacks.early_stopping.patiense'. Did you mean 'patience'?"),
+    ({"data": {"dataset": "npz"}}, "data.path is required"),
+    ({"data": {"dataset": "mnist", "validation_split": 0}}, "no validation data"),
+    ({}, "'data' is required"),
+])
+def test_bad_values_name_the_key_and_what_is_allowed(data, expected):
+    with pytest.raises(ConfigError) as info:
+        build_config(data)
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_received_value_is_quoted():
+    with pytest.raises(ConfigError, match=r"Received: 'cifar-10'"):
+        build_config({"data": {"dataset": "cifar-10"}})
+
+
+def test_duplicate_keys_are_rejected(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("data:\n  dataset: mnist\n  batch_size: 3\n  batch_size: 4\n")
+    with pytest.raises(ConfigError, match="duplicate key 'batch_size' at line 4"):
+        load_config(path)
+
+
+def test_invalid_yaml_says_where(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("data:\n  dataset: [mnist\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_config(path)
+
+
+def test_set_overrides_are_yaml_typed_and_validated(write_experiment):
+    path = write_experiment()
+    cfg = load_config(path, ["training.epochs=3", "augmentation.horizontal_flip=true",
+                             "training.optimizer=sgd", "training.optimizer.momentum=0.9",
+                             "data.image_size=[16, 16]"])
+    assert cfg.training.epochs == 3 and cfg.augmentation.horizontal_flip is True
+    assert cfg.training.optimizer.name == "sgd"  # "sgd" became {name: sgd, momentum: 0.9}
+    assert cfg.training.optimizer.model_extra == {"momentum": 0.9}
+    assert cfg.data.image_size == (16, 16)
+    with pytest.raises(ConfigError, match="unknown key 'training.epoch'. Did you mean 'epochs'"):
+        load_config(path, ["training.epoch=3"])
+    with pytest.raises(ConfigError, match="--set takes KEY=VALUE"):
+        load_config(path, ["training.epochs"])
+
+
+def test_dedicated_options_win_over_set(write_experiment):
+    cfg = load_config(write_experiment(), ["training.epochs=3"], **{"training.epochs": 7})
+    assert cfg.training.epochs == 7
+
+
+def test_apply_overrides_does_not_touch_its_input():
+    data = {"training": {"epochs": 1}}
+    apply_overrides(data, ["training.epochs=2"])
+    assert data == {"training": {"epochs": 1}}
+
+
+def test_callbacks_switch_off_and_on():
+    cfg = build_config({"data": {"dataset": "mnist"},
+                        "callbacks": {"early_stopping": False, "reduce_lr_on_plateau": True}})
+    assert cfg.callbacks.early_stopping is None
+    assert cfg.callbacks.reduce_lr_on_plateau.patience == 10
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("data:\n  dataset: mnist\n  batchsize: 3\n", "unknown key 'data.batchsize'"),
+    ("data:\n  dataset: mnist\ntraining:\n  epochs: -3\n", "'training.epochs'"),
+    ("data:\n  dataset: mnist\ndata:\n  dataset: mnist\n", "duplicate key 'data'"),
+    ("- just\n- a list\n", "must hold a mapping"),
+])
+def test_cli_bad_config_is_one_error_line_with_exit_code_2(cli, tmp_path, content, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    for command in ("train", "check"):
+        result = cli(command, path)
+        assert result.exit_code == 2
+        assert expected in error_line(result)
+
+
+def test_cli_missing_file_and_bad_set(cli, write_experiment, tmp_path):
+    result = cli("train", tmp_path / "nope.yaml")
+    assert result.exit_code == 2 and "does not exist" in error_line(result)
+    result = cli("train", write_experiment(), "--set", "model.dropuot=0.3")
+    assert result.exit_code == 2 and "Did you mean 'dropout'" in error_line(result)
