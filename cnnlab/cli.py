@@ -140,6 +140,7 @@ def _shape(text):
 @click.option("--family", help="Only this family (e.g. resnet, vgg, keras.applications).")
 def models_command(input_shape, classes, family):
     """List every architecture with its parameters and multiply-adds per image."""
-    from cnnlab.models.summary import model_table
+    from cnnlab.models.summary import model_rows
 
-    click.echo(model_table(_shape(input_shape), classes, family=family))
+    for line in model_rows(_shape(input_shape), classes, family=family):
+        click.echo(line)

@@ -192,6 +192,16 @@ class ExperimentConfig(Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     provenance: Optional[dict[str, Any]] = None  # written by cnnlab into a run's config.yaml
 
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule_replaces_plateau(cls, data):
+        """A learning-rate schedule switches ReduceLROnPlateau off unless the file asks for both."""
+        if isinstance(data, dict) and (data.get("training") or {}).get("lr_schedule"):
+            callbacks = data.get("callbacks") or {}
+            if isinstance(callbacks, dict) and "reduce_lr_on_plateau" not in callbacks:
+                data = {**data, "callbacks": {**callbacks, "reduce_lr_on_plateau": None}}
+        return data
+
     @model_validator(mode="after")
     def _cross_field_rules(self):
         for check in CHECKS:
@@ -222,16 +232,6 @@ def _check_monitors(cfg):
                              "is 0, so there is no validation data: monitor 'loss' or set a validation_split")
 
 
-def _check_backbone_scaling(cfg):
-    if cfg.data.scaling == "backbone" and not cfg.model.weights and not cfg.finetune.base:
-        from cnnlab.models.applications import APPLICATIONS  # no keras import: a plain table
-
-        if cfg.model.architecture not in APPLICATIONS:
-            raise ValueError("data.scaling 'backbone' applies a keras.applications model's own preprocessing, "
-                             f"but model.architecture is {cfg.model.architecture!r}: use unit, symmetric, "
-                             "standardize or none")
-
-
 def _check_mixing(cfg):
     aug = cfg.augmentation
     if aug.engine == "generator" and (aug.mixup_alpha or aug.cutmix_alpha or aug.random_erasing or aug.rand_augment):
@@ -239,7 +239,13 @@ def _check_mixing(cfg):
                          "augmentation.engine: layers (ImageDataGenerator has no such transformation)")
 
 
-CHECKS = [_check_paths, _check_monitors, _check_backbone_scaling, _check_mixing]
+def _check_schedule(cfg):
+    if cfg.training.lr_schedule is not None and cfg.callbacks.reduce_lr_on_plateau is not None:
+        raise ValueError("training.lr_schedule and callbacks.reduce_lr_on_plateau both set the learning rate: "
+                         "keep one (set callbacks.reduce_lr_on_plateau: false to use the schedule)")
+
+
+CHECKS = [_check_paths, _check_monitors, _check_mixing, _check_schedule]
 
 
 # --------------------------------------------------------------------------- loading

@@ -82,7 +82,7 @@ def evaluate(target=None, *, split=None, data_dir=None, root="runs", echo=print)
 
 
 def _check_model_fits(model, data, run):
-    out, shape = model.output_shape[-1], tuple(model.input_shape[1:])
+    out, shape = main_output_shape(model)[-1], tuple(model.input_shape[1:])
     if out != data.classes:
         raise DataError(f"the model in {run} predicts {out} classes but the data has {data.classes} "
                         f"({', '.join(data.class_names[:10])}): evaluate it on data with the same classes.")
@@ -91,11 +91,22 @@ def _check_model_fits(model, data, run):
                         "set data.image_size / data.color_mode to match.")
 
 
+def main_output_shape(model):
+    """The output shape of the main classifier (GoogLeNet's auxiliary ones come after it)."""
+    shape = model.output_shape
+    return shape[0] if isinstance(shape, list) else shape
+
+
+def main_output(predictions):
+    """The main classifier's probabilities from a model's prediction."""
+    return np.asarray(predictions[0] if isinstance(predictions, (list, tuple)) else predictions)
+
+
 def predict_split(model, data, split):
     """Class probabilities and true labels of a split, plus up to 25 misclassified images."""
     probs, labels, mistakes = [], [], []
     for images, onehot in data.dataset(split):
-        p = np.asarray(model.predict_on_batch(images))
+        p = main_output(model.predict_on_batch(images))
         y = np.argmax(np.asarray(onehot), axis=1)
         wrong = np.flatnonzero(p.argmax(axis=1) != y)
         for i in wrong[: MAX_MISTAKES - len(mistakes)]:

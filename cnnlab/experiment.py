@@ -40,13 +40,21 @@ def describe(data, echo):
 
 
 def check(cfg, echo=print):
-    """Build the model of `cfg` on its data and print its summary; no training."""
-    from cnnlab.data.pipeline import load_data
+    """Build the model of `cfg` and print its summary; no training.
+
+    Keras's datasets are described from the registry (shape, classes), so this
+    needs no download; files and folders are read to learn their shape.
+    """
+    from cnnlab.data.pipeline import describe_data
+    from cnnlab.data.scaling import needs_stats, scaling_layers
+    from cnnlab.models.registry import build_model
 
     setup(cfg)
-    data = load_data(cfg)
-    describe(data, echo)
-    model = build(cfg, data)
+    shape, classes = describe_data(cfg)
+    echo(f"Data: images of {shape}, {classes} classes")
+    # Standardisation's statistics change no parameter count: neutral ones do for the summary.
+    stats = {"mean": [0.0] * shape[-1], "variance": [1.0] * shape[-1]} if needs_stats(cfg.data.scaling) else None
+    model = build_model(cfg.model, shape, classes, preprocessing=scaling_layers(cfg.data.scaling, cfg.model, stats))
     model.summary(print_fn=lambda line, **_: echo(line))
     return model
 

@@ -115,3 +115,11 @@ def test_cli_missing_file_and_bad_set(cli, write_experiment, tmp_path):
     assert result.exit_code == 2 and "does not exist" in error_line(result)
     result = cli("train", write_experiment(), "--set", "model.dropuot=0.3")
     assert result.exit_code == 2 and "Did you mean 'dropout'" in error_line(result)
+
+
+def test_a_schedule_switches_plateau_off_unless_both_are_asked_for():
+    cfg = build_config({"data": {"dataset": "mnist"}, "training": {"lr_schedule": "cosine"}})
+    assert cfg.callbacks.reduce_lr_on_plateau is None and cfg.training.lr_schedule.name == "cosine"
+    with pytest.raises(ConfigError, match="both set the learning rate"):
+        build_config({"data": {"dataset": "mnist"}, "training": {"lr_schedule": "cosine"},
+                      "callbacks": {"reduce_lr_on_plateau": {"patience": 3}}})

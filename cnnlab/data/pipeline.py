@@ -42,16 +42,19 @@ class DataBundle:
             raise DataError(f"the data has no {name} split (data.validation_split is 0).")
         return examples
 
-    def dataset(self, name, *, training=False, repeat=False):
-        """A batched pipeline over split `name`; ``training`` shuffles and augments."""
+    def dataset(self, name, *, training=False, repeat=False, outputs=1):
+        """A batched pipeline over split `name`; ``training`` shuffles and augments.
+
+        ``outputs`` > 1 repeats the labels for a model with auxiliary outputs.
+        """
         from cnnlab.data.augment import augmenter
 
         examples = self.split(name)
         augment = augmenter(self.augmentation, self.input_shape, self.classes, self.seed) if training else None
         if augment is not None and augment.feeds_fit:
-            return augment.sequence(examples, self)
+            return augment.sequence(examples, self, outputs=outputs)
         ds = make_dataset(examples, self.input_shape, self.batch_size, shuffle=training, seed=self.seed)
-        return finish(ds, self.classes, augment=augment, repeat=repeat)
+        return finish(ds, self.classes, augment=augment, repeat=repeat, outputs=outputs)
 
     def channel_stats(self):
         """Per-channel mean and variance of the (un-augmented) training images."""
@@ -81,6 +84,17 @@ def load_data(cfg):
     return DataBundle(train=train, val=val, test=test, class_names=list(raw.class_names),
                       input_shape=input_shape(raw.image_shape, data), batch_size=data.batch_size,
                       seed=cfg.seed, augmentation=cfg.augmentation, skipped=raw.skipped)
+
+
+def describe_data(cfg):
+    """``(input_shape, classes)`` of an experiment's data, without downloading Keras's datasets."""
+    from cnnlab.data.sources import SOURCES
+
+    meta = SOURCES.get(cfg.data.dataset).meta
+    if "shape" in meta:
+        return input_shape(meta["shape"], cfg.data), meta["classes"]
+    raw = load_raw(cfg.data)
+    return input_shape(raw.image_shape, cfg.data), len(raw.class_names)
 
 
 def input_shape(image_shape, data):
@@ -150,13 +164,15 @@ def fit_images(images, shape):
     return x
 
 
-def finish(ds, classes, *, augment=None, repeat=False):
+def finish(ds, classes, *, augment=None, repeat=False, outputs=1):
     """Augment (training batches only), one-hot the labels, prefetch."""
     import tensorflow as tf
 
     ds = ds.map(lambda x, y: (x, tf.one_hot(y, classes)), num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
         ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    if outputs > 1:
+        ds = ds.map(lambda x, y: (x, (y,) * outputs))
     if repeat:
         ds = ds.repeat()
     return ds.prefetch(tf.data.AUTOTUNE)

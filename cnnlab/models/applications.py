@@ -31,8 +31,7 @@ class BackbonePreprocessing(layers.Layer):
         self.module = module
 
     def call(self, inputs):
-        fn = getattr(keras.applications, self.module).preprocess_input
-        return fn(keras.ops.cast(inputs, self.compute_dtype))
+        return preprocess_input(self.module)(keras.ops.cast(inputs, self.compute_dtype))
 
     def get_config(self):
         return {**super().get_config(), "module": self.module}
@@ -50,14 +49,21 @@ def _name(module, cls):
 
 def _discover():
     """Yield ``(name, module, constructor)`` for every keras.applications backbone."""
-    for module in sorted(dir(keras.applications)):
-        sub = getattr(keras.applications, module)
-        if not inspect.ismodule(sub) or not hasattr(sub, "preprocess_input"):
-            continue
-        for cls in sorted(dir(sub)):
-            fn = getattr(sub, cls)
-            if cls[:1].isupper() and callable(fn):
-                yield _name(module, cls), module, fn
+    for cls in sorted(dir(keras.applications)):
+        fn = getattr(keras.applications, cls)
+        if cls[:1].isupper() and inspect.isfunction(fn):
+            module = fn.__module__.rsplit(".", 1)[-1]  # keras.src.applications.mobilenet_v3
+            yield _name(module, cls), module, fn
+
+
+def preprocess_input(module):
+    """The ``preprocess_input`` of a keras.applications module (some are not exported by name)."""
+    public = getattr(keras.applications, module, None)
+    if public is None:
+        import importlib
+
+        public = importlib.import_module(f"keras.src.applications.{module}")
+    return public.preprocess_input
 
 
 def _resolve_weights(weights):
@@ -96,9 +102,10 @@ def _builder(module, constructor):
 
 
 def _fit_input(x, weights, constructor):
-    """Grayscale becomes RGB when ImageNet weights need 3 channels; tiny images are upsampled
-    to the smallest size the backbone accepts (75 px for Inception and Xception, else 32)."""
-    if weights and x.shape[-1] == 1:
+    """Grayscale becomes RGB (ImageNet weights and the backbones' own normalisation want 3
+    channels); tiny images are upsampled to the smallest size the backbone accepts
+    (75 px for Inception and Xception, else 32)."""
+    if x.shape[-1] == 1:
         x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
     smallest = 75 if constructor.__name__ in ("InceptionV3", "InceptionResNetV2", "Xception") else 32
     if min(x.shape[1:3]) < smallest:

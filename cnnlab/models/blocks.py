@@ -13,18 +13,59 @@ def conv_kwargs(cfg):
     }
 
 
-def conv_bn_act(x, filters, kernel_size, cfg, name, *, strides=1, padding="same", activation=True):
-    """Conv2D, then BatchNormalization if ``cfg.batch_norm``, then the activation.
+def conv_bn_act(x, filters, kernel_size, cfg, name, *, strides=1, padding="same", activation=True,
+                batch_norm=None, use_bias=None, conv_suffix="_conv"):
+    """Conv2D, then BatchNormalization (default: ``cfg.batch_norm``), then the activation.
 
-    Layers are named ``{name}_conv``, ``{name}_bn`` and ``{name}_{activation}``.
+    Layers are named ``{name}{conv_suffix}``, ``{name}_bn`` and ``{name}_{activation}``
+    (Keras's ResNet names: ``conv2_block1_1_conv``; VGG's pass ``conv_suffix=""``:
+    ``block1_conv1``). The convolution has a bias unless BatchNormalization follows,
+    or as `use_bias` says.
     """
+    batch_norm = cfg.batch_norm if batch_norm is None else batch_norm
     x = layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
-                      use_bias=not cfg.batch_norm, name=f"{name}_conv", **conv_kwargs(cfg))(x)
-    if cfg.batch_norm:
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+                      use_bias=not batch_norm if use_bias is None else use_bias,
+                      name=f"{name}{conv_suffix}", **conv_kwargs(cfg))(x)
+    if batch_norm:
+        x = layers.BatchNormalization(epsilon=1.001e-5, name=f"{name}_bn")(x)
     if activation:
         x = layers.Activation(cfg.activation, name=f"{name}_{cfg.activation}")(x)
     return x
+
+
+def is_small(x, threshold=64):
+    """Whether the feature map is too small for an ImageNet stem (the builders adapt it)."""
+    return min(x.shape[1], x.shape[2]) < threshold
+
+
+@keras.saving.register_keras_serializable(package="cnnlab")
+class LocalResponseNormalization(layers.Layer):
+    """Local response normalisation across channels (Krizhevsky et al. 2012, section 3.3).
+
+    ``b = a / (k + alpha * sum of a^2 over `depth` neighbouring channels) ** beta``,
+    written with ``keras.ops`` so it runs on any backend.
+    """
+
+    def __init__(self, depth=5, k=2.0, alpha=1e-4, beta=0.75, **kwargs):
+        super().__init__(**kwargs)
+        self.depth, self.k, self.alpha, self.beta = depth, k, alpha, beta
+
+    def call(self, inputs):
+        from keras import ops
+
+        half = self.depth // 2
+        squares = ops.pad(ops.square(inputs), [[0, 0], [0, 0], [0, 0], [half, half]])
+        channels = ops.shape(inputs)[-1]
+        total = sum(squares[..., i:i + channels] for i in range(self.depth))
+        return inputs / ops.power(self.k + self.alpha * total, self.beta)
+
+    def get_config(self):
+        return {**super().get_config(), "depth": self.depth, "k": self.k, "alpha": self.alpha, "beta": self.beta}
+
+
+def maybe_lrn(x, cfg, name):
+    """LocalResponseNormalization when ``cfg.local_response_norm`` is set."""
+    return LocalResponseNormalization(name=name)(x) if cfg.local_response_norm else x
 
 
 def dense_act(x, units, cfg, name, *, dropout=0.0):
@@ -38,11 +79,11 @@ def dense_act(x, units, cfg, name, *, dropout=0.0):
     return x
 
 
-def pool_features(x, head, name="head"):
+def pool_features(x, head):
     """Flatten (``flatten``) or global average pooling (``gap``) before the classifier."""
     if head == "gap":
-        return layers.GlobalAveragePooling2D(name=f"{name}_gap")(x)
-    return layers.Flatten(name=f"{name}_flatten")(x)
+        return layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return layers.Flatten(name="flatten")(x)
 
 
 def predictions(x, classes, cfg, name="predictions"):

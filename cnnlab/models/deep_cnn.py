@@ -12,7 +12,7 @@ CNN_OPTIONS = ("activation", "kernel_initializer", "batch_norm", "dropout", "ker
                 options=CNN_OPTIONS)
 def simple_cnn(x, classes, cfg):
     """Conv(30, 5x5, valid) - ReLU - Pool(2) - Affine(100) - ReLU - Affine - Softmax."""
-    x = conv_bn_act(x, 30, 5, cfg, "block1_conv1", padding="valid")
+    x = conv_bn_act(x, 30, 5, cfg, "block1_conv1", padding="valid", conv_suffix="")
     x = layers.MaxPooling2D(2, name="block1_pool")(x)
     x = pool_features(x, cfg.head)
     x = dense_act(x, 100, cfg, "fc1")
@@ -37,7 +37,7 @@ def deep_cnn(x, classes, cfg):
         for c, (filters, pad) in enumerate(convs, start=1):
             name = f"block{b}_conv{c}"
             x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
-            x = conv_bn_act(x, filters, 3, cfg, name, padding="valid")
+            x = conv_bn_act(x, filters, 3, cfg, name, padding="valid", conv_suffix="")
         x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)  # 28 -> 14 -> 8 -> 4
     x = pool_features(x, cfg.head)
     x = dense_act(x, 50, cfg, "fc1", dropout=cfg.dropout)

@@ -12,7 +12,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.registry import Entry, Registry
 
 MODELS = Registry("model.architecture")
-FAMILIES = ("mlp", "deep_cnn", "applications")
+FAMILIES = ("mlp", "deep_cnn", "alexnet", "vgg", "inception", "resnet", "applications")
 
 # ModelConfig fields a builder may or may not honour; each builder lists the ones it does.
 OPTIONS = ("activation", "kernel_initializer", "batch_norm", "dropout", "kernel_regularizer",

@@ -1,5 +1,6 @@
 """Parameter and multiply-add counts, for ``cnnlab models``."""
 
+import keras
 import numpy as np
 from keras import layers
 
@@ -7,40 +8,36 @@ from cnnlab.config import ModelConfig
 from cnnlab.errors import CnnlabError
 from cnnlab.models.registry import build_model, get_model, list_models
 
+COLUMNS = (("name", 20), ("family", 18), ("parameters", 13), ("mult-adds", 11))
+
 
 def multiply_adds(model):
     """Multiply-adds of one forward pass of one image through the convolutions and dense layers."""
     total = 0
     for layer in model.layers:
-        if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D, layers.Dense)):
-            out = np.prod([d for d in layer.output.shape[1:-1]], dtype=np.int64)
-            kernels = layer.get_weights()[0].size if not isinstance(layer, layers.SeparableConv2D) else None
-            if isinstance(layer, layers.SeparableConv2D):
-                depthwise, pointwise = layer.get_weights()[:2]
-                total += out * (depthwise.size + pointwise.size)
-            elif isinstance(layer, layers.Dense):
-                total += out * kernels  # out is 1 for a Dense on a flat vector
-            else:
-                total += out * kernels
-    return int(total)
+        if not isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.Dense)):
+            continue
+        positions = int(np.prod(layer.output.shape[1:-1]))  # output pixels; 1 for a Dense on a vector
+        kernels = layer.get_weights()[:2] if isinstance(layer, layers.SeparableConv2D) else layer.get_weights()[:1]
+        total += positions * sum(k.size for k in kernels)
+    return total
 
 
-def model_table(input_shape, classes, family=None):
-    """A text table: name, family, parameters, multiply-adds and paper of every architecture."""
-    rows = []
+def _row(cells):
+    return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, (_, w)) in enumerate(zip(cells, COLUMNS)))
+
+
+def model_rows(input_shape, classes, family=None):
+    """Yield the lines of a table: name, family, parameters, multiply-adds and paper, one model at a time."""
+    yield _row([name for name, _ in COLUMNS]) + "  paper"
     for name in list_models():
         entry = get_model(name)
         if family and entry.meta["family"] != family:
             continue
         try:
             model = build_model(ModelConfig(architecture=name), input_shape, classes)
-            params, macs = f"{model.count_params():,}", f"{multiply_adds(model) / 1e6:,.1f}M"
+            cells = [f"{model.count_params():,}", f"{multiply_adds(model) / 1e6:,.1f}M"]
         except CnnlabError as exc:
-            params, macs = "-", str(exc)[:40]
-        rows.append((name, entry.meta["family"], params, macs, entry.meta["paper"]))
-    header = ("name", "family", "parameters", "mult-adds", "paper")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)) + "  paper"]
-    lines += ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-              + f"  {r[4]}" for r in rows]
-    return "\n".join(lines)
+            cells = ["-", f"({str(exc)[:60]})"]
+        keras.backend.clear_session()
+        yield _row([name, entry.meta["family"], *cells]) + f"  {entry.meta['paper']}"

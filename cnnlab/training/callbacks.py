@@ -78,7 +78,7 @@ def best_so_far(history, monitor, mode):
     return max(values) if maximize else min(values)
 
 
-def make_callbacks(cfg, run, *, history=(), phase=None, backup=True):
+def make_callbacks(cfg, run, *, history=(), phase=None, backup=True, monitor=None):
     """The callbacks for one `fit`: the configured ones plus NaN guard and resume backup.
 
     Args:
@@ -87,19 +87,25 @@ def make_callbacks(cfg, run, *, history=(), phase=None, backup=True):
         history: earlier epochs' rows (a resumed or continued run), to carry the best value on.
         phase: fine-tuning phase written to history.csv, or None.
         backup: whether to back up every epoch for resuming.
+        monitor: maps a configured monitor to its name in the logs (multi-output models).
     """
     run = Path(run)
+    rename = monitor or (lambda name: name)
     out = [keras.callbacks.TerminateOnNaN()]
     if phase is not None:
         out.append(PhaseLogger(phase))
     if cfg.model_checkpoint is not None:
         ck = cfg.model_checkpoint
-        threshold = best_so_far(history, ck.monitor, ck.mode) if (run / MODEL_FILE).is_file() else None
-        out.append(AtomicModelCheckpoint(run / MODEL_FILE, **ck.model_dump(), initial_value_threshold=threshold))
+        name = rename(ck.monitor)
+        threshold = best_so_far(history, name, ck.mode) if (run / MODEL_FILE).is_file() else None
+        out.append(AtomicModelCheckpoint(run / MODEL_FILE, **{**ck.model_dump(), "monitor": name},
+                                         initial_value_threshold=threshold))
     if cfg.reduce_lr_on_plateau is not None:
-        out.append(keras.callbacks.ReduceLROnPlateau(**cfg.reduce_lr_on_plateau.model_dump()))
+        args = cfg.reduce_lr_on_plateau.model_dump()
+        out.append(keras.callbacks.ReduceLROnPlateau(**{**args, "monitor": rename(args["monitor"])}))
     if cfg.early_stopping is not None:
-        out.append(keras.callbacks.EarlyStopping(**cfg.early_stopping.model_dump()))
+        args = cfg.early_stopping.model_dump()
+        out.append(keras.callbacks.EarlyStopping(**{**args, "monitor": rename(args["monitor"])}))
     if cfg.tensorboard:
         out.append(keras.callbacks.TensorBoard(log_dir=str(run / "tensorboard")))
     if cfg.csv_logger:

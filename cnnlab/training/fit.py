@@ -11,6 +11,7 @@ from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.training.callbacks import make_callbacks, read_history, truncate_history
 from cnnlab.training.optimizers import build_learning_rate, build_optimizer
 
+AUX_LOSS_WEIGHT = 0.3
 LOSSES = {"auto": keras.losses.CategoricalCrossentropy,
           "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
           "categorical_focal_crossentropy": keras.losses.CategoricalFocalCrossentropy}
@@ -36,9 +37,22 @@ def compile_model(model, cfg, classes, steps_per_epoch, *, learning_rate=None, e
         training = training.model_copy(update={"learning_rate": learning_rate})
     lr = build_learning_rate(training, steps_per_epoch, epochs)
     loss = LOSSES[training.loss](label_smoothing=training.label_smoothing)
-    model.compile(optimizer=build_optimizer(training, lr), loss=loss,
-                  metrics=metrics(classes, cfg.evaluate.top_k))
+    scores = metrics(classes, cfg.evaluate.top_k)
+    extra = len(model.outputs) - 1  # GoogLeNet's auxiliary classifiers, weighted 0.3 as in the paper
+    if extra:
+        model.compile(optimizer=build_optimizer(training, lr), loss=[loss] * (extra + 1),
+                      loss_weights=[1.0] + [AUX_LOSS_WEIGHT] * extra, metrics=[scores] + [[]] * extra)
+    else:
+        model.compile(optimizer=build_optimizer(training, lr), loss=loss, metrics=scores)
     return model
+
+
+def monitored(name, model):
+    """A metric's name in the logs: Keras prefixes the main output's name when there are several."""
+    if len(model.outputs) == 1 or name.removeprefix("val_") == "loss":
+        return name
+    prefix = "val_" if name.startswith("val_") else ""
+    return f"{prefix}{model.output_names[0]}_{name.removeprefix('val_')}"
 
 
 def class_weight(cfg, labels, class_names):
@@ -80,9 +94,11 @@ def fit(model, data, cfg, run, *, epochs, initial_epoch=0, phase=None, steps_per
     done = max(initial_epoch, resume_epoch(run))
     truncate_history(run, done)
     history = read_history(run)
-    callbacks = make_callbacks(cfg.callbacks, run, history=history, phase=phase)
-    train = data.dataset("train", training=True, repeat=steps_per_epoch is not None)
-    val = data.dataset("val") if data.val is not None else None
+    callbacks = make_callbacks(cfg.callbacks, run, history=history, phase=phase,
+                               monitor=lambda name: monitored(name, model))
+    outputs = len(model.outputs)
+    train = data.dataset("train", training=True, repeat=steps_per_epoch is not None, outputs=outputs)
+    val = data.dataset("val", outputs=outputs) if data.val is not None else None
     result = model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch,
                        steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose, shuffle=False,
                        class_weight=class_weight(cfg, data.train.labels, data.class_names))

@@ -1,0 +1,41 @@
+"""VGG (Simonyan & Zisserman 2014): one builder, the variants as a spec table."""
+
+from keras import layers
+
+from cnnlab.models.blocks import conv_bn_act, dense_act, pool_features, predictions
+from cnnlab.models.registry import register_model
+
+VGG_FILTERS = (64, 128, 256, 512, 512)
+VGG_SPECS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
+VGG_OPTIONS = ("activation", "kernel_initializer", "batch_norm", "dropout", "kernel_regularizer", "head",
+               "weights")
+
+
+def vgg(x, classes, cfg, depth):
+    """Five stages of 3x3 stride-1 convolutions, each followed by 2x2 max-pooling, then
+    dense 4096-4096 with dropout and softmax. Layer names are Keras's own
+    (``block3_conv2``, ``fc1``, ``predictions``), so VGG16/19 match
+    ``keras.applications`` parameter for parameter; ``batch_norm`` adds BN after
+    every convolution (VGG-BN). Pooling pads odd sizes, so 28x28 inputs still reach 1x1.
+    """
+    for stage, (convs, filters) in enumerate(zip(VGG_SPECS[depth], VGG_FILTERS), start=1):
+        for c in range(1, convs + 1):
+            x = conv_bn_act(x, filters, 3, cfg, f"block{stage}_conv{c}", conv_suffix="")
+        x = layers.MaxPooling2D(2, strides=2, padding="same", name=f"block{stage}_pool")(x)
+    x = pool_features(x, cfg.head)
+    x = dense_act(x, 4096, cfg, "fc1", dropout=cfg.dropout)
+    x = dense_act(x, 4096, cfg, "fc2", dropout=cfg.dropout)
+    return predictions(x, classes, cfg)
+
+
+def _register(depth):
+    def build(x, classes, cfg):
+        return vgg(x, classes, cfg, depth)
+
+    build.__doc__ = f"VGG{depth}: convolutions per stage {VGG_SPECS[depth]}."
+    register_model(f"vgg{depth}", family="vgg", paper="Simonyan & Zisserman 2014, Very Deep ConvNets",
+                   options=VGG_OPTIONS)(build)
+
+
+for _depth in VGG_SPECS:
+    _register(_depth)
