@@ -59,7 +59,11 @@ class LayersAugmenter:
         fill = {"fill_mode": cfg.fill_mode, "fill_value": cfg.cval, "seed": seed}
         out = []
         if cfg.crop_padding:
-            out += [layers.ZeroPadding2D(cfg.crop_padding), layers.RandomCrop(h, w, seed=seed)]
+            # Zero-padding by p and a random crop back is a shift by a whole number of pixels in
+            # [-p, p] with zeros coming in; RandomTranslation draws one per image (RandomCrop one per batch).
+            p = cfg.crop_padding
+            out.append(layers.RandomTranslation(p / h, p / w, fill_mode="constant", fill_value=0.0,
+                                                interpolation="nearest", seed=seed))
         if cfg.rotation_range:
             out.append(layers.RandomRotation(cfg.rotation_range / 360.0, **fill))
         if cfg.width_shift_range or cfg.height_shift_range:
@@ -135,3 +139,139 @@ def _jitter(bounds):
     """A [low, high] multiplier range as RandomColorJitter's saturation factor (0.5 = unchanged)."""
     low, high = bounds
     return (min(max(low / 2, 0.0), 1.0), min(max(high / 2, 0.0), 1.0))
+
+
+def _pixels(value, size):
+    """A shift as pixels (ImageDataGenerator reads values >= 1 as pixels)."""
+    pixels = value if value >= 1 else value * size
+    return pixels if pixels >= 1 else value
+
+
+def _generator_kwargs(cfg, shape):
+    """ImageDataGenerator's own keyword arguments, taken from the config by name.
+
+    Keras's ImageDataGenerator moves images vertically for ``width_shift_range``
+    and horizontally for ``height_shift_range`` (tensorflow/tensorflow#82838,
+    keras-team/keras#17398). The shifts are handed over swapped, in pixels, so
+    that both engines move images the way the keys say.
+    """
+    h, w = shape[:2]
+    return {"rotation_range": cfg.rotation_range, "width_shift_range": _pixels(cfg.height_shift_range, h),
+            "height_shift_range": _pixels(cfg.width_shift_range, w), "zoom_range": cfg.zoom_range,
+            "shear_range": cfg.shear_range, "horizontal_flip": cfg.horizontal_flip,
+            "vertical_flip": cfg.vertical_flip, "brightness_range": cfg.brightness_range,
+            "channel_shift_range": cfg.channel_shift_range, "fill_mode": cfg.fill_mode, "cval": cfg.cval}
+
+
+@ENGINES.register("generator")
+class GeneratorAugmenter:
+    """The real ``ImageDataGenerator``: ``.flow`` over arrays, ``.flow_from_dataframe`` over a
+    folder's files (the file list of the stratified split), fed straight to ``fit``.
+
+    ``crop_padding``, ``contrast_range`` and ``saturation_range`` run in its
+    ``preprocessing_function``; hue, erasing, mixup, cutmix and RandAugment need
+    the ``layers`` engine.
+    """
+
+    feeds_fit = True
+
+    def __init__(self, cfg, shape, classes, seed):
+        import numpy as np
+        import tensorflow as tf
+
+        from cnnlab.errors import ConfigError
+
+        if cfg.hue_delta:
+            raise ConfigError("augmentation.hue_delta needs augmentation.engine: layers.")
+        self.cfg, self.shape, self.classes, self.seed = cfg, shape, classes, seed
+        self.rng = np.random.default_rng(seed)
+        self.generator = tf.keras.preprocessing.image.ImageDataGenerator(
+            **_generator_kwargs(cfg, shape), preprocessing_function=self._extra if self._has_extra() else None)
+
+    def _has_extra(self):
+        return bool(self.cfg.crop_padding or self.cfg.contrast_range or self.cfg.saturation_range)
+
+    def _extra(self, image):
+        """Pad-and-crop, contrast and saturation on one HxWxC float image (0..255)."""
+        import numpy as np
+
+        cfg, rng = self.cfg, self.rng
+        if cfg.crop_padding:
+            p = cfg.crop_padding
+            padded = np.pad(image, ((p, p), (p, p), (0, 0)))
+            top, left = rng.integers(0, 2 * p + 1, size=2)
+            image = padded[top:top + image.shape[0], left:left + image.shape[1]]
+        if cfg.contrast_range:
+            mean = image.mean(axis=(0, 1), keepdims=True)
+            image = (image - mean) * rng.uniform(*cfg.contrast_range) + mean
+        if cfg.saturation_range and image.shape[-1] == 3:
+            gray = image @ np.array([0.299, 0.587, 0.114], dtype=image.dtype)
+            image = gray[..., None] + (image - gray[..., None]) * rng.uniform(*cfg.saturation_range)
+        return np.clip(image, 0, 255)
+
+    def augment_images(self, images):
+        """Augment a batch of images (numpy, 0..255), one random transformation each."""
+        import numpy as np
+
+        out = np.array(images, dtype="float32", copy=True)
+        for i in range(len(out)):
+            out[i] = self.generator.standardize(self.generator.random_transform(out[i]))
+        return out
+
+    def sequence(self, examples, data, outputs=1):
+        """A ``PyDataset`` of augmented, shuffled training batches with one-hot labels."""
+        import numpy as np
+
+        if examples.images is not None:
+            from cnnlab.data.pipeline import fit_images
+
+            x = np.concatenate([fit_images(examples.images[i:i + 4096], self.shape).numpy()
+                                for i in range(0, len(examples), 4096)])
+            y = np.eye(self.classes, dtype="float32")[examples.labels]
+            flow = self.generator.flow(x, y, batch_size=data.batch_size, shuffle=True, seed=self.seed)
+        else:
+            flow = self._flow_files(examples, data)
+        return flow if outputs == 1 else _RepeatLabels(flow, outputs)
+
+    def _flow_files(self, examples, data):
+        import pandas as pd
+
+        frame = pd.DataFrame({"filename": examples.paths,
+                              "class": [data.class_names[i] for i in examples.labels]})
+        return self.generator.flow_from_dataframe(
+            frame, x_col="filename", y_col="class", classes=list(data.class_names), class_mode="categorical",
+            target_size=self.shape[:2], color_mode="grayscale" if self.shape[-1] == 1 else "rgb",
+            batch_size=data.batch_size, shuffle=True, seed=self.seed, interpolation="bilinear",
+            validate_filenames=False)
+
+
+def _RepeatLabels(flow, outputs):
+    """Wrap an ImageDataGenerator iterator so a multi-output model gets its labels once per output."""
+    import keras
+
+    class RepeatLabels(keras.utils.PyDataset):
+        def __len__(self):
+            return len(flow)
+
+        def __getitem__(self, index):
+            x, y = flow[index]
+            return x, (y,) * outputs
+
+        def on_epoch_end(self):
+            flow.on_epoch_end()
+
+    return RepeatLabels()
+
+
+def augment_images(cfg, images, shape, classes, seed):
+    """Apply an engine's augmentation to a batch of images (0..255); for previews and tests."""
+    import numpy as np
+
+    augment = augmenter(cfg, shape, classes, seed)
+    if augment is None:
+        return np.asarray(images, dtype="float32")
+    if augment.feeds_fit:
+        return augment.augment_images(images)
+    labels = np.eye(classes, dtype="float32")[np.zeros(len(images), dtype=int)]
+    out, _ = augment(np.asarray(images, dtype="float32"), labels)
+    return np.asarray(out)

@@ -1,0 +1,135 @@
+"""Augmentation: both engines read the same keys and give the same kinds and ranges of change."""
+
+import numpy as np
+import pytest
+
+from cnnlab.config import AugmentationConfig, build_config
+from cnnlab.data.augment import augment_images, is_active
+from cnnlab.data.pipeline import load_data
+from cnnlab.errors import ConfigError
+
+SIZE, N = 32, 300
+ENGINES = ("layers", "generator")
+
+
+def blob_images(n=N, row=8, col=22, value=255.0):
+    """Black 32x32 images with one bright 4x4 square away from the centre."""
+    x = np.zeros((n, SIZE, SIZE, 1), dtype="float32")
+    x[:, row:row + 4, col:col + 4] = value
+    return x
+
+
+def centroids(images):
+    weights = images[..., 0].clip(0, None)
+    rows, cols = np.mgrid[:SIZE, :SIZE]
+    total = weights.sum(axis=(1, 2)) + 1e-9
+    return (weights * rows).sum(axis=(1, 2)) / total, (weights * cols).sum(axis=(1, 2)) / total
+
+
+def augmented(engine, value=255.0, **keys):
+    cfg = AugmentationConfig(engine=engine, fill_mode="constant", **keys)
+    return augment_images(cfg, blob_images(value=value), (SIZE, SIZE, 1), 2, seed=0)
+
+
+def spread(engine, measure, **keys):
+    return measure(*centroids(augmented(engine, **keys)))
+
+
+def test_the_same_share_of_images_is_flipped():
+    shares = [np.mean(centroids(augmented(e, horizontal_flip=True))[1] < SIZE / 2) for e in ENGINES]
+    for share in shares:
+        assert 0.4 < share < 0.6, shares
+
+
+@pytest.mark.parametrize("keys, measure, expected", [
+    # Uniform shifts of +-20 % of 32 px: standard deviation 0.4 * 32 / sqrt(12) = 3.7 px.
+    ({"width_shift_range": 0.2}, lambda r, c: np.std(c), 0.4 * SIZE / np.sqrt(12)),
+    ({"height_shift_range": 0.2}, lambda r, c: np.std(r), 0.4 * SIZE / np.sqrt(12)),
+    # Uniform rotations of +-30 degrees: standard deviation 60 / sqrt(12) = 17.3 degrees.
+    ({"rotation_range": 30}, lambda r, c: np.std(np.degrees(np.arctan2(r - 15.5, c - 15.5))), 60 / np.sqrt(12)),
+    # Zoom 1 +- 0.2: the distance from the centre scales by 1 / zoom.
+    ({"zoom_range": 0.2}, lambda r, c: np.std(np.hypot(r - 15.5, c - 15.5)), None),
+])
+def test_shifts_rotations_and_zooms_have_the_same_spread(keys, measure, expected):
+    layers_spread, generator_spread = spread("layers", measure, **keys), spread("generator", measure, **keys)
+    assert layers_spread == pytest.approx(generator_spread, rel=0.25)
+    if expected is not None:
+        assert layers_spread == pytest.approx(expected, rel=0.2)
+        assert generator_spread == pytest.approx(expected, rel=0.2)
+
+
+def test_brightness_multiplies_alike():
+    gray = 128.0  # mid-grey, so no multiplier is clipped at 255
+    means = {e: augmented(e, gray, brightness_range=[0.5, 1.5]).mean(axis=(1, 2, 3)) / blob_images(value=gray)[0].mean()
+             for e in ENGINES}
+    for ratio in means.values():
+        assert ratio.min() > 0.45 and ratio.max() < 1.55 and np.std(ratio) > 0.2
+    assert np.std(means["layers"]) == pytest.approx(np.std(means["generator"]), rel=0.25)
+
+
+def test_crop_padding_shifts_by_at_most_the_padding():
+    for engine in ENGINES:
+        rows, cols = centroids(augmented(engine, crop_padding=4))
+        assert np.abs(cols - 23.5).max() <= 4.01 and np.std(cols) > 1.5
+
+
+def test_layers_engine_extras_run():
+    x = np.random.default_rng(0).uniform(0, 255, (8, SIZE, SIZE, 3)).astype("float32")
+    cfg = AugmentationConfig(contrast_range=[0.8, 1.2], saturation_range=[0.5, 1.5], hue_delta=0.1,
+                             random_erasing=0.5, rand_augment={"num_ops": 2, "factor": 0.5})
+    out = augment_images(cfg, x, (SIZE, SIZE, 3), 4, seed=0)
+    assert out.shape == x.shape and not np.allclose(out, x) and out.min() >= 0 and out.max() <= 255
+
+
+def test_mixup_and_cutmix_mix_labels():
+    cfg = build_config({"data": {"dataset": "digits", "batch_size": 64},
+                        "augmentation": {"mixup_alpha": 0.4, "cutmix_alpha": 1.0}})
+    _, labels = next(iter(load_data(cfg).dataset("train", training=True)))
+    labels = np.asarray(labels)
+    assert np.allclose(labels.sum(axis=1), 1.0, atol=1e-5) and (labels.max(axis=1) < 0.999).any()
+
+
+def test_augmentation_touches_training_data_only():
+    cfg = build_config({"data": {"dataset": "digits", "batch_size": 2000},
+                        "augmentation": {"rotation_range": 30, "horizontal_flip": True}})
+    data = load_data(cfg)
+    for split in ("val", "test"):
+        images, _ = next(iter(data.dataset(split)))
+        assert np.array_equal(np.asarray(images)[..., 0], getattr(data, split).images[..., 0])
+
+
+def test_generator_engine_refuses_what_it_cannot_do():
+    with pytest.raises(ConfigError, match="engine: layers"):
+        build_config({"data": {"dataset": "digits"}, "augmentation": {"engine": "generator", "mixup_alpha": 0.2}})
+    assert not is_active(AugmentationConfig())
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_both_engines_feed_training_from_folders(engine, image_folder):
+    cfg = build_config({"data": {"dataset": "directory", "path": str(image_folder), "batch_size": 4},
+                        "augmentation": {"engine": engine, "rotation_range": 10, "horizontal_flip": True}})
+    data = load_data(cfg)
+    x, y = next(iter(data.dataset("train", training=True))) if engine == "layers" else \
+        data.dataset("train", training=True)[0]
+    assert tuple(np.shape(x)) == (4, 12, 12, 3) and tuple(np.shape(y)) == (4, 3)
+
+
+@pytest.mark.slow
+def test_both_engines_train_to_the_same_accuracy(tmp_path):
+    from cnnlab.evaluate import evaluate
+    from cnnlab.experiment import train
+
+    accuracy = {}
+    for engine in ENGINES:
+        cfg = build_config({
+            "name": engine, "seed": 0, "output_dir": str(tmp_path),
+            "data": {"dataset": "digits", "batch_size": 32},
+            "augmentation": {"engine": engine, "rotation_range": 10, "width_shift_range": 0.1,
+                             "height_shift_range": 0.1, "zoom_range": 0.1},
+            "model": {"architecture": "simple_cnn"},
+            "training": {"epochs": 8},
+            "callbacks": {"reduce_lr_on_plateau": False, "early_stopping": False}})
+        run = train(cfg, echo=lambda *_: None, verbose=0)
+        accuracy[engine] = evaluate(run, echo=lambda *_: None)["accuracy"]
+    assert min(accuracy.values()) > 0.85, accuracy
+    assert abs(accuracy["layers"] - accuracy["generator"]) < 0.05, accuracy
