@@ -91,6 +91,30 @@ def train_command(experiment, overrides, epochs, output_dir, dry_run, fresh):
     click.echo(f"Done: {run}")
 
 
+def _freeze(value):
+    return int(value) if value is not None and value.isdigit() else value
+
+
+@main.command("finetune")
+@click.argument("target", required=False, type=click.Path(exists=True))
+@click.option("--freeze", metavar="N|LAYER_NAME", help="Phase 2 keeps the first N layers (or up to LAYER_NAME) frozen.")
+@click.option("--epochs", type=click.IntRange(min=0), help="Phase 2's epochs (finetune.epochs).")
+@click.option("--head-epochs", type=click.IntRange(min=0), help="Phase 1's epochs (finetune.head_epochs).")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True),
+              help="Phase 2's learning rate (finetune.learning_rate).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--output-dir", type=click.Path(file_okay=False), help="Where the new run goes (default: output_dir).")
+@click.option("--fresh", is_flag=True, help="Start a new run even if an interrupted one could be resumed.")
+def finetune_command(target, freeze, epochs, head_epochs, learning_rate, overrides, output_dir, fresh):
+    """Fine-tune EXPERIMENT.yaml or RUN_DIR (default: the latest run) in two phases."""
+    from cnnlab.finetune import finetune
+
+    _interrupt_on_sigterm()
+    run = finetune(target, overrides=overrides, freeze=_freeze(freeze), epochs=epochs, head_epochs=head_epochs,
+                   learning_rate=learning_rate, output_dir=output_dir, fresh=fresh, echo=click.echo)
+    click.echo(f"Done: {run}")
+
+
 @main.command("evaluate")
 @click.argument("target", required=False, type=click.Path(exists=True))
 @click.option("--split", type=click.Choice(["test", "val", "train"]), help="Which split (default: evaluate.split).")
@@ -122,6 +146,20 @@ def check_command(experiment, overrides):
     from cnnlab.experiment import check
 
     check(cfg, echo=click.echo)
+
+
+@main.command("augment-preview")
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option("-n", "count", default=16, show_default=True, type=click.IntRange(1, 256), help="How many images.")
+@click.option("-o", "--output", default="preview.png", show_default=True, type=click.Path(dir_okay=False),
+              help="The PNG to write.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+def augment_preview_command(experiment, count, output, overrides):
+    """Write a PNG grid of training images next to their augmented versions."""
+    from cnnlab.config import load_config
+    from cnnlab.experiment import augment_preview
+
+    augment_preview(load_config(experiment, overrides), count, output, echo=click.echo)
 
 
 def _shape(text):

@@ -345,11 +345,14 @@ def load_config(path, overrides=(), **updates):
         **updates: dotted keys given by dedicated CLI options (``training.epochs``)
             that take precedence; ``None`` values are ignored.
     """
-    data = read_yaml(path)
-    extra = [f"{k}={_yaml_scalar(v)}" for k, v in updates.items() if v is not None]
-    data = apply_overrides(data, [*overrides, *extra])
+    data = apply_overrides(read_yaml(path), [*overrides, *option_overrides(updates)])
     data.setdefault("name", Path(path).stem)
     return build_config(data, str(path))
+
+
+def option_overrides(updates):
+    """``{dotted.key: value}`` from dedicated CLI options as ``KEY=VALUE`` strings; None is left out."""
+    return [f"{k}={_yaml_scalar(v)}" for k, v in updates.items() if v is not None]
 
 
 def _yaml_scalar(value):

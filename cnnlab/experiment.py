@@ -33,7 +33,8 @@ def steps_per_epoch(cfg, data):
 
 
 def describe(data, echo):
-    splits = ", ".join(f"{n} {len(getattr(data, n))}" for n in ("train", "val", "test") if getattr(data, n) is not None)
+    splits = ", ".join(f"{n} {len(getattr(data, n))}" for n in ("train", "val", "test")
+                       if getattr(data, n) is not None)
     echo(f"Data: {splits} images of {data.input_shape}, {data.classes} classes")
     if data.skipped:
         echo(f"Skipped {len(data.skipped)} bad image file(s) (data.on_bad_image: skip), e.g. {data.skipped[0][0]}")
@@ -57,6 +58,32 @@ def check(cfg, echo=print):
     model = build_model(cfg.model, shape, classes, preprocessing=scaling_layers(cfg.data.scaling, cfg.model, stats))
     model.summary(print_fn=lambda line, **_: echo(line))
     return model
+
+
+def augment_preview(cfg, n=16, output="preview.png", echo=print):
+    """Write a PNG of `n` training images beside their augmented versions; return its path."""
+    import numpy as np
+
+    from cnnlab import plots
+    from cnnlab.data.augment import augment_images, is_active
+    from cnnlab.data.pipeline import fit_images, load_data
+
+    setup(cfg)
+    data = load_data(cfg)
+    pick = np.random.default_rng(cfg.seed).choice(len(data.train), size=min(n, len(data.train)), replace=False)
+    examples = data.train.take(np.sort(pick))
+    if examples.images is not None:
+        originals = fit_images(examples.images, data.input_shape).numpy()
+    else:
+        from cnnlab.data.pipeline import decode_image
+
+        originals = np.stack([fit_images(decode_image(p), data.input_shape).numpy() for p in examples.paths])
+    if not is_active(cfg.augmentation):
+        echo("Note: the experiment enables no augmentation; both columns are the same.")
+    augmented = augment_images(cfg.augmentation, originals, data.input_shape, data.classes, cfg.seed)
+    plots.augmentation_grid(originals, augmented, output)
+    echo(f"Wrote {output} ({len(originals)} images, engine {cfg.augmentation.engine})")
+    return Path(output)
 
 
 def start_run(cfg, output_dir, fresh, echo):

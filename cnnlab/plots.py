@@ -82,3 +82,22 @@ def mistakes_grid(mistakes, class_names, path):
         ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
         ax.set_title(f"{class_names[true]} -> {class_names[pred]} ({conf:.2f})", fontsize=8)
     _save(fig, path)
+
+
+def augmentation_grid(originals, augmented, path, columns=4):
+    """Pairs of images side by side: the training image, then its augmented version."""
+    plt = _pyplot()
+    n = len(originals)
+    rows = math.ceil(n / columns)
+    fig, axes = plt.subplots(rows, 2 * columns, figsize=(2.6 * columns, 1.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (before, after) in enumerate(zip(originals, augmented)):
+        r, c = divmod(i, columns)
+        for ax, image, title in ((axes[r, 2 * c], before, "original"), (axes[r, 2 * c + 1], after, "augmented")):
+            image = np.clip(image, 0, 255).astype(np.uint8)
+            gray = image.shape[-1] == 1
+            ax.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None, vmin=0, vmax=255)
+            if r == 0:
+                ax.set_title(title, fontsize=8)
+    _save(fig, Path(path))

@@ -22,7 +22,7 @@ class DataBundle:
 
     train: Examples
     val: Optional[Examples]
-    test: Examples
+    test: Optional[Examples]
     class_names: list
     input_shape: tuple
     batch_size: int
@@ -39,7 +39,8 @@ class DataBundle:
         """The `Examples` of ``train``, ``val`` or ``test``."""
         examples = getattr(self, name)
         if examples is None:
-            raise DataError(f"the data has no {name} split (data.validation_split is 0).")
+            key = {"val": "data.validation_split", "test": "data.test_split or data.test_path"}.get(name, name)
+            raise DataError(f"the data has no {name} split: set {key}.")
         return examples
 
     def dataset(self, name, *, training=False, repeat=False, outputs=1):
@@ -75,7 +76,7 @@ def load_data(cfg):
     data = cfg.data
     raw = load_raw(data)
     train, test = raw.train, raw.test
-    if test is None:
+    if test is None and data.test_split > 0:
         train, test = stratified_split(train, data.test_split, cfg.seed, "data.test_split", raw.class_names)
     val = None
     if data.validation_split > 0:

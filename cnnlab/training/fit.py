@@ -29,12 +29,13 @@ def compile_model(model, cfg, classes, steps_per_epoch, *, learning_rate=None, e
 
     Args:
         cfg: the ExperimentConfig.
-        learning_rate: overrides ``training.learning_rate`` (fine-tuning's phase 2).
+        learning_rate: a constant rate instead of ``training.learning_rate`` and its
+            schedule (fine-tuning's phase 2).
         epochs: the epochs the schedule spans (default ``training.epochs``).
     """
     training = cfg.training
     if learning_rate is not None:
-        training = training.model_copy(update={"learning_rate": learning_rate})
+        training = training.model_copy(update={"learning_rate": learning_rate, "lr_schedule": None})
     lr = build_learning_rate(training, steps_per_epoch, epochs)
     loss = LOSSES[training.loss](label_smoothing=training.label_smoothing)
     scores = metrics(classes, cfg.evaluate.top_k)

@@ -1,0 +1,175 @@
+"""Two-phase fine-tuning: freezing by count and by name, BatchNorm, weights untouched, records, errors."""
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from cnnlab import artifacts
+from cnnlab.config import ModelConfig
+from cnnlab.errors import ConfigError
+from cnnlab.finetune import finetune, freeze_base, freeze_index, head_start, replace_head, unfreeze_after
+from cnnlab.models.registry import build_model
+from tests.conftest import error_line, make_images
+
+QUIET = {"echo": lambda *_: None, "verbose": 0}
+
+
+def small_cnn():
+    return build_model(ModelConfig(architecture="deep_cnn", batch_norm=True), (12, 12, 1), 3)
+
+
+def test_freeze_by_count_and_by_name():
+    model = small_cnn()
+    names = [layer.name for layer in model.layers]
+    assert freeze_index(model, 5) == 5
+    assert freeze_index(model, "block2_pool") == names.index("block2_pool") + 1
+    with pytest.raises(ConfigError, match="beyond the model's"):
+        freeze_index(model, len(names))
+    with pytest.raises(ConfigError, match="no layer named .block2_conv9.. Nearest: block2_conv2, block2_conv1"):
+        freeze_index(model, "block2_conv9")
+
+
+def test_phase1_trains_only_the_head_and_phase2_keeps_batchnorm_frozen():
+    model = small_cnn()
+    freeze_base(model)
+    assert [layer.name for layer in model.layers if layer.trainable and layer.weights] == ["fc2"]
+    first = freeze_index(model, "block2_pool")
+    unfreeze_after(model, first)
+    for index, layer in enumerate(model.layers):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            assert not layer.trainable
+        elif layer.weights:
+            assert layer.trainable == (index >= first), layer.name
+    unfreeze_after(model, first, train_batch_norm=True)
+    assert model.get_layer("block3_conv1_bn").trainable and not model.get_layer("block1_conv1_bn").trainable
+
+
+def test_a_new_head_for_a_different_class_count():
+    model = small_cnn()
+    new = replace_head(model, 7)
+    assert new.output_shape == (None, 7)
+    assert new.layers[head_start(new)].name == "fc2" and new.layers[-1].name == "predictions"
+    assert np.array_equal(new.get_layer("block1_conv1").get_weights()[0], model.get_layer("block1_conv1").get_weights()[0])
+
+
+@pytest.fixture
+def npz_pair(tmp_path):
+    """Two small datasets: A with 3 classes to pretrain on, B with 2 other classes."""
+    x, y = make_images(30, classes=3)
+    a = tmp_path / "a.npz"
+    np.savez(a, x_train=x[..., 0], y_train=y, x_test=x[::3, ..., 0], y_test=y[::3])
+    x, y = make_images(30, classes=2, seed=5)
+    b = tmp_path / "b.npz"
+    np.savez(b, x_train=255 - x[..., 0], y_train=y, x_test=255 - x[::3, ..., 0], y_test=y[::3],
+             class_names=np.array(["left", "right"]))
+    return a, b
+
+
+@pytest.fixture
+def pretrained(npz_pair, write_experiment, tmp_path):
+    from cnnlab.config import load_config
+    from cnnlab.experiment import train
+
+    path = write_experiment({"data": {"dataset": "npz", "path": str(npz_pair[0]), "batch_size": 16},
+                             "model": {"architecture": "deep_cnn", "batch_norm": True}, "training": {"epochs": 2}},
+                            name="pre")
+    return train(load_config(path), **QUIET)
+
+
+@pytest.mark.slow
+def test_two_phases_on_new_classes(pretrained, npz_pair, tmp_path, monkeypatch):
+    from cnnlab.training import fit as fit_module
+
+    base = keras.saving.load_model(pretrained / "model.keras")
+    seen = []
+    original = fit_module.fit
+
+    def spy(model, *args, **kwargs):
+        seen.append({"phase": kwargs["phase"], "lr": float(model.optimizer.learning_rate),
+                     "weights": {layer.name: [w.copy() for w in layer.get_weights()] for layer in model.layers}})
+        result = original(model, *args, **kwargs)
+        seen[-1]["after"] = {layer.name: [w.copy() for w in layer.get_weights()] for layer in model.layers}
+        return result
+
+    monkeypatch.setattr(fit_module, "fit", spy)
+    run = finetune(pretrained, freeze="block2_pool", head_epochs=2, epochs=2,
+                   overrides=[f"data.path={npz_pair[1]}"], **QUIET)
+    model = keras.saving.load_model(run / "model.keras")
+    assert model.output_shape == (None, 2)
+    assert json.loads((run / "class_names.json").read_text()) == ["left", "right"]
+    phase1, phase2 = seen
+    assert phase1["lr"] == pytest.approx(3e-3) and phase2["lr"] == pytest.approx(1e-5)  # training, then finetune
+    names = [layer.name for layer in model.layers]
+    first = names.index("block2_pool") + 1
+    for name in names[:names.index("fc2")]:  # phase 1: the whole base untouched, bit for bit
+        for before, after in zip(phase1["weights"][name], phase1["after"][name]):
+            assert np.array_equal(before, after), name
+        if base.get_layer(name).weights:
+            assert np.array_equal(phase1["weights"][name][0], base.get_layer(name).get_weights()[0])
+    for name in names[:first]:  # phase 2: the first layers untouched
+        for before, after in zip(phase2["weights"][name], phase2["after"][name]):
+            assert np.array_equal(before, after), name
+    assert not np.array_equal(phase2["weights"]["block3_conv1"][0], phase2["after"]["block3_conv1"][0])
+    for name in ("block3_conv1_bn",):  # BatchNorm frozen in phase 2, moving statistics included
+        for before, after in zip(phase2["weights"][name], phase2["after"][name]):
+            assert np.array_equal(before, after)
+    with open(run / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["epoch"], r["phase"]) for r in rows] == [("0", "1"), ("1", "1"), ("2", "2"), ("3", "2")]
+    info = artifacts.run_info(run)
+    assert info["status"] == "completed" and str(pretrained.resolve()) in info["base"]
+    assert str(pretrained.resolve()) in (run / "config.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_cli_finetunes_the_latest_run_and_evaluates(cli, pretrained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the runs of `pretrained` live in tmp_path/runs
+    result = cli("finetune", "--freeze", "3", "--head-epochs", "1", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    assert "Phase 1: base frozen" in result.output and "Phase 2: layers 3.. trainable" in result.output
+    assert "trainable and" in result.output
+    result = cli("evaluate")
+    assert result.exit_code == 0 and "accuracy" in result.output
+
+
+def test_bad_freeze_fails_before_training(cli, pretrained, tmp_path):
+    result = cli("finetune", pretrained, "--freeze", "nonexistent_layer")
+    assert result.exit_code == 2 and "no layer named 'nonexistent_layer'" in error_line(result)
+    result = cli("finetune", pretrained, "--freeze", "999")
+    assert result.exit_code == 2 and "beyond the model's" in error_line(result)
+    assert [r for r in artifacts.list_runs(tmp_path / "runs") if "finetune" in str(r)] == []
+
+
+def test_an_input_shape_the_base_cannot_take(cli, pretrained):
+    result = cli("finetune", pretrained, "--set", "data.image_size=[16, 16]")
+    assert result.exit_code == 2 and "takes images of (12, 12, 1)" in error_line(result)
+
+
+def test_a_base_that_is_nothing(cli, write_experiment):
+    path = write_experiment({"finetune": {"base": "mobilenet_v9"}})
+    result = cli("finetune", path)
+    assert result.exit_code == 2 and "Did you mean 'mobilenet_v2'" in error_line(result)
+    result = cli("finetune", write_experiment({"model": {"architecture": "mlp"}}, name="plain"))
+    assert result.exit_code == 2 and "needs something pretrained" in error_line(result)
+
+
+@pytest.mark.slow
+def test_keras_application_base_with_local_weights(write_experiment, tmp_path):
+    from cnnlab.config import load_config
+
+    backbone = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    weights = tmp_path / "mobilenet_v2_notop.weights.h5"
+    backbone.save_weights(weights)
+    x, y = make_images(12, classes=2, size=32, channels=3)
+    data = tmp_path / "rgb.npz"
+    np.savez(data, x_train=x, y_train=y, x_test=x[::2], y_test=y[::2])
+    path = write_experiment({"data": {"dataset": "npz", "path": str(data), "batch_size": 8, "scaling": "backbone"},
+                             "model": {"architecture": "mobilenet_v2", "weights": str(weights), "head": "gap"},
+                             "finetune": {"freeze": 100, "head_epochs": 1, "epochs": 1}}, name="mobile")
+    run = finetune(path, **QUIET)
+    model = keras.saving.load_model(run / "model.keras")
+    assert model.get_layer("scaling").__class__.__name__ == "BackbonePreprocessing"
+    assert model.output_shape == (None, 2)
