@@ -16,13 +16,13 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from cnnlab.config import build_config  # noqa: E402
-from cnnlab.data.pipeline import load_data  # noqa: E402
-from cnnlab.experiment import build, setup  # noqa: E402
-from cnnlab.training.fit import compile_model  # noqa: E402
+from cnnlab.config import build_config
+from cnnlab.data.pipeline import load_data
+from cnnlab.experiment import build, setup
+from cnnlab.training.fit import compile_model
 
 DEFAULT_NPZ = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist.npz"
 AUGMENTATION = {"rotation_range": 10, "width_shift_range": 0.1, "height_shift_range": 0.1, "zoom_range": 0.1}

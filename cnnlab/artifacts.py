@@ -80,8 +80,10 @@ def resolve_run(target, root="runs"):
         return path.parent
     if path.is_dir() and is_run(path):
         return path
-    if path.is_dir() and list_runs(path.parent if is_run(path.parent) else path):
-        return latest_run(path)  # an experiment's folder of runs, or an output_dir
+    if path.is_dir():  # an experiment's folder of runs, or an output_dir: its latest run
+        runs = sorted((p.parent for p in path.glob(f"*/{CONFIG_FILE}")), key=lambda p: p.name) or list_runs(path)
+        if runs:
+            return runs[-1]
     raise CnnlabError(f"{str(path)!r} is not a run folder (a folder with {CONFIG_FILE}, made by cnnlab train).")
 
 

@@ -7,7 +7,7 @@ received. Cross-field rules live in `_check_*` functions at the end.
 """
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
@@ -31,10 +31,10 @@ class Section(BaseModel):
 
 class DataConfig(Section):
     dataset: Literal[DATASETS]
-    path: Optional[str] = None
-    test_path: Optional[str] = None
-    image_size: Optional[tuple[PositiveInt, PositiveInt]] = None
-    color_mode: Optional[Literal["grayscale", "rgb"]] = None
+    path: str | None = None
+    test_path: str | None = None
+    image_size: tuple[PositiveInt, PositiveInt] | None = None
+    color_mode: Literal["grayscale", "rgb"] | None = None
     validation_split: Fraction = 0.1
     test_split: Fraction = 0.2  # carved from the data only when it has no test split
     scaling: Literal["unit", "symmetric", "standardize", "none", "backbone"] = "unit"
@@ -47,13 +47,13 @@ class AugmentationConfig(Section):
     rotation_range: NonNegFloat = 0.0
     width_shift_range: NonNegFloat = 0.0
     height_shift_range: NonNegFloat = 0.0
-    zoom_range: Union[NonNegFloat, tuple[NonNegFloat, NonNegFloat]] = 0.0
+    zoom_range: NonNegFloat | tuple[NonNegFloat, NonNegFloat] = 0.0
     shear_range: NonNegFloat = 0.0
     horizontal_flip: bool = False
     vertical_flip: bool = False
-    brightness_range: Optional[tuple[NonNegFloat, NonNegFloat]] = None
-    contrast_range: Optional[tuple[NonNegFloat, NonNegFloat]] = None
-    saturation_range: Optional[tuple[NonNegFloat, NonNegFloat]] = None
+    brightness_range: tuple[NonNegFloat, NonNegFloat] | None = None
+    contrast_range: tuple[NonNegFloat, NonNegFloat] | None = None
+    saturation_range: tuple[NonNegFloat, NonNegFloat] | None = None
     hue_delta: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
     channel_shift_range: NonNegFloat = 0.0
     fill_mode: Literal["nearest", "constant", "reflect", "wrap"] = "nearest"
@@ -62,7 +62,7 @@ class AugmentationConfig(Section):
     random_erasing: Fraction = 0.0  # probability of erasing one random box (cutout)
     mixup_alpha: NonNegFloat = 0.0
     cutmix_alpha: NonNegFloat = 0.0
-    rand_augment: Optional[dict[str, Any]] = None  # {num_ops: 2, factor: 0.5} (keras.layers.RandAugment)
+    rand_augment: dict[str, Any] | None = None  # {num_ops: 2, factor: 0.5} (keras.layers.RandAugment)
 
 
 class RegularizerConfig(Section):
@@ -72,12 +72,12 @@ class RegularizerConfig(Section):
 
 class ModelConfig(Section):
     architecture: str = "deep_cnn"
-    weights: Optional[str] = None
+    weights: str | None = None
     activation: str = "relu"
     kernel_initializer: str = "he_normal"
     batch_norm: bool = False
     dropout: Fraction = 0.5
-    kernel_regularizer: Optional[RegularizerConfig] = None
+    kernel_regularizer: RegularizerConfig | None = None
     head: Literal["flatten", "gap"] = "flatten"
     local_response_norm: bool = False  # AlexNet's LRN
     aux_logits: bool = False  # GoogLeNet's auxiliary classifiers
@@ -106,12 +106,12 @@ class TrainingConfig(Section):
     epochs: PositiveInt = 30
     optimizer: Annotated[OptimizerConfig, pydantic.BeforeValidator(_by_name)] = OptimizerConfig(name="adam")
     learning_rate: Annotated[float, Field(gt=0.0)] = 0.001
-    lr_schedule: Optional[Annotated[ScheduleConfig, pydantic.BeforeValidator(_by_name)]] = None
+    lr_schedule: Annotated[ScheduleConfig, pydantic.BeforeValidator(_by_name)] | None = None
     loss: Literal["auto", "categorical_crossentropy", "categorical_focal_crossentropy"] = "auto"
     label_smoothing: Fraction = 0.0
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
-    class_weight: Union[Literal["balanced"], dict[Union[int, str], Annotated[float, Field(gt=0)]], None] = None
-    steps_per_epoch: Optional[PositiveInt] = None  # default: the whole training set
+    class_weight: Literal["balanced"] | dict[int | str, Annotated[float, Field(gt=0)]] | None = None
+    steps_per_epoch: PositiveInt | None = None  # default: the whole training set
 
 
 def _off_or(value):
@@ -154,7 +154,7 @@ class EarlyStoppingConfig(Section):
 
 
 def _switchable(section):
-    return Annotated[Optional[section], pydantic.BeforeValidator(_off_or)]
+    return Annotated[section | None, pydantic.BeforeValidator(_off_or)]
 
 
 class CallbacksConfig(Section):
@@ -166,8 +166,8 @@ class CallbacksConfig(Section):
 
 
 class FinetuneConfig(Section):
-    base: Optional[str] = None
-    freeze: Union[NonNegInt, str] = 100
+    base: str | None = None
+    freeze: NonNegInt | str = 100
     head_epochs: NonNegInt = 5
     epochs: NonNegInt = 10
     learning_rate: Annotated[float, Field(gt=0.0)] = 1.0e-5
@@ -180,7 +180,7 @@ class EvaluateConfig(Section):
 
 
 class ExperimentConfig(Section):
-    name: Optional[str] = None
+    name: str | None = None
     seed: int = 42
     output_dir: str = "runs"
     data: DataConfig
@@ -190,7 +190,7 @@ class ExperimentConfig(Section):
     callbacks: CallbacksConfig = CallbacksConfig()
     finetune: FinetuneConfig = FinetuneConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
-    provenance: Optional[dict[str, Any]] = None  # written by cnnlab into a run's config.yaml
+    provenance: dict[str, Any] | None = None  # written by cnnlab into a run's config.yaml
 
     @model_validator(mode="before")
     @classmethod
@@ -272,7 +272,7 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 def _parse_yaml(text, source, *, document=True):
     """Parse YAML text; a `document` must be a mapping of sections, a value may be anything."""
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_StrictLoader)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:

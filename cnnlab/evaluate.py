@@ -35,48 +35,64 @@ def load_model(path):
         raise CnnlabError(f"{str(path)!r} is not a loadable .keras model: {str(exc).splitlines()[0]}") from None
 
 
-def _data_for(cfg, data_dir):
-    """The run's data, or an image folder given by ``--data-dir`` as the test split."""
-    from cnnlab.data.pipeline import load_data
+def folder_data(data_dir, model, class_names, batch_size=64, on_bad_image="error"):
+    """Every image of a class-sub-folder folder as the test split, fitted to the model's input."""
+    from cnnlab.data.folders import scan_folder
+    from cnnlab.data.pipeline import DataBundle
+    from cnnlab.data.sources import Examples
 
-    if data_dir is None:
-        return load_data(cfg)
-    from cnnlab.config import apply_overrides
-
-    over = [f"data.test_path={data_dir}"] if cfg.data.dataset == "directory" else [
-        "data.dataset=directory", f"data.path={data_dir}", "data.validation_split=0"]
-    changed = build_config(apply_overrides(_without_val_monitors(cfg.to_dict()), over), "--data-dir")
-    return load_data(changed)
+    scan = scan_folder(data_dir, on_bad_image=on_bad_image, key="--data-dir", class_names=class_names)
+    examples = Examples(labels=scan.labels, paths=scan.paths)
+    return DataBundle(train=examples, val=None, test=examples, class_names=list(scan.class_names),
+                      input_shape=tuple(model.input_shape[1:]), batch_size=batch_size, seed=0)
 
 
-def _without_val_monitors(data):
-    data["callbacks"] = {"model_checkpoint": None, "reduce_lr_on_plateau": None, "early_stopping": None}
-    return data
+def _target(target, root):
+    """``(run or None, model path)``: a bare .keras file outside any run has no run."""
+    path = Path(target) if target else None
+    if path is not None and path.suffix == ".keras" and not artifacts.is_run(path.parent):
+        return None, path
+    run = artifacts.resolve_run(target, root)
+    return run, path if path is not None and path.suffix == ".keras" else run / artifacts.MODEL_FILE
 
 
 def evaluate(target=None, *, split=None, data_dir=None, root="runs", echo=print):
-    """Evaluate a run (default: the latest) and write metrics.json and plots into it.
+    """Evaluate a run (default: the latest) or a .keras model, and write metrics.json and plots.
+
+    With ``data_dir``, every image of that class-sub-folder folder is the test set
+    (a bare .keras model needs one); otherwise the run's own split.
 
     Returns:
         The metrics dict that metrics.json holds.
     """
-    run = artifacts.resolve_run(target, root)
-    model_path = Path(target) if target and str(target).endswith(".keras") else run / artifacts.MODEL_FILE
-    cfg = load_run_config(run)
     from cnnlab.experiment import setup
 
-    setup(cfg)
-    split = "test" if data_dir else (split or cfg.evaluate.split)
-    data = _data_for(cfg, data_dir)
+    run, model_path = _target(target, root)
+    if run is None and data_dir is None:
+        raise CnnlabError(f"{str(model_path)!r} is not inside a run folder: give --data-dir, a folder of class "
+                          "sub-folders to evaluate it on.")
+    cfg = load_run_config(run) if run else None
+    if cfg:
+        setup(cfg)
     model = load_model(model_path)
-    _check_model_fits(model, data, run)
+    names = artifacts.read_json((run or model_path.parent) / artifacts.CLASSES_FILE)
+    if data_dir:
+        split = "test"
+        data = folder_data(data_dir, model, names, cfg.data.batch_size if cfg else 64)
+    else:
+        from cnnlab.data.pipeline import load_data
+
+        split = split or cfg.evaluate.split
+        data = load_data(cfg)
+    _check_model_fits(model, data, run or model_path)
     probs, labels, mistakes = predict_split(model, data, split)
-    result = scores(probs, labels, data.class_names, cfg.evaluate.top_k)
+    result = scores(probs, labels, data.class_names, cfg.evaluate.top_k if cfg else [1, 5])
     result.update(split=split, model=str(model_path), data_dir=data_dir)
-    artifacts.write_json(run / artifacts.METRICS_FILE, result)
+    out = run or model_path.parent
+    artifacts.write_json(out / artifacts.METRICS_FILE, result)
     from cnnlab import plots
 
-    plots.write_all(run, result, mistakes, data.class_names)
+    plots.write_all(out, result, mistakes, data.class_names)
     echo(format_metrics(result))
     return result
 
@@ -130,7 +146,7 @@ def scores(probs, labels, class_names, top_k):
                  for i, name in enumerate(class_names)}
     mp, mr, mf, _ = precision_recall_fscore_support(labels, predicted, labels=classes, average="macro",
                                                     zero_division=0)
-    return {"images": int(len(labels)), "loss": loss, "accuracy": float(np.mean(predicted == labels)),
+    return {"images": len(labels), "loss": loss, "accuracy": float(np.mean(predicted == labels)),
             "top_k_accuracy": top, "macro_avg": {"precision": float(mp), "recall": float(mr), "f1": float(mf)},
             "per_class": per_class, "class_names": list(class_names),
             "confusion_matrix": confusion_matrix(labels, predicted, labels=classes).tolist()}

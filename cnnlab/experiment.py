@@ -92,11 +92,11 @@ def start_run(cfg, output_dir, fresh, echo):
     run = None if fresh else artifacts.find_resumable(output_dir, cfg.name, resolved)
     if run is not None:
         echo(f"Resuming the interrupted run {run} (pass --fresh to start a new one)")
-        return run, True
+        return run
     run = artifacts.new_run_dir(output_dir, cfg.name)
     full = cfg.model_copy(update={"provenance": artifacts.provenance()})
     save_config(full, run / artifacts.CONFIG_FILE)
-    return run, False
+    return run
 
 
 def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto"):
@@ -110,7 +110,7 @@ def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto"):
     model = build(cfg, data)
     steps = steps_per_epoch(cfg, data)
     compile_model(model, cfg, data.classes, steps)
-    run, resumed = start_run(cfg, Path(output_dir or cfg.output_dir), fresh, echo)
+    run = start_run(cfg, Path(output_dir or cfg.output_dir), fresh, echo)
     artifacts.write_json(run / artifacts.CLASSES_FILE, data.class_names)
     artifacts.update_run_info(run, status="running", pid=os.getpid(), kind="train")
     echo(f"Run: {run}")

@@ -174,7 +174,7 @@ def finetune(target=None, *, overrides=(), freeze=None, epochs=None, head_epochs
     describe(data, echo)
     model, origin = base_model(cfg, data)
     first = freeze_index(model, cfg.finetune.freeze)  # a bad --freeze fails before any training
-    run, _ = start_run(cfg, Path(output_dir or cfg.output_dir), fresh, echo)
+    run = start_run(cfg, Path(output_dir or cfg.output_dir), fresh, echo)
     artifacts.write_json(run / artifacts.CLASSES_FILE, data.class_names)
     artifacts.update_run_info(run, status="running", pid=os.getpid(), kind="finetune", base=origin)
     echo(f"Run: {run}\nBase: {origin}")

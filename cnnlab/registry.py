@@ -1,7 +1,8 @@
 """A name registry: alternatives (models, datasets, optimizers, ...) picked by name."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from cnnlab.errors import ConfigError, one_of
 

@@ -123,3 +123,28 @@ def test_check_prints_config_and_summary(cli, write_experiment):
     result = cli("check", write_experiment())
     assert result.exit_code == 0, result.output
     assert "architecture: mlp" in result.output and "Total params" in result.output
+
+
+@pytest.mark.slow
+def test_evaluate_on_another_folder_and_a_bare_model(cli, write_experiment, image_folder, tmp_path):
+    import shutil
+
+    path = write_experiment({"data": {"dataset": "directory", "path": str(image_folder), "batch_size": 8},
+                             "model": {"architecture": "simple_cnn"}, "training": {"epochs": 1}})
+    assert cli("train", path).exit_code == 0
+    run = artifacts.latest_run(tmp_path / "runs")
+    result = cli("evaluate", run, "--data-dir", image_folder, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output[result.output.index("{"):])["images"] == 36
+
+    bare = tmp_path / "elsewhere"
+    bare.mkdir()
+    shutil.copy(run / "model.keras", bare / "model.keras")
+    result = cli("evaluate", bare / "model.keras")
+    assert result.exit_code == 2 and "give --data-dir" in error_line(result)
+    result = cli("evaluate", bare / "model.keras", "--data-dir", image_folder)
+    assert result.exit_code == 0 and (bare / "metrics.json").is_file()
+
+    (image_folder / "class_9").mkdir()
+    result = cli("evaluate", run, "--data-dir", image_folder)
+    assert result.exit_code == 2 and "class_9" in error_line(result)

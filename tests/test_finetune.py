@@ -52,7 +52,8 @@ def test_a_new_head_for_a_different_class_count():
     new = replace_head(model, 7)
     assert new.output_shape == (None, 7)
     assert new.layers[head_start(new)].name == "fc2" and new.layers[-1].name == "predictions"
-    assert np.array_equal(new.get_layer("block1_conv1").get_weights()[0], model.get_layer("block1_conv1").get_weights()[0])
+    kept = new.get_layer("block1_conv1").get_weights()[0]
+    assert np.array_equal(kept, model.get_layer("block1_conv1").get_weights()[0])
 
 
 @pytest.fixture
@@ -158,7 +159,6 @@ def test_a_base_that_is_nothing(cli, write_experiment):
 
 @pytest.mark.slow
 def test_keras_application_base_with_local_weights(write_experiment, tmp_path):
-    from cnnlab.config import load_config
 
     backbone = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
     weights = tmp_path / "mobilenet_v2_notop.weights.h5"
