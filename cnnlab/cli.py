@@ -72,7 +72,7 @@ def main(verbose):
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--epochs", type=click.IntRange(min=1), help="Shorthand for --set training.epochs=N.")
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Where runs go (default: output_dir).")
-@click.option("--dry-run", is_flag=True, help="Load the data and build the model, then stop.")
+@click.option("--dry-run", is_flag=True, help="Validate, build the model and print its summary; no training.")
 @click.option("--fresh", is_flag=True, help="Start a new run even if an interrupted one could be resumed.")
 def train_command(experiment, overrides, epochs, output_dir, dry_run, fresh):
     """Train EXPERIMENT.yaml into runs/<name>/<timestamp>/ (resumes an interrupted run)."""

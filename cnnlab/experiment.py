@@ -20,12 +20,18 @@ def setup(cfg):
 
 def build(cfg, data):
     """The experiment's model for `data`, scaling included."""
-    from cnnlab.data.scaling import needs_stats, scaling_layers
-    from cnnlab.models.registry import build_model
+    from cnnlab.data.scaling import needs_stats
 
     stats = data.channel_stats() if needs_stats(cfg.data.scaling) else None
-    preprocessing = scaling_layers(cfg.data.scaling, cfg.model, stats)
-    return build_model(cfg.model, data.input_shape, data.classes, preprocessing=preprocessing)
+    return assemble(cfg, data.input_shape, data.classes, stats)
+
+
+def assemble(cfg, shape, classes, stats=None):
+    """The model of `cfg` for `shape` images and `classes` classes, its scaling layer first."""
+    from cnnlab.data.scaling import scaling_layers
+    from cnnlab.models.registry import build_model
+
+    return build_model(cfg.model, shape, classes, preprocessing=scaling_layers(cfg.data.scaling, cfg.model, stats))
 
 
 def steps_per_epoch(cfg, data):
@@ -47,15 +53,12 @@ def check(cfg, echo=print):
     needs no download; files and folders are read to learn their shape.
     """
     from cnnlab.data.pipeline import describe_data
-    from cnnlab.data.scaling import needs_stats, scaling_layers
-    from cnnlab.models.registry import build_model
 
     setup(cfg)
     shape, classes = describe_data(cfg)
     echo(f"Data: images of {shape}, {classes} classes")
     # Standardisation's statistics change no parameter count: neutral ones do for the summary.
-    stats = {"mean": [0.0] * shape[-1], "variance": [1.0] * shape[-1]} if needs_stats(cfg.data.scaling) else None
-    model = build_model(cfg.model, shape, classes, preprocessing=scaling_layers(cfg.data.scaling, cfg.model, stats))
+    model = assemble(cfg, shape, classes, {"mean": [0.0] * shape[-1], "variance": [1.0] * shape[-1]})
     model.summary(print_fn=lambda line, **_: echo(line))
     return model
 

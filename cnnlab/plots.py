@@ -42,6 +42,8 @@ def curves(history, path):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     epochs = [row["epoch"] + 1 for row in history]
     for ax, metric in zip(axes, ("loss", "accuracy")):
+        if metric not in history[0]:
+            metric = f"predictions_{metric}"  # a model with auxiliary outputs
         for key, style in ((metric, "-"), (f"val_{metric}", "--")):
             if key in history[0]:
                 ax.plot(epochs, [row[key] for row in history], style, label=key)

@@ -160,3 +160,23 @@ def test_local_weights_file_for_an_application(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
         build("mobilenet_v2", weights=str(tmp_path / "missing.h5"))
     keras.backend.clear_session()
+
+
+@pytest.mark.slow
+def test_googlenet_with_auxiliary_heads_trains_checkpoints_and_evaluates(tmp_path):
+    from cnnlab.config import build_config
+    from cnnlab.evaluate import evaluate
+    from cnnlab.experiment import train
+
+    cfg = build_config({"output_dir": str(tmp_path), "name": "aux",
+                        "data": {"dataset": "digits", "batch_size": 32, "image_size": [16, 16]},
+                        "model": {"architecture": "googlenet", "aux_logits": True},
+                        "training": {"epochs": 2, "steps_per_epoch": 2},
+                        "callbacks": {"model_checkpoint": {"monitor": "val_accuracy"},
+                                      "early_stopping": {"monitor": "val_accuracy", "patience": 2}}})
+    run = train(cfg, echo=lambda *_: None, verbose=0)
+    header = (run / "history.csv").read_text().splitlines()[0]
+    assert "val_predictions_accuracy" in header and "aux1_predictions_loss" in header
+    assert (run / "model.keras").is_file()
+    assert evaluate(run, echo=lambda *_: None)["images"] == 360
+    keras.backend.clear_session()

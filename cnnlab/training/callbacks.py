@@ -69,13 +69,21 @@ def truncate_history(run, epochs):
     os.replace(tmp, path)
 
 
+def direction(monitor, mode):
+    """``min`` or ``max`` for a monitored metric: `mode`, or read from the name when ``auto``."""
+    if mode != "auto":
+        return mode
+    if monitor.endswith(("loss", "error")):
+        return "min"
+    return "max" if any(k in monitor for k in ("acc", "auc", "precision", "recall", "f1")) else "auto"
+
+
 def best_so_far(history, monitor, mode):
     """The best value of `monitor` in earlier epochs, for a resumed checkpoint's threshold."""
     values = [row[monitor] for row in history if isinstance(row.get(monitor), float) and not math.isnan(row[monitor])]
     if not values:
         return None
-    maximize = mode == "max" or (mode == "auto" and ("acc" in monitor or monitor.endswith("auc")))
-    return max(values) if maximize else min(values)
+    return max(values) if direction(monitor, mode) == "max" else min(values)
 
 
 def make_callbacks(cfg, run, *, history=(), phase=None, backup=True, monitor=None):
@@ -91,21 +99,22 @@ def make_callbacks(cfg, run, *, history=(), phase=None, backup=True, monitor=Non
     """
     run = Path(run)
     rename = monitor or (lambda name: name)
+
+    def watch(args):
+        """Keras's arguments with the monitor's name in the logs and an explicit mode."""
+        return {**args, "monitor": rename(args["monitor"]), "mode": direction(args["monitor"], args["mode"])}
+
     out = [keras.callbacks.TerminateOnNaN()]
     if phase is not None:
         out.append(PhaseLogger(phase))
     if cfg.model_checkpoint is not None:
-        ck = cfg.model_checkpoint
-        name = rename(ck.monitor)
-        threshold = best_so_far(history, name, ck.mode) if (run / MODEL_FILE).is_file() else None
-        out.append(AtomicModelCheckpoint(run / MODEL_FILE, **{**ck.model_dump(), "monitor": name},
-                                         initial_value_threshold=threshold))
+        args = watch(cfg.model_checkpoint.model_dump())
+        threshold = best_so_far(history, args["monitor"], args["mode"]) if (run / MODEL_FILE).is_file() else None
+        out.append(AtomicModelCheckpoint(run / MODEL_FILE, **args, initial_value_threshold=threshold))
     if cfg.reduce_lr_on_plateau is not None:
-        args = cfg.reduce_lr_on_plateau.model_dump()
-        out.append(keras.callbacks.ReduceLROnPlateau(**{**args, "monitor": rename(args["monitor"])}))
+        out.append(keras.callbacks.ReduceLROnPlateau(**watch(cfg.reduce_lr_on_plateau.model_dump())))
     if cfg.early_stopping is not None:
-        args = cfg.early_stopping.model_dump()
-        out.append(keras.callbacks.EarlyStopping(**{**args, "monitor": rename(args["monitor"])}))
+        out.append(keras.callbacks.EarlyStopping(**watch(cfg.early_stopping.model_dump())))
     if cfg.tensorboard:
         out.append(keras.callbacks.TensorBoard(log_dir=str(run / "tensorboard")))
     if cfg.csv_logger:
