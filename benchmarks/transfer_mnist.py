@@ -5,9 +5,10 @@
    (experiments/transfer_finetune_5to9.yaml, two phases, 30 epochs in all);
 3. train the same network from scratch on the same 250 images for the same 30 epochs
    (experiments/transfer_scratch_5to9.yaml).
-Prints both test accuracies on every digit-5-9 test image, and the wall times.
+Prints both test accuracies on every digit-5-9 test image, for three seeds each (the
+250 images stay the same; initialisation, dropout and shuffling change), and the wall times.
 
-    python benchmarks/transfer_mnist.py [--npz ../shared/datasets/mnist.npz] [--prepare-only]
+    python benchmarks/transfer_mnist.py [--npz ../shared/datasets/mnist.npz] [--seeds 42 1 2] [--prepare-only]
 """
 
 import argparse
@@ -44,6 +45,7 @@ def prepare(npz, out="data", seed=0):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--npz", default=DEFAULT_NPZ)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
     parser.add_argument("--prepare-only", action="store_true")
     args = parser.parse_args()
     if not Path(args.npz).is_file():
@@ -60,22 +62,24 @@ def main():
 
     quiet = {"echo": lambda *_: None, "verbose": 0}
     experiments = ROOT / "experiments"
-    timings, accuracy = {}, {}
     start = time.perf_counter()
     train(load_config(experiments / "transfer_pretrain_0to4.yaml"), fresh=True, **quiet)
-    timings["pretrain 0-4"] = time.perf_counter() - start
-    for name, step in (("fine-tuned", lambda: finetune(experiments / "transfer_finetune_5to9.yaml", fresh=True,
-                                                        **quiet)),
-                       ("from scratch", lambda: train(load_config(experiments / "transfer_scratch_5to9.yaml"),
-                                                      fresh=True, **quiet))):
-        start = time.perf_counter()
-        run = step()
-        timings[name] = time.perf_counter() - start
-        accuracy[name] = evaluate(run, echo=lambda *_: None)["accuracy"]
-    print(f"{'':<14}{'test accuracy (digits 5-9)':>28}{'wall time':>12}")
-    for name in ("fine-tuned", "from scratch"):
-        print(f"{name:<14}{accuracy[name]:>28.4f}{timings[name]:>11.0f}s")
-    print(f"(pretraining on digits 0-4 took {timings['pretrain 0-4']:.0f}s)")
+    pretrain = time.perf_counter() - start
+    steps = {"fine-tuned": lambda s: finetune(experiments / "transfer_finetune_5to9.yaml", overrides=[f"seed={s}"],
+                                              fresh=True, **quiet),
+             "from scratch": lambda s: train(load_config(experiments / "transfer_scratch_5to9.yaml", [f"seed={s}"]),
+                                             fresh=True, **quiet)}
+    print(f"{'':<14}" + "".join(f"{f'seed {s}':>10}" for s in args.seeds) + f"{'mean':>10}{'wall time':>12}")
+    for name, step in steps.items():
+        accuracy, seconds = [], []
+        for seed in args.seeds:
+            start = time.perf_counter()
+            run = step(seed)
+            seconds.append(time.perf_counter() - start)
+            accuracy.append(evaluate(run, echo=lambda *_: None)["accuracy"])
+        print(f"{name:<14}" + "".join(f"{a:>10.4f}" for a in accuracy) + f"{np.mean(accuracy):>10.4f}"
+              f"{np.mean(seconds):>11.0f}s")
+    print(f"(test accuracy on all {test_n} test images of digits 5-9; pretraining on digits 0-4 took {pretrain:.0f}s)")
 
 
 if __name__ == "__main__":

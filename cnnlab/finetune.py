@@ -90,19 +90,36 @@ def _loaded_base(path, data):
     return model
 
 
-def head_start(model):
-    """Index of the classifier: the last layer with weights (later layers have none)."""
+FEATURES = ("flatten", "avg_pool")  # what the zoo and the backbones name the layer before the classifier
+
+
+def last_weighted(model):
+    """Index of the last layer with weights: the output classifier (later layers have none)."""
     for index in range(len(model.layers) - 1, -1, -1):
         if model.layers[index].weights:
             return index
     raise ConfigError(f"the model {model.name} has no layer with weights to train.")
 
 
+def head_start(model):
+    """Index of the first layer of the head: the classifier after the base's pooled features
+    (``flatten`` or ``avg_pool``), or else the output classifier alone."""
+    names = [layer.name for layer in model.layers]
+    for name in FEATURES:
+        if name in names:
+            return names.index(name) + 1
+    return last_weighted(model)
+
+
 def replace_head(model, classes):
-    """A new classifier Dense for `classes`, re-applying the weightless layers after it."""
+    """A new output Dense for `classes`, re-applying the weightless layers after it.
+
+    The rest of the head (e.g. the dense layers of VGG or the book's CNN) keeps its
+    weights as a starting point; phase 1 trains it.
+    """
     import keras
 
-    start = head_start(model)
+    start = last_weighted(model)
     old = model.layers[start]
     if not isinstance(old, keras.layers.Dense):
         raise ConfigError(f"cannot give {model.name} a new head: its last layer with weights, {old.name}, "

@@ -10,7 +10,8 @@ import pytest
 from cnnlab import artifacts
 from cnnlab.config import ModelConfig
 from cnnlab.errors import ConfigError
-from cnnlab.finetune import finetune, freeze_base, freeze_index, head_start, replace_head, unfreeze_after
+from cnnlab.finetune import (finetune, freeze_base, freeze_index, head_start, last_weighted, replace_head,
+                             unfreeze_after)
 from cnnlab.models.registry import build_model
 from tests.conftest import error_line, make_images
 
@@ -34,13 +35,15 @@ def test_freeze_by_count_and_by_name():
 
 def test_phase1_trains_only_the_head_and_phase2_keeps_batchnorm_frozen():
     model = small_cnn()
-    freeze_base(model)
-    assert [layer.name for layer in model.layers if layer.trainable and layer.weights] == ["fc2"]
-    first = freeze_index(model, "block2_pool")
+    freeze_base(model)  # the classifier after `flatten` trains; the convolutional base is frozen
+    assert [layer.name for layer in model.layers if layer.trainable and layer.weights] == ["fc1", "fc1_bn", "fc2"]
+    first, head = freeze_index(model, "block2_pool"), head_start(model)
     unfreeze_after(model, first)
     for index, layer in enumerate(model.layers):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            assert not layer.trainable
+        if index >= head:  # the classifier trains in both phases, its BatchNormalization too
+            assert layer.trainable, layer.name
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            assert not layer.trainable, layer.name
         elif layer.weights:
             assert layer.trainable == (index >= first), layer.name
     unfreeze_after(model, first, train_batch_norm=True)
@@ -51,7 +54,7 @@ def test_a_new_head_for_a_different_class_count():
     model = small_cnn()
     new = replace_head(model, 7)
     assert new.output_shape == (None, 7)
-    assert new.layers[head_start(new)].name == "fc2" and new.layers[-1].name == "predictions"
+    assert new.layers[last_weighted(new)].name == "fc2" and new.layers[-1].name == "predictions"
     kept = new.get_layer("block1_conv1").get_weights()[0]
     assert np.array_equal(kept, model.get_layer("block1_conv1").get_weights()[0])
 
@@ -105,7 +108,7 @@ def test_two_phases_on_new_classes(pretrained, npz_pair, tmp_path, monkeypatch):
     assert phase1["lr"] == pytest.approx(3e-3) and phase2["lr"] == pytest.approx(1e-5)  # training, then finetune
     names = [layer.name for layer in model.layers]
     first = names.index("block2_pool") + 1
-    for name in names[:names.index("fc2")]:  # phase 1: the whole base untouched, bit for bit
+    for name in names[:names.index("flatten") + 1]:  # phase 1: the whole base untouched, bit for bit
         for before, after in zip(phase1["weights"][name], phase1["after"][name]):
             assert np.array_equal(before, after), name
         if base.get_layer(name).weights:
