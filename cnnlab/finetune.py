@@ -36,6 +36,16 @@ def resolve_config(target, overrides=(), root="runs", **updates):
     return build_config(data, str(run / artifacts.CONFIG_FILE))
 
 
+def backbone_scaling(cfg):
+    """A keras.applications base gets its own preprocessing (``scaling: backbone``) unless the
+    experiment chose a scaling itself."""
+    arch = cfg.finetune.base if cfg.finetune.base is not None else cfg.model.architecture
+    pretrained = cfg.finetune.base is not None or cfg.model.weights
+    if "scaling" in cfg.data.model_fields_set or not pretrained or not _is_backbone(arch):
+        return cfg
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"scaling": "backbone"})})
+
+
 def base_model(cfg, data):
     """The model to fine-tune, its head fitted to `data`; and a description of where it came from."""
     from cnnlab.experiment import build
@@ -183,9 +193,9 @@ def finetune(target=None, *, overrides=(), freeze=None, epochs=None, head_epochs
     from cnnlab.data.pipeline import load_data
     from cnnlab.experiment import describe, finish, running, setup, start_run, steps_per_epoch
 
-    cfg = resolve_config(target, overrides, root, **{
+    cfg = backbone_scaling(resolve_config(target, overrides, root, **{
         "finetune.freeze": freeze, "finetune.epochs": epochs, "finetune.head_epochs": head_epochs,
-        "finetune.learning_rate": learning_rate})
+        "finetune.learning_rate": learning_rate}))
     setup(cfg)
     data = load_data(cfg)
     describe(data, echo)

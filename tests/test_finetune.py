@@ -169,10 +169,11 @@ def test_keras_application_base_with_local_weights(write_experiment, tmp_path):
     x, y = make_images(12, classes=2, size=32, channels=3)
     data = tmp_path / "rgb.npz"
     np.savez(data, x_train=x, y_train=y, x_test=x[::2], y_test=y[::2])
-    path = write_experiment({"data": {"dataset": "npz", "path": str(data), "batch_size": 8, "scaling": "backbone"},
-                             "model": {"architecture": "mobilenet_v2", "weights": str(weights), "head": "gap"},
+    path = write_experiment({"data": {"dataset": "npz", "path": str(data), "batch_size": 8},  # scaling: backbone
+                             "model": {"architecture": "mobilenet_v2", "weights": str(weights)},
                              "finetune": {"freeze": 100, "head_epochs": 1, "epochs": 1}}, name="mobile")
     run = finetune(path, **QUIET)
     model = keras.saving.load_model(run / "model.keras")
-    assert model.get_layer("scaling").__class__.__name__ == "BackbonePreprocessing"
+    assert model.get_layer("scaling").__class__.__name__ == "BackbonePreprocessing"  # chosen for the backbone
+    assert "scaling: backbone" in (run / "config.yaml").read_text()
     assert model.output_shape == (None, 2)

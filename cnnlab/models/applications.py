@@ -2,7 +2,7 @@
 
 Names are derived from Keras's own modules (``mobilenet_v2``, ``resnet50v2``,
 ``efficientnet_b0``, ``convnext_tiny``...), so a Keras upgrade that adds a backbone
-adds it here too. Each gets a new head for the data's classes. ``weights`` is
+adds it here too. Each gets a new head for the data's classes: global average pooling, dropout, softmax. ``weights`` is
 ``imagenet`` (Keras's own downloader and cache) or a local weights file.
 A backbone whose twin is in the zoo (``vgg16``, ``resnet50``...) is reached
 through the zoo name with ``weights: imagenet``.
@@ -18,7 +18,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.models.blocks import pool_features, predictions
 from cnnlab.models.registry import MODELS, register_model
 
-APP_OPTIONS = ("weights", "dropout", "head", "kernel_initializer", "kernel_regularizer")
+APP_OPTIONS = ("weights", "dropout", "kernel_initializer", "kernel_regularizer")
 TWINS = {}  # zoo name -> application builder, for weights: imagenet
 
 
@@ -91,7 +91,7 @@ def _builder(module, constructor):
             except Exception as exc:  # Keras raises several types for a wrong file
                 raise ConfigError(f"`model.weights` {weights!r} does not fit {constructor.__name__} "
                                   f"without its top: {exc}".splitlines()[0]) from None
-        y = pool_features(base.output, cfg.head)
+        y = pool_features(base.output, "gap")  # as Keras's own top: global average pooling
         if cfg.dropout:
             y = layers.Dropout(cfg.dropout, name="head_dropout")(y)
         return predictions(y, classes, cfg)

@@ -15,7 +15,7 @@ def multiply_adds(model):
     """Multiply-adds of one forward pass of one image through the convolutions and dense layers."""
     total = 0
     for layer in model.layers:
-        if not isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.Dense)):
+        if not isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D, layers.Dense)):
             continue
         positions = int(np.prod(layer.output.shape[1:-1]))  # output pixels; 1 for a Dense on a vector
         kernels = layer.get_weights()[:2] if isinstance(layer, layers.SeparableConv2D) else layer.get_weights()[:1]
