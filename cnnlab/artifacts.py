@@ -1,5 +1,6 @@
 """Run directories: ``<output_dir>/<name>/<timestamp>/``, never overwritten, written atomically."""
 
+import csv
 import datetime
 import json
 import os
@@ -146,3 +147,57 @@ def provenance():
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {"versions": versions, "git_commit": commit, "created": _now()}
+
+
+def read_history(run):
+    """Rows of a run's history.csv as dicts of floats (``epoch`` as int)."""
+    path = Path(run) / HISTORY_FILE
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: (int(v) if k == "epoch" else _float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _float(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def truncate_history(run, epochs):
+    """Keep the first `epochs` epochs of history.csv (what a resumed run restarts after)."""
+    path = Path(run) / HISTORY_FILE
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < epochs]
+    tmp = path.with_name(".history.partial")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(tmp, path)
+
+
+def _short(base):
+    """A base run's ``<name>/<timestamp>``; other bases as they are."""
+    parts = Path(base).parts
+    return "/".join(parts[-2:]) if len(parts) > 2 else base
+
+
+def runs_table(root="runs"):
+    """Lines of a table of the runs under `root`: status, epochs, best validation accuracy,
+    test accuracy (from metrics.json) and base, newest last."""
+    rows = [("run", "status", "epochs", "best val_acc", "test acc", "base")]
+    for run in list_runs(root):
+        info, history = run_info(run), read_history(run)
+        val = [r[k] for r in history for k in ("val_accuracy", "val_predictions_accuracy")
+               if isinstance(r.get(k), float)]
+        metrics = read_json(run / METRICS_FILE, default={})
+        rows.append((str(run), info.get("status", "?"), str(len(history)), f"{max(val):.4f}" if val else "-",
+                     f"{metrics['accuracy']:.4f}" if "accuracy" in metrics else "-",
+                     _short(info.get("base", ""))))
+    if len(rows) == 1:
+        raise CnnlabError(f"no runs under {str(root)!r}.")
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]

@@ -162,6 +162,16 @@ def augment_preview_command(experiment, count, output, overrides):
     augment_preview(load_config(experiment, overrides), count, output, echo=click.echo)
 
 
+@main.command("runs")
+@click.argument("root", default="runs", type=click.Path(file_okay=False))
+def runs_command(root):
+    """List the runs under ROOT (default: ./runs) with their status and best metrics."""
+    from cnnlab.artifacts import runs_table
+
+    for line in runs_table(root):
+        click.echo(line)
+
+
 def _shape(text):
     try:
         shape = tuple(int(v) for v in text.split(","))

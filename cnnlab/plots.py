@@ -25,7 +25,7 @@ def _save(fig, path):
 
 def write_all(run, result, mistakes, class_names):
     """Write every plot the run has material for into ``run/plots``."""
-    from cnnlab.training.callbacks import read_history
+    from cnnlab.artifacts import read_history
 
     plots = Path(run) / "plots"
     history = read_history(run)

@@ -51,6 +51,10 @@ def test_train_then_evaluate_the_latest_run(cli, write_experiment, tmp_path, mon
     assert json.loads((run / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
     assert (run / "plots" / "confusion_matrix.png").is_file() and (run / "plots" / "curves.png").is_file()
 
+    result = cli("runs")
+    assert result.exit_code == 0 and str(run) in result.output and "completed" in result.output
+    assert f"{metrics['accuracy']:.4f}" in result.output
+
 
 @pytest.mark.slow
 def test_a_second_train_never_overwrites_the_first(cli, write_experiment, tmp_path):
@@ -107,6 +111,8 @@ def test_nan_loss_is_a_clear_error_and_leaves_no_bad_model(cli, write_experiment
 
 
 def test_bad_inputs_are_one_error_line(cli, write_experiment, tmp_path):
+    result = cli("runs", tmp_path)
+    assert result.exit_code == 2 and "no runs under" in error_line(result)
     result = cli("evaluate", tmp_path)
     assert result.exit_code == 2 and "is not a run folder" in error_line(result)
     result = cli("train", write_experiment({"model": {"architecture": "vgg-16"}}))

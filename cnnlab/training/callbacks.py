@@ -1,6 +1,5 @@
 """Callbacks from the ``callbacks:`` section, with Keras's own argument names."""
 
-import csv
 import math
 import os
 from pathlib import Path
@@ -37,36 +36,6 @@ class PhaseLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["phase"] = self.phase
-
-
-def read_history(run):
-    """Rows of a run's history.csv as dicts of floats (``epoch`` as int)."""
-    path = Path(run) / HISTORY_FILE
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return [{k: (int(v) if k == "epoch" else _float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def _float(value):
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return value
-
-
-def truncate_history(run, epochs):
-    """Keep the first `epochs` epochs of history.csv (what a resumed run restarts after)."""
-    path = Path(run) / HISTORY_FILE
-    if not path.is_file():
-        return
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < epochs]
-    tmp = path.with_name(".history.partial")
-    with open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows(kept)
-    os.replace(tmp, path)
 
 
 def direction(monitor, mode):

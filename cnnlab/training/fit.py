@@ -6,9 +6,9 @@ from pathlib import Path
 
 import keras
 
-from cnnlab.artifacts import BACKUP_DIR
+from cnnlab.artifacts import BACKUP_DIR, read_history, truncate_history
 from cnnlab.errors import ConfigError, TrainingError
-from cnnlab.training.callbacks import make_callbacks, read_history, truncate_history
+from cnnlab.training.callbacks import make_callbacks
 from cnnlab.training.optimizers import build_learning_rate, build_optimizer
 
 AUX_LOSS_WEIGHT = 0.3
