@@ -38,6 +38,9 @@ class Group(click.Group):
             sys.exit(130)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
+        except BrokenPipeError:  # `cnnlab runs | head`: the reader left; nothing is wrong
+            sys.stderr.close()
+            sys.exit(0)
         except Exception as exc:  # an unexpected failure: not the user's input
             if verbose:
                 traceback.print_exc()

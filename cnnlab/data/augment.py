@@ -231,7 +231,7 @@ class GeneratorAugmenter:
             flow = self.generator.flow(x, y, batch_size=data.batch_size, shuffle=True, seed=self.seed)
         else:
             flow = self._flow_files(examples, data)
-        return flow if outputs == 1 else _RepeatLabels(flow, outputs)
+        return flow if outputs == 1 else _repeat_labels(flow, outputs)
 
     def _flow_files(self, examples, data):
         import pandas as pd
@@ -245,7 +245,7 @@ class GeneratorAugmenter:
             validate_filenames=False)
 
 
-def _RepeatLabels(flow, outputs):
+def _repeat_labels(flow, outputs):
     """Wrap an ImageDataGenerator iterator so a multi-output model gets its labels once per output."""
     import keras
 
