@@ -97,14 +97,21 @@ def evaluate(target=None, *, split=None, data_dir=None, root="runs", echo=print)
     return result
 
 
-def _check_model_fits(model, data, run):
-    out, shape = main_output_shape(model)[-1], tuple(model.input_shape[1:])
-    if out != data.classes:
-        raise DataError(f"the model in {run} predicts {out} classes but the data has {data.classes} "
-                        f"({', '.join(data.class_names[:10])}): evaluate it on data with the same classes.")
+def check_input_shape(model, data, where):
+    """A model whose input differs from the data's images is an error saying what to set."""
+    shape = tuple(model.input_shape[1:])
     if shape != tuple(data.input_shape):
-        raise DataError(f"the model in {run} takes images of {shape} but the data gives {tuple(data.input_shape)}: "
-                        "set data.image_size / data.color_mode to match.")
+        raise DataError(f"the model in {where} takes images of {shape} but the data gives "
+                        f"{tuple(data.input_shape)}: set data.image_size to {list(shape[:2])} and "
+                        f"data.color_mode to {'grayscale' if shape[-1] == 1 else 'rgb'}.")
+
+
+def _check_model_fits(model, data, where):
+    check_input_shape(model, data, where)
+    out = main_output_shape(model)[-1]
+    if out != data.classes:
+        raise DataError(f"the model in {where} predicts {out} classes but the data has {data.classes} "
+                        f"({', '.join(data.class_names[:10])}): evaluate it on data with the same classes.")
 
 
 def main_output_shape(model):

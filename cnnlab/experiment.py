@@ -69,18 +69,14 @@ def augment_preview(cfg, n=16, output="preview.png", echo=print):
 
     from cnnlab import plots
     from cnnlab.data.augment import augment_images, is_active
-    from cnnlab.data.pipeline import fit_images, load_data
+    from cnnlab.data.pipeline import load_data, make_dataset
 
     setup(cfg)
     data = load_data(cfg)
     pick = np.random.default_rng(cfg.seed).choice(len(data.train), size=min(n, len(data.train)), replace=False)
     examples = data.train.take(np.sort(pick))
-    if examples.images is not None:
-        originals = fit_images(examples.images, data.input_shape).numpy()
-    else:
-        from cnnlab.data.pipeline import decode_image
-
-        originals = np.stack([fit_images(decode_image(p), data.input_shape).numpy() for p in examples.paths])
+    originals, _ = next(iter(make_dataset(examples, data.input_shape, len(examples), shuffle=False, seed=cfg.seed)))
+    originals = originals.numpy()
     if not is_active(cfg.augmentation):
         echo("Note: the experiment enables no augmentation; both columns are the same.")
     augmented = augment_images(cfg.augmentation, originals, data.input_shape, data.classes, cfg.seed)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cnnlab import artifacts
 from cnnlab.config import apply_overrides, build_config, load_config, option_overrides, read_yaml
-from cnnlab.errors import ConfigError, DataError, did_you_mean
+from cnnlab.errors import ConfigError, did_you_mean
 
 PHASE1_WEIGHTS = "phase1.weights.h5"
 
@@ -49,7 +49,7 @@ def backbone_scaling(cfg):
 def base_model(cfg, data):
     """The model to fine-tune, its head fitted to `data`; and a description of where it came from."""
     from cnnlab.experiment import build
-    from cnnlab.models.registry import get_model
+    from cnnlab.models.registry import list_models
 
     base = cfg.finetune.base
     if base is None:
@@ -60,10 +60,7 @@ def base_model(cfg, data):
     path = Path(base)
     if path.exists():
         return _loaded_base(path, data), str(path)
-    entry = get_model(base) if _is_backbone(base) else None
-    if entry is None:
-        from cnnlab.models.registry import list_models
-
+    if not _is_backbone(base):
         names = [n for n in list_models() if _is_backbone(n)]
         raise ConfigError(f"`finetune.base` must be a run folder, a .keras file or a keras.applications name "
                           f"(e.g. mobilenet_v2, resnet50). Received: {base!r} (no such file or folder)."
@@ -81,7 +78,7 @@ def _is_backbone(name):
 
 def _loaded_base(path, data):
     """Load a run's (or a file's) model; replace its head if the classes differ."""
-    from cnnlab.evaluate import load_model
+    from cnnlab.evaluate import check_input_shape, load_model
 
     run = artifacts.resolve_run(path) if path.is_dir() else None
     model = load_model(run / artifacts.MODEL_FILE if run else path)
@@ -89,11 +86,7 @@ def _loaded_base(path, data):
         import keras
 
         model = keras.Model(model.inputs, model.outputs[0], name=model.name)
-    shape = tuple(model.input_shape[1:])
-    if shape != tuple(data.input_shape):
-        raise DataError(f"the base model takes images of {shape} but the data gives {tuple(data.input_shape)}: "
-                        f"set data.image_size to {list(shape[:2])} and data.color_mode to "
-                        f"{'grayscale' if shape[-1] == 1 else 'rgb'}.")
+    check_input_shape(model, data, run or path)
     names = artifacts.read_json((run or path.parent) / artifacts.CLASSES_FILE)
     if model.output_shape[-1] != data.classes or (names is not None and list(names) != list(data.class_names)):
         model = replace_head(model, data.classes)

@@ -133,3 +133,16 @@ def test_both_engines_train_to_the_same_accuracy(tmp_path):
         accuracy[engine] = evaluate(run, echo=lambda *_: None)["accuracy"]
     assert min(accuracy.values()) > 0.85, accuracy
     assert abs(accuracy["layers"] - accuracy["generator"]) < 0.05, accuracy
+
+
+def test_augment_preview_writes_a_grid_of_pairs(cli, write_experiment, image_folder, tmp_path):
+    from PIL import Image
+
+    path = write_experiment({"data": {"dataset": "directory", "path": str(image_folder)},
+                             "augmentation": {"rotation_range": 20, "horizontal_flip": True}})
+    out = tmp_path / "preview.png"
+    result = cli("augment-preview", path, "-n", 8, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "8 images, engine layers" in result.output
+    width, height = Image.open(out).size
+    assert width > 2 * height  # 4 pairs across, 2 rows

@@ -31,7 +31,9 @@ class Examples:
 
     def take(self, index):
         """The examples at `index` (an integer array)."""
-        pick = (lambda a: None if a is None else a[index])
+        def pick(array):
+            return None if array is None else array[index]
+
         return replace(self, labels=self.labels[index], images=pick(self.images), paths=pick(self.paths))
 
 
