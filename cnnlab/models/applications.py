@@ -85,6 +85,10 @@ def _builder(module, constructor):
         except ValueError as exc:
             raise ConfigError(f"keras.applications.{constructor.__name__} cannot take input "
                               f"{tuple(x.shape[1:])}: {exc}") from None
+        except Exception as exc:  # keras.utils.get_file raises a bare Exception when offline
+            if weights != "imagenet":
+                raise
+            raise ConfigError(_download_failed(constructor, exc)) from None
         if weights not in (None, "imagenet"):
             try:
                 base.load_weights(weights, skip_mismatch=False)
@@ -99,6 +103,19 @@ def _builder(module, constructor):
     build.module = module
     build.__doc__ = f"keras.applications.{constructor.__name__} without its top, plus a new head."
     return build
+
+
+def _download_failed(constructor, exc):
+    """One line for ImageNet weights Keras could not download: the file, Keras's cache, the alternative."""
+    import re
+
+    found = re.search(r"(https?://\S+?)(?::\s|\s|$)", str(exc))
+    url = found.group(1) if found else None
+    filename = url.rsplit("/", 1)[-1] if url else "<weights file>.h5"
+    cache = os.path.join(os.environ.get("KERAS_HOME", "~/.keras"), "models")
+    return (f"`model.weights: imagenet`: Keras could not download the ImageNet weights of "
+            f"{constructor.__name__} ({url or str(exc).splitlines()[0]}). Put {filename} in {cache}/ "
+            f"(Keras's cache), or set `model.weights: /path/to/{filename}` to a local weights file.")
 
 
 def _fit_input(x, weights, constructor):
