@@ -6,6 +6,9 @@
 Both read the same `AugmentationConfig`; augmentation touches training data only.
 """
 
+import math
+from contextlib import contextmanager
+
 from cnnlab.registry import Registry
 
 ENGINES = Registry("augmentation.engine")
@@ -40,17 +43,82 @@ def _zoom_bounds(zoom):
     return low, high
 
 
+@contextmanager
+def float32_policy():
+    """Build layers under the float32 dtype policy, whatever ``training.precision`` set globally.
+
+    Augmentation runs on the input pipeline, in float32 pixels 0..255; the model's
+    first layer casts to its own compute dtype. Keras's preprocessing layers (and
+    the inner layers RandAugment and RandomColorJitter make) otherwise take the
+    global policy and mix bfloat16 or float16 with float32 (MixUp, CutMix, contrast).
+    """
+    import keras
+
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
+def _batch_seeds_class():
+    import keras
+
+    class BatchSeeds(keras.random.SeedGenerator):
+        """The seeds of one batch's random draws: a pure function of the batch's key.
+
+        Keras's preprocessing layers draw from a `SeedGenerator`, a variable each
+        draw advances; in a parallel tf.data map the batches race for it and two
+        runs differ. This one is handed to every layer instead: inside `keyed`
+        (while tf.data traces the augmentation) its n-th draw is the key folded
+        with n, so the graph's random ops are stateless and each batch's
+        randomness depends on its key alone.
+        """
+
+        def __init__(self, seed):
+            super().__init__(seed)  # the unused state variable keeps Keras's layer tracking content
+            self._key, self._draws = None, 0
+
+        @contextmanager
+        def keyed(self, key):
+            self._key, self._draws = key, 0
+            try:
+                yield self
+            finally:
+                self._key = None
+
+        def next(self, ordered=True):
+            import tensorflow as tf
+
+            if self._key is None:
+                raise RuntimeError("BatchSeeds draws only inside keyed(key).")
+            self._draws += 1
+            return tf.random.experimental.stateless_fold_in(self._key, self._draws)
+
+    return BatchSeeds
+
+
 @ENGINES.register("layers")
 class LayersAugmenter:
-    """Keras preprocessing layers over batches of ``(images 0..255, one-hot labels)``."""
+    """Keras preprocessing layers over batches of ``(images 0..255, one-hot labels, random key)``."""
 
     feeds_fit = False
 
     def __init__(self, cfg, shape, classes, seed):
         self.cfg, self.shape, self.seed = cfg, shape, seed
-        self.geometric = self._geometric()
-        self.photometric = self._photometric()
-        self.mixing = self._mixing()
+        self.seeds = _batch_seeds_class()(seed)
+        with float32_policy():
+            self.geometric = self._geometric()
+            self.photometric = self._photometric()
+            self.mixing = self._mixing()
+
+    def _keyed(self, layer):
+        """`layer`, and the layers it holds, drawing from the batch's key."""
+        for inner in layer._flatten_layers():
+            if hasattr(inner, "generator"):
+                inner.generator = self.seeds
+        return layer
 
     def _geometric(self):
         from keras import layers
@@ -71,8 +139,6 @@ class LayersAugmenter:
                                                 _shift_fraction(cfg.width_shift_range, w), **fill))
         if cfg.shear_range:
             # ImageDataGenerator shears by an angle in degrees; RandomShear by tan(angle).
-            import math
-
             out.append(layers.RandomShear(x_factor=math.tan(math.radians(cfg.shear_range)), **fill))
         if cfg.zoom_range:
             low, high = _zoom_bounds(cfg.zoom_range)
@@ -86,7 +152,7 @@ class LayersAugmenter:
             out.append(layers.RandAugment(value_range=(0, 255), seed=seed, **cfg.rand_augment))
         if cfg.random_erasing:
             out.append(layers.RandomErasing(factor=cfg.random_erasing, value_range=(0, 255), seed=seed))
-        return out
+        return [self._keyed(layer) for layer in out]
 
     def _photometric(self):
         from keras import layers
@@ -101,7 +167,7 @@ class LayersAugmenter:
                                                 seed=seed))
         if cfg.hue_delta and self.shape[-1] == 3:
             out.append(layers.RandomHue(cfg.hue_delta * 2, value_range=(0, 255), seed=seed))
-        return out
+        return [self._keyed(layer) for layer in out]
 
     def _mixing(self):
         from keras import layers
@@ -112,27 +178,41 @@ class LayersAugmenter:
             out.append(layers.MixUp(alpha=cfg.mixup_alpha, seed=seed))
         if cfg.cutmix_alpha:
             out.append(layers.CutMix(factor=cfg.cutmix_alpha, seed=seed))
-        return out
+        return [self._keyed(layer) for layer in out]
 
-    def __call__(self, images, labels):
+    def __call__(self, images, labels, key):
+        """Augment one batch; its randomness is a function of `key` (int64, shape [2]) alone."""
+        with self.seeds.keyed(key):
+            x = images
+            for layer in self.geometric:
+                x = layer(x, training=True)
+            x = self._scale_and_shift(x)
+            for layer in self.photometric:
+                x = layer(x, training=True)
+            x = self._clip(x)
+            for layer in self.mixing:
+                out = layer({"images": x, "labels": labels}, training=True)
+                x, labels = out["images"], out["labels"]
+        return x, labels
+
+    def _scale_and_shift(self, x):
+        """ImageDataGenerator's brightness (a multiplier) and channel shift (one intensity added to every channel)."""
         import tensorflow as tf
 
-        x = images
-        for layer in self.geometric:
-            x = layer(x, training=True)
+        per_image = tf.stack([tf.shape(x)[0], 1, 1, 1])
         if self.cfg.brightness_range:
-            low, high = self.cfg.brightness_range  # multiplicative, as ImageDataGenerator's
-            x = x * tf.random.uniform([tf.shape(x)[0], 1, 1, 1], low, high)
+            low, high = self.cfg.brightness_range
+            x = x * tf.random.stateless_uniform(per_image, self.seeds.next(), low, high)
         if self.cfg.channel_shift_range:
-            r = self.cfg.channel_shift_range  # one intensity added to every channel, as ImageDataGenerator's
-            x = x + tf.random.uniform([tf.shape(x)[0], 1, 1, 1], -r, r)
-        for layer in self.photometric:
-            x = layer(x, training=True)
-        x = tf.clip_by_value(x, 0.0, 255.0)
-        for layer in self.mixing:
-            out = layer({"images": x, "labels": labels}, training=True)
-            x, labels = out["images"], out["labels"]
-        return x, labels
+            r = self.cfg.channel_shift_range
+            x = x + tf.random.stateless_uniform(per_image, self.seeds.next(), -r, r)
+        return x
+
+    @staticmethod
+    def _clip(x):
+        import tensorflow as tf
+
+        return tf.clip_by_value(x, 0.0, 255.0)
 
 
 def _jitter(bounds):
@@ -219,21 +299,35 @@ class GeneratorAugmenter:
         return out
 
     def sequence(self, examples, data, outputs=1):
-        """A ``PyDataset`` of augmented, shuffled training batches with one-hot labels."""
-        import numpy as np
-
-        if examples.images is not None:
-            from cnnlab.data.pipeline import fit_images
-
-            x = np.concatenate([fit_images(examples.images[i:i + 4096], self.shape).numpy()
-                                for i in range(0, len(examples), 4096)])
-            y = np.eye(self.classes, dtype="float32")[examples.labels]
-            flow = self.generator.flow(x, y, batch_size=data.batch_size, shuffle=True, seed=self.seed)
-        else:
-            flow = self._flow_files(examples, data)
+        """A ``PyDataset`` of augmented training batches, reshuffled by ImageDataGenerator each epoch."""
+        flow = self._flow(examples, data, shuffle=True)
         return flow if outputs == 1 else _repeat_labels(flow, outputs)
 
-    def _flow_files(self, examples, data):
+    def epoch_sequence(self, examples, data, *, first, count, outputs=1):
+        """Batches ``first .. first + count - 1`` of the gapless stream of passes, as a ``PyDataset``.
+
+        Pass ``p`` is shuffled by ``(seed, p)`` and its batch ``b`` augmented by
+        ``(seed, p, b)`` (NumPy's global generator is seeded before each batch, as
+        ImageDataGenerator draws from it), so batch ``i`` is the same in every
+        process: resumable, and reproducible while `fit` reads it in order (one
+        worker, Keras's default).
+        """
+        return _epoch_batches_class()(self, self._flow(examples, data, shuffle=False), len(examples),
+                                      data.batch_size, first=first, count=count, outputs=outputs)
+
+    def _flow(self, examples, data, *, shuffle):
+        import numpy as np
+
+        if examples.paths is not None:
+            return self._flow_files(examples, data, shuffle)
+        from cnnlab.data.pipeline import fit_images
+
+        x = np.concatenate([fit_images(examples.images[i:i + 4096], self.shape).numpy()
+                            for i in range(0, len(examples), 4096)])
+        y = np.eye(self.classes, dtype="float32")[examples.labels]
+        return self.generator.flow(x, y, batch_size=data.batch_size, shuffle=shuffle, seed=self.seed)
+
+    def _flow_files(self, examples, data, shuffle):
         import pandas as pd
 
         frame = pd.DataFrame({"filename": examples.paths,
@@ -241,8 +335,59 @@ class GeneratorAugmenter:
         return self.generator.flow_from_dataframe(
             frame, x_col="filename", y_col="class", classes=list(data.class_names), class_mode="categorical",
             target_size=self.shape[:2], color_mode="grayscale" if self.shape[-1] == 1 else "rgb",
-            batch_size=data.batch_size, shuffle=True, seed=self.seed, interpolation="bilinear",
+            batch_size=data.batch_size, shuffle=shuffle, seed=self.seed, interpolation="bilinear",
             validate_filenames=False)
+
+    def seed_batch(self, number, batch):
+        """Seed the draws of batch `batch` of pass `number`: NumPy's global generator and `_extra`'s."""
+        import numpy as np
+
+        from cnnlab.data.pipeline import AUGMENT_STREAM
+
+        state = np.random.SeedSequence([self.seed % 2**32, AUGMENT_STREAM, number, batch])
+        np.random.seed(state.generate_state(1)[0])
+        self.rng = np.random.default_rng(state)
+
+
+def _epoch_batches_class():
+    import keras
+
+    class EpochBatches(keras.utils.PyDataset):
+        """Item ``i``: batch ``first + i`` of the stream of passes, drawn through an ImageDataGenerator iterator."""
+
+        def __init__(self, augment, flow, n, batch_size, *, first, count, outputs):
+            super().__init__()
+            self.augment, self.flow, self.n, self.batch_size = augment, flow, n, batch_size
+            self.first, self.count, self.outputs = first, count, outputs
+            self.per_pass = math.ceil(n / batch_size)
+            self._orders = {}
+
+        @property
+        def num_batches(self):
+            return self.count  # None: no end
+
+        def __len__(self):
+            return self.count
+
+        def __getitem__(self, index):
+            number, batch = divmod(self.first + index, self.per_pass)
+            rows = self._order(number)[batch * self.batch_size:(batch + 1) * self.batch_size]
+            self.augment.seed_batch(number, batch)
+            # ImageDataGenerator's iterators turn given rows into a batch (the method its own indexing uses).
+            x, y = self.flow._get_batches_of_transformed_samples(rows)
+            return x, (y if self.outputs == 1 else (y,) * self.outputs)
+
+        def _order(self, number):
+            import numpy as np
+
+            from cnnlab.data.pipeline import SHUFFLE_STREAM
+
+            if number not in self._orders:
+                self._orders = {number: np.random.default_rng(
+                    [self.augment.seed % 2**32, SHUFFLE_STREAM, number]).permutation(self.n)}
+            return self._orders[number]
+
+    return EpochBatches
 
 
 def _repeat_labels(flow, outputs):
@@ -272,6 +417,8 @@ def augment_images(cfg, images, shape, classes, seed):
         return np.asarray(images, dtype="float32")
     if augment.feeds_fit:
         return augment.augment_images(images)
+    from cnnlab.data.pipeline import AUGMENT_STREAM, random_key
+
     labels = np.eye(classes, dtype="float32")[np.zeros(len(images), dtype=int)]
-    out, _ = augment(np.asarray(images, dtype="float32"), labels)
+    out, _ = augment(np.asarray(images, dtype="float32"), labels, random_key(seed, AUGMENT_STREAM, 0, 0))
     return np.asarray(out)

@@ -3,8 +3,14 @@
 Images flow as float32 pixels in 0..255; scaling is the model's first layer
 (`cnnlab.data.scaling`). Labels flow one-hot, which label smoothing, mixup and
 cutmix need.
+
+Training batches are a pure function of the seed: pass ``p`` over the data is
+shuffled by ``(seed, p)`` and its batch ``b`` augmented by ``(seed, p, b)``, with
+TensorFlow's stateless random ops, so a parallel map stays reproducible and a
+resumed run sees the batches an uninterrupted one would.
 """
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -46,16 +52,69 @@ class DataBundle:
     def dataset(self, name, *, training=False, repeat=False, outputs=1):
         """A batched pipeline over split `name`; ``training`` shuffles and augments.
 
-        ``outputs`` > 1 repeats the labels for a model with auxiliary outputs.
+        ``outputs`` > 1 repeats the labels for a model with auxiliary outputs. A
+        training pipeline from here is reshuffled and re-augmented each time it is
+        iterated (``repeat``: endlessly), reproducibly within one process; to fit,
+        use `train_dataset`, whose batches depend on the epoch alone.
         """
-        from cnnlab.data.augment import augmenter
-
         examples = self.split(name)
-        augment = augmenter(self.augmentation, self.input_shape, self.classes, self.seed) if training else None
+        if not training:
+            ds = make_dataset(examples, self.input_shape, self.batch_size, shuffle=False, seed=self.seed)
+            return labelled(ds.map(lambda x, y: (x, one_hot(y, self.classes))), outputs)
+        augment = self._augmenter()
         if augment is not None and augment.feeds_fit:
             return augment.sequence(examples, self, outputs=outputs)
-        ds = make_dataset(examples, self.input_shape, self.batch_size, shuffle=training, seed=self.seed)
-        return finish(ds, self.classes, augment=augment, repeat=repeat, outputs=outputs)
+        stream = iteration_stream(len(examples), self.batch_size, self.seed, repeat)
+        return self._training_batches(examples, stream, augment, outputs)
+
+    def steps_per_epoch(self, steps=None):
+        """`steps` (``training.steps_per_epoch``), or the batches of one pass over the training split."""
+        return steps or batches_per_pass(len(self.train), self.batch_size)
+
+    def train_dataset(self, *, initial_epoch=0, epochs=None, steps_per_epoch=None, outputs=1):
+        """The training batches of epochs ``initial_epoch .. epochs - 1``, each fixed by the seed and its place.
+
+        Passes over the training split follow each other without gaps; epoch ``e``
+        is batches ``e * steps .. (e + 1) * steps - 1`` of that stream. So a run
+        resumed at ``initial_epoch`` in a new process sees the batches (order and
+        augmentation) of one that never stopped. Give `model.fit` the same
+        ``initial_epoch`` and ``steps_per_epoch=bundle.steps_per_epoch(steps_per_epoch)``:
+        it then keeps one iterator over all the epochs.
+
+        Args:
+            initial_epoch: the first epoch to yield (0-based, as `model.fit`'s).
+            epochs: the epoch to stop before, or None for no end.
+            steps_per_epoch: batches per epoch; default one pass over the training split.
+            outputs: how many times each batch's labels are repeated (auxiliary outputs).
+
+        Returns:
+            A ``tf.data.Dataset`` of ``(images, one-hot labels)``; for the ``generator``
+            engine a ``keras.utils.PyDataset`` of the same batches' kind.
+        """
+        steps = self.steps_per_epoch(steps_per_epoch)
+        first = initial_epoch * steps
+        count = None if epochs is None else max(epochs - initial_epoch, 0) * steps
+        augment = self._augmenter()
+        if augment is not None and augment.feeds_fit:
+            return augment.epoch_sequence(self.train, self, first=first, count=count, outputs=outputs)
+        stream = epoch_stream(len(self.train), self.batch_size, self.seed, first, count)
+        return self._training_batches(self.train, stream, augment, outputs)
+
+    def _augmenter(self):
+        from cnnlab.data.augment import augmenter
+
+        return augmenter(self.augmentation, self.input_shape, self.classes, self.seed)
+
+    def _training_batches(self, examples, stream, augment, outputs):
+        """Load, one-hot and augment the ``(example indices, random key)`` batches of `stream`."""
+        import tensorflow as tf
+
+        load = batch_loader(examples, self.input_shape)
+        ds = stream.map(lambda index, key: (*load(index), key), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, y, key: (x, one_hot(y, self.classes), key))
+        # The augmentation's randomness comes from each batch's key, so its parallel map is reproducible.
+        ds = ds.map(augment or (lambda x, y, key: (x, y)), num_parallel_calls=tf.data.AUTOTUNE)
+        return labelled(ds, outputs)
 
     def channel_stats(self):
         """Per-channel mean and variance of the (un-augmented) training images."""
@@ -165,15 +224,83 @@ def fit_images(images, shape):
     return x
 
 
-def finish(ds, classes, *, augment=None, repeat=False, outputs=1):
-    """Augment (training batches only), one-hot the labels, prefetch."""
+def one_hot(labels, classes):
     import tensorflow as tf
 
-    ds = ds.map(lambda x, y: (x, tf.one_hot(y, classes)), num_parallel_calls=tf.data.AUTOTUNE)
-    if augment is not None:
-        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return tf.one_hot(labels, classes)
+
+
+def labelled(ds, outputs=1):
+    """Repeat the labels for a model with `outputs` outputs (auxiliary classifiers), prefetch."""
+    import tensorflow as tf
+
     if outputs > 1:
         ds = ds.map(lambda x, y: (x, (y,) * outputs))
-    if repeat:
-        ds = ds.repeat()
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+SHUFFLE_STREAM, AUGMENT_STREAM = 1, 2  # independent streams of randomness drawn from one seed
+PASSES_WITHOUT_END = 2**62
+
+
+def batches_per_pass(n, batch_size):
+    return math.ceil(n / batch_size)
+
+
+def random_key(seed, stream, *indices):
+    """A stateless-random seed (int64, shape [2]) folded from `seed`, `stream` and integer `indices`."""
+    import tensorflow as tf
+
+    key = tf.constant([seed, stream], dtype=tf.int64)
+    for index in indices:
+        key = tf.random.experimental.stateless_fold_in(key, tf.cast(index, tf.int64))
+    return key
+
+
+def pass_batches(n, batch_size, seed, number):
+    """Pass `number` over `n` examples: ``(example indices, augmentation key)`` per batch, shuffled by the seed."""
+    import tensorflow as tf
+
+    order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
+                                                     seed=random_key(seed, SHUFFLE_STREAM, number))
+    keys = tf.data.Dataset.range(batches_per_pass(n, batch_size)).map(
+        lambda batch: random_key(seed, AUGMENT_STREAM, number, batch))
+    return tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(order).batch(batch_size), keys)
+
+
+def epoch_stream(n, batch_size, seed, first, count):
+    """Batches ``first .. first + count - 1`` of the gapless stream of passes 0, 1, 2, ... (None: no end)."""
+    import tensorflow as tf
+
+    per_pass = batches_per_pass(n, batch_size)
+    passes = tf.data.Dataset.range(first // per_pass, PASSES_WITHOUT_END)
+    ds = passes.flat_map(lambda number: pass_batches(n, batch_size, seed, number)).skip(first % per_pass)
+    return ds if count is None else ds.take(count)
+
+
+def iteration_stream(n, batch_size, seed, repeat):
+    """One pass (or endless passes) numbered afresh each time the dataset is iterated, from `seed`."""
+    import tensorflow as tf
+
+    passes = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    passes = passes if repeat else passes.take(1)
+    return passes.flat_map(lambda number: pass_batches(n, batch_size, seed, number))
+
+
+def batch_loader(examples, shape):
+    """A function from a batch of example indices to ``(images float32 (B, *shape), integer labels)``."""
+    import tensorflow as tf
+
+    labels = tf.constant(examples.labels)
+    if examples.images is not None:
+        images = tf.constant(examples.images)
+        return lambda index: (fit_images(tf.gather(images, index), shape), tf.gather(labels, index))
+    paths = tf.constant(examples.paths)
+
+    def load(index):
+        # Each file is decoded to its own size, then fitted to `shape`: H x W x C per image.
+        x = tf.map_fn(lambda path: fit_images(decode_image(path), shape), tf.gather(paths, index),
+                      fn_output_signature=tf.TensorSpec(shape, tf.float32))
+        return x, tf.gather(labels, index)
+
+    return load
