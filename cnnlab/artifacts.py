@@ -1,15 +1,25 @@
-"""Run directories: ``<output_dir>/<name>/<timestamp>/``, never overwritten, written atomically."""
+"""Run directories: ``<output_dir>/<name>/<timestamp>/``, never overwritten, written atomically.
 
+A run's life: `new_run_dir` (or a resumable one found by `find_resumable`), then
+`running(run, ...)` holds an exclusive lock on it while a process trains (released
+by the kernel however the process ends), marks it ``running`` and, when training
+stops, ``completed``, ``interrupted`` or ``failed``. A ``running`` run whose lock
+nobody holds died without marking itself: `status` reports it ``interrupted``.
+"""
+
+import contextlib
 import csv
 import datetime
-import json
+import fcntl
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 
 from cnnlab import __version__
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, TrainingError
+from cnnlab.files import read_json, remove_partials, write_json
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
@@ -18,29 +28,24 @@ HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 CLASSES_FILE = "class_names.json"
 BACKUP_DIR = "backup"
-
-
-def write_atomic(path, text):
-    """Write `text` to `path` through a temporary file and a rename: never half-written."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_json(path, data):
-    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
-
-
-def read_json(path, default=None):
-    path = Path(path)
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else default
+LOCK_FILE = ".lock"
+NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def new_run_dir(output_dir, name):
-    """Create a fresh run folder named by the time, adding -2, -3... rather than reuse one."""
-    parent = Path(output_dir) / name
-    parent.mkdir(parents=True, exist_ok=True)
+    """Create a fresh run folder named by the time, adding -2, -3... rather than reuse one.
+
+    ``mkdir`` is atomic, so two processes started in the same second get different folders.
+    """
+    if not NAME.match(str(name)) or name in (".", ".."):
+        raise CnnlabError(f"`name` must be one folder name of letters, digits, '-', '_' and '.'. Received: {name!r}.")
+    root = Path(output_dir)
+    parent = root / name
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CnnlabError(f"cannot create the run folder under {str(root)!r}: {exc.strerror or exc}. "
+                          "Set output_dir (or --output-dir) to a folder you can write to.") from None
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     for n in range(1, 1000):
         run = parent / (stamp if n == 1 else f"{stamp}-{n}")
@@ -49,6 +54,8 @@ def new_run_dir(output_dir, name):
             return run
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise CnnlabError(f"cannot create the run folder {str(run)!r}: {exc.strerror or exc}.") from None
     raise CnnlabError(f"could not create a new run folder under {parent}.")
 
 
@@ -102,30 +109,111 @@ def _now():
     return datetime.datetime.now().isoformat(timespec="seconds")
 
 
-def _alive(pid):
+# --------------------------------------------------------------------------- who is training a run
+
+_held = {}  # run folder -> the open lock file this process holds
+
+
+def lock(run):
+    """Take the run's exclusive lock for this process, or raise naming the process that has it."""
+    path = Path(run) / LOCK_FILE
+    handle = open(path, "a+")
     try:
-        os.kill(int(pid), 0)
-    except (OSError, ValueError, TypeError):
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "?"
+        handle.close()
+        raise CnnlabError(f"the run {run} is being trained by another process (pid {owner}): wait for it, "
+                          "stop it, or pass --fresh to start a new run.") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    _held[str(run)] = handle
+
+
+def unlock(run):
+    handle = _held.pop(str(run), None)
+    if handle is not None:
+        handle.close()
+
+
+def is_locked(run):
+    """Whether some process (this one included) holds the run's lock."""
+    if str(run) in _held:
+        return True
+    path = Path(run) / LOCK_FILE
+    if not path.is_file():
         return False
-    return int(pid) != os.getpid()
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def status(run):
+    """The run's status; ``running`` only while a process holds its lock, else ``interrupted``."""
+    state = run_info(run).get("status", "?")
+    return "interrupted" if state == "running" and not is_locked(run) else state
+
+
+UNFINISHED = ("running", "interrupted")
+
+
+@contextlib.contextmanager
+def running(run, **info):
+    """Lock `run` and mark it running; when the block ends mark it completed, interrupted or failed.
+
+    A failure keeps what the run had (its best model, its resume state); only a
+    NaN loss (`TrainingError`) drops the resume state, as there is nothing to go on from.
+    """
+    lock(run)
+    try:
+        remove_partials(run)
+        update_run_info(run, status="running", pid=os.getpid(), error=None, **info)
+        yield run
+    except KeyboardInterrupt:
+        update_run_info(run, status="interrupted", pid=None)
+        raise
+    except BaseException as exc:
+        update_run_info(run, status="failed", pid=None, error=str(exc).splitlines()[0] if str(exc) else repr(exc))
+        if isinstance(exc, TrainingError):
+            from cnnlab.training.resume import discard
+
+            discard(run)
+        raise
+    else:
+        update_run_info(run, status="completed", pid=None)
+    finally:
+        unlock(run)
 
 
 def find_resumable(output_dir, name, config_dict):
-    """The latest unfinished run of `name` with the same config, if its process is gone."""
+    """The newest unfinished run of `name` with the same config whose process is gone, or None."""
     parent = Path(output_dir) / name
-    for run in reversed(list_runs(parent.parent) if parent.is_dir() else []):
-        if run.parent != parent:
+    if not parent.is_dir():
+        return None
+    wanted = _comparable(config_dict)
+    for run in reversed(sorted((p.parent for p in parent.glob(f"*/{CONFIG_FILE}")), key=lambda p: p.name)):
+        if status(run) != "interrupted" or is_locked(run):
             continue
-        info = run_info(run)
-        if info.get("status") in ("running", "interrupted") and not _alive(info.get("pid")):
-            from cnnlab.config import read_yaml
+        from cnnlab.config import read_yaml
 
+        try:
             saved = read_yaml(run / CONFIG_FILE)
-            saved.pop("provenance", None)
-            if saved == {k: v for k, v in config_dict.items() if k != "provenance"}:
-                return run
-        return None  # only the latest run of an experiment is resumed
+        except CnnlabError:
+            continue
+        if _comparable(saved) == wanted:
+            return run
     return None
+
+
+def _comparable(config_dict):
+    return {k: v for k, v in config_dict.items() if k != "provenance"}
 
 
 def provenance():
@@ -165,20 +253,6 @@ def _float(value):
         return value
 
 
-def truncate_history(run, epochs):
-    """Keep the first `epochs` epochs of history.csv (what a resumed run restarts after)."""
-    path = Path(run) / HISTORY_FILE
-    if not path.is_file():
-        return
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < epochs]
-    tmp = path.with_name(".history.partial")
-    with open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows(kept)
-    os.replace(tmp, path)
-
-
 def _short(base):
     """A base run's ``<name>/<timestamp>``; other bases as they are."""
     parts = Path(base).parts
@@ -194,7 +268,7 @@ def runs_table(root="runs"):
         val = [r[k] for r in history for k in ("val_accuracy", "val_predictions_accuracy")
                if isinstance(r.get(k), float)]
         metrics = read_json(run / METRICS_FILE, default={})
-        rows.append((str(run), info.get("status", "?"), str(len(history)), f"{max(val):.4f}" if val else "-",
+        rows.append((str(run), status(run), str(len(history)), f"{max(val):.4f}" if val else "-",
                      f"{metrics['accuracy']:.4f}" if "accuracy" in metrics else "-",
                      _short(info.get("base", ""))))
     if len(rows) == 1:

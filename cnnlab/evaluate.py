@@ -4,35 +4,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab import artifacts
-from cnnlab.config import build_config, read_yaml
+from cnnlab import artifacts, files
 from cnnlab.errors import CnnlabError, DataError
+from cnnlab.target import open_target
 
 MAX_MISTAKES = 25
-
-
-def load_run_config(run, overrides=()):
-    """The resolved config a run was trained with, with optional ``--set`` overrides."""
-    from cnnlab.config import apply_overrides
-
-    data = read_yaml(Path(run) / artifacts.CONFIG_FILE)
-    return build_config(apply_overrides(data, overrides), str(Path(run) / artifacts.CONFIG_FILE))
-
-
-def load_model(path):
-    """Load a .keras model in Keras's safe mode, with cnnlab's own layers registered."""
-    import keras
-
-    import cnnlab.models.applications  # noqa: F401  (registers BackbonePreprocessing)
-
-    path = Path(path)
-    if not path.is_file():
-        raise CnnlabError(f"no model at {str(path)!r}: the run has not saved a model yet (did training finish "
-                          "its first epoch?).")
-    try:
-        return keras.saving.load_model(path)
-    except Exception as exc:
-        raise CnnlabError(f"{str(path)!r} is not a loadable .keras model: {str(exc).splitlines()[0]}") from None
 
 
 def folder_data(data_dir, model, class_names, batch_size=64, on_bad_image="error"):
@@ -47,54 +23,56 @@ def folder_data(data_dir, model, class_names, batch_size=64, on_bad_image="error
                       input_shape=tuple(model.input_shape[1:]), batch_size=batch_size, seed=0)
 
 
-def _target(target, root):
-    """``(run or None, model path)``: a bare .keras file outside any run has no run."""
-    path = Path(target) if target else None
-    if path is not None and path.suffix == ".keras" and not artifacts.is_run(path.parent):
-        return None, path
-    run = artifacts.resolve_run(target, root)
-    return run, path if path is not None and path.suffix == ".keras" else run / artifacts.MODEL_FILE
-
-
-def evaluate(target=None, *, split=None, data_dir=None, root="runs", echo=print):
-    """Evaluate a run (default: the latest) or a .keras model, and write metrics.json and plots.
+def evaluate(target=None, *, split=None, data_dir=None, root="runs", unsafe=False, echo=print):
+    """Evaluate a run (default: the latest) or a .keras model, and write its metrics and plots.
 
     With ``data_dir``, every image of that class-sub-folder folder is the test set
-    (a bare .keras model needs one); otherwise the run's own split.
+    (a bare .keras model needs one); otherwise the run's own split. The run's own
+    split (``evaluate.split``) writes ``metrics.json`` and ``plots/``; another split
+    or a folder writes under ``evaluations/<split or folder>/``, so no evaluation
+    replaces another.
 
     Returns:
         The metrics dict that metrics.json holds.
     """
     from cnnlab.experiment import setup
 
-    run, model_path = _target(target, root)
-    if run is None and data_dir is None:
-        raise CnnlabError(f"{str(model_path)!r} is not inside a run folder: give --data-dir, a folder of class "
-                          "sub-folders to evaluate it on.")
-    cfg = load_run_config(run) if run else None
+    opened = open_target(target, root)
+    if opened.run is None and data_dir is None:
+        raise CnnlabError(f"{str(opened.model_path)!r} is not inside a run folder: give --data-dir, a folder of "
+                          "class sub-folders to evaluate it on.")
+    cfg = opened.config()
     if cfg:
         setup(cfg)
-    model = load_model(model_path)
-    names = artifacts.read_json((run or model_path.parent) / artifacts.CLASSES_FILE)
+    model = opened.load_model(unsafe)
     if data_dir:
         split = "test"
-        data = folder_data(data_dir, model, names, cfg.data.batch_size if cfg else 64)
+        data = folder_data(data_dir, model, opened.class_names(), cfg.data.batch_size if cfg else 64)
     else:
         from cnnlab.data.pipeline import load_data
 
         split = split or cfg.evaluate.split
         data = load_data(cfg)
-    _check_model_fits(model, data, run or model_path)
+    _check_model_fits(model, data, opened.run or opened.model_path)
     probs, labels, mistakes = predict_split(model, data, split)
     result = scores(probs, labels, data.class_names, cfg.evaluate.top_k if cfg else [1, 5])
-    result.update(split=split, model=str(model_path), data_dir=data_dir)
-    out = run or model_path.parent
-    artifacts.write_json(out / artifacts.METRICS_FILE, result)
+    result.update(split=split, model=str(opened.model_path), data_dir=data_dir)
+    out = output_folder(opened, cfg, split, data_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files.write_json(out / artifacts.METRICS_FILE, result)
     from cnnlab import plots
 
-    plots.write_all(out, result, mistakes, data.class_names)
+    plots.write_all(out, result, mistakes, data.class_names, history_from=opened.folder)
     echo(format_metrics(result))
     return result
+
+
+def output_folder(opened, cfg, split, data_dir):
+    """Where an evaluation's metrics go: the run itself for its own split, else ``evaluations/<what>``."""
+    own = data_dir is None and cfg is not None and split == cfg.evaluate.split
+    if own or (opened.run is None and data_dir is None):
+        return opened.folder
+    return opened.folder / "evaluations" / (f"folder-{Path(data_dir).resolve().name}" if data_dir else split)
 
 
 def check_input_shape(model, data, where):

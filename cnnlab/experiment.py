@@ -4,9 +4,10 @@ import math
 import os
 from pathlib import Path
 
-from cnnlab import artifacts
-from cnnlab.config import save_config
-from cnnlab.errors import CnnlabError
+import yaml
+
+from cnnlab import artifacts, files
+from cnnlab.training import resume
 
 
 def setup(cfg):
@@ -46,8 +47,8 @@ def describe(data, echo):
         echo(f"Skipped {len(data.skipped)} bad image file(s) (data.on_bad_image: skip), e.g. {data.skipped[0][0]}")
 
 
-def check(cfg, echo=print):
-    """Build the model of `cfg` and print its summary; no training.
+def check(cfg, echo=print, layers=False):
+    """Build the model of `cfg` and print its summary (with `layers`, a numbered layer table); no training.
 
     Keras's datasets are described from the registry (shape, classes), so this
     needs no download; files and folders are read to learn their shape.
@@ -59,8 +60,22 @@ def check(cfg, echo=print):
     echo(f"Data: images of {shape}, {classes} classes")
     # Standardisation's statistics change no parameter count: neutral ones do for the summary.
     model = assemble(cfg, shape, classes, {"mean": [0.0] * shape[-1], "variance": [1.0] * shape[-1]})
-    model.summary(print_fn=lambda line, **_: echo(line))
+    if layers:
+        for line in layer_table(model):
+            echo(line)
+    else:
+        model.summary(print_fn=lambda line, **_: echo(line))
     return model
+
+
+def layer_table(model):
+    """Lines of a table of every layer: index, name, type and parameters (what ``--freeze`` counts)."""
+    rows = [(str(i), layer.name, type(layer).__name__, f"{layer.count_params():,}")
+            for i, layer in enumerate(model.layers)]
+    widths = [max(len(r[c]) for r in [("index", "name", "type", "parameters"), *rows]) for c in range(4)]
+    header = ("index", "name", "type", "parameters")
+    return ["  ".join(cell.rjust(w) if c in (0, 3) else cell.ljust(w) for c, (cell, w) in enumerate(zip(r, widths)))
+            .rstrip() for r in [header, *rows]]
 
 
 def augment_preview(cfg, n=16, output="preview.png", echo=print):
@@ -86,16 +101,22 @@ def augment_preview(cfg, n=16, output="preview.png", echo=print):
 
 
 def start_run(cfg, output_dir, fresh, echo):
-    """Resume the latest unfinished run of this exact config, or make a new run folder."""
-    resolved = cfg.to_dict()
-    run = None if fresh else artifacts.find_resumable(output_dir, cfg.name, resolved)
+    """Resume the newest interrupted run of this exact config, or make a new run folder."""
+    run = None if fresh else artifacts.find_resumable(output_dir, cfg.name, cfg.to_dict())
     if run is not None:
         echo(f"Resuming the interrupted run {run} (pass --fresh to start a new one)")
         return run
     run = artifacts.new_run_dir(output_dir, cfg.name)
     full = cfg.model_copy(update={"provenance": artifacts.provenance()})
-    save_config(full, run / artifacts.CONFIG_FILE)
+    files.write_text(run / artifacts.CONFIG_FILE, yaml.safe_dump(full.to_dict(), sort_keys=False))
     return run
+
+
+def preflight(cfg, data):
+    """Checks that need the data, made before a run folder exists (so a bad input leaves none)."""
+    from cnnlab.training.fit import class_weight
+
+    class_weight(cfg, data.train.labels, data.class_names)
 
 
 def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto"):
@@ -107,48 +128,22 @@ def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto"):
     data = load_data(cfg)
     describe(data, echo)
     model = build(cfg, data)
-    steps = steps_per_epoch(cfg, data)
-    compile_model(model, cfg, data.classes, steps)
+    preflight(cfg, data)
+    compile_model(model, cfg, data.classes, steps_per_epoch(cfg, data))
     run = start_run(cfg, Path(output_dir or cfg.output_dir), fresh, echo)
-    artifacts.write_json(run / artifacts.CLASSES_FILE, data.class_names)
-    artifacts.update_run_info(run, status="running", pid=os.getpid(), kind="train")
-    echo(f"Run: {run}")
-    with running(run):
-        fit(model, data, cfg, run, epochs=cfg.training.epochs, steps_per_epoch=cfg.training.steps_per_epoch,
-            verbose=verbose)
+    with artifacts.running(run, kind="train"):
+        files.write_json(run / artifacts.CLASSES_FILE, data.class_names)
+        state = resume.load(run)
+        echo(f"Run: {run}" + (f" (going on after epoch {state['epoch']})" if state else ""))
+        fit(model, data, cfg, run, epochs=cfg.training.epochs, state=state,
+            steps_per_epoch=cfg.training.steps_per_epoch, verbose=verbose)
         finish(run, model, cfg)
+    resume.discard(run)
     return run
 
 
 def finish(run, model, cfg):
-    """Keep the final model when no checkpoint chose a best one; mark the run completed."""
+    """Keep the final model when no checkpoint chose a best one."""
     path = Path(run) / artifacts.MODEL_FILE
     if cfg.callbacks.model_checkpoint is None or not path.is_file():
-        partial = path.with_name(".partial.final.keras")
-        model.save(partial)
-        os.replace(partial, path)
-    artifacts.update_run_info(run, status="completed", pid=None)
-
-
-class running:
-    """Mark a run interrupted or failed when training stops early, keeping what it had."""
-
-    def __init__(self, run):
-        self.run = run
-
-    def __enter__(self):
-        return self.run
-
-    def __exit__(self, kind, exc, tb):
-        if kind is None:
-            return False
-        if issubclass(kind, KeyboardInterrupt):
-            artifacts.update_run_info(self.run, status="interrupted", pid=None)
-        else:
-            artifacts.update_run_info(self.run, status="failed", pid=None, error=str(exc))
-            backup = Path(self.run) / artifacts.BACKUP_DIR
-            if issubclass(kind, CnnlabError) and backup.is_dir():
-                import shutil
-
-                shutil.rmtree(backup)  # a NaN state is nothing to resume from
-        return False
+        files.save_model(model, path)

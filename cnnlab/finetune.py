@@ -10,24 +10,34 @@ Both phases write one history.csv (with a ``phase`` column) and one best model.
 """
 
 import difflib
-import os
 from pathlib import Path
 
-from cnnlab import artifacts
+from cnnlab import artifacts, files
+from cnnlab.training import resume
 from cnnlab.config import apply_overrides, build_config, load_config, option_overrides, read_yaml
 from cnnlab.errors import ConfigError, did_you_mean
-
-PHASE1_WEIGHTS = "phase1.weights.h5"
+from cnnlab.target import open_target
 
 
 # --------------------------------------------------------------------------- what to fine-tune
 
 
 def resolve_config(target, overrides=(), root="runs", **updates):
-    """The fine-tuning config: an experiment file as written, or a run's config with the run as base."""
+    """The fine-tuning config: an experiment file as written, or a run's config with the run as base.
+
+    An interrupted fine-tune stands for its base, so the same command resumes it
+    rather than fine-tuning the fine-tune.
+    """
     if target is not None and Path(target).is_file() and str(target).endswith((".yaml", ".yml")):
         return load_config(target, overrides, **updates)
-    run = artifacts.resolve_run(target, root)
+    run = open_target(target, root).run
+    if run is None:
+        raise ConfigError(f"`cnnlab finetune` takes an experiment file or a run folder; to start from the "
+                          f".keras file {target!r}, set finetune.base to it in an experiment file.")
+    if artifacts.run_info(run).get("kind") == "finetune" and artifacts.status(run) == "interrupted":
+        base = read_yaml(run / artifacts.CONFIG_FILE).get("finetune", {}).get("base")
+        if base and Path(base).is_dir():
+            run = artifacts.resolve_run(base)
     data = read_yaml(run / artifacts.CONFIG_FILE)
     data.pop("provenance", None)
     data["name"] = f"{data.get('name', run.parent.name)}-finetune"
@@ -46,7 +56,7 @@ def backbone_scaling(cfg):
     return cfg.model_copy(update={"data": cfg.data.model_copy(update={"scaling": "backbone"})})
 
 
-def base_model(cfg, data):
+def base_model(cfg, data, unsafe=False):
     """The model to fine-tune, its head fitted to `data`; and a description of where it came from."""
     from cnnlab.experiment import build
     from cnnlab.models.registry import list_models
@@ -59,7 +69,7 @@ def base_model(cfg, data):
         return build(cfg, data), f"{cfg.model.architecture} with weights {cfg.model.weights}"
     path = Path(base)
     if path.exists():
-        return _loaded_base(path, data), str(path)
+        return _loaded_base(path, data, unsafe), str(path)
     if not _is_backbone(base):
         names = [n for n in list_models() if _is_backbone(n)]
         raise ConfigError(f"`finetune.base` must be a run folder, a .keras file or a keras.applications name "
@@ -76,18 +86,18 @@ def _is_backbone(name):
     return name in list_models() and (MODELS.get(name).meta["family"] == "keras.applications" or name in TWINS)
 
 
-def _loaded_base(path, data):
+def _loaded_base(path, data, unsafe):
     """Load a run's (or a file's) model; replace its head if the classes differ."""
-    from cnnlab.evaluate import check_input_shape, load_model
+    from cnnlab.evaluate import check_input_shape
 
-    run = artifacts.resolve_run(path) if path.is_dir() else None
-    model = load_model(run / artifacts.MODEL_FILE if run else path)
+    target = open_target(path)
+    model = target.load_model(unsafe)
     if len(model.outputs) > 1:  # GoogLeNet's auxiliary heads are not fine-tuned
         import keras
 
         model = keras.Model(model.inputs, model.outputs[0], name=model.name)
-    check_input_shape(model, data, run or path)
-    names = artifacts.read_json((run or path.parent) / artifacts.CLASSES_FILE)
+    check_input_shape(model, data, target.run or path)
+    names = target.class_names()
     if model.output_shape[-1] != data.classes or (names is not None and list(names) != list(data.class_names)):
         model = replace_head(model, data.classes)
     return model
@@ -137,18 +147,24 @@ def replace_head(model, classes):
 # --------------------------------------------------------------------------- freezing
 
 
-def freeze_index(model, freeze):
-    """The index of the first layer phase 2 trains: after `freeze` layers, or after the named layer."""
+def freeze_index(model, freeze, echo=print):
+    """The index of the first layer phase 2 trains: after `freeze` layers, or after the named layer.
+
+    A number at or beyond the base's layers freezes the whole base (phase 2 then
+    trains the head at the low rate) and says so.
+    """
     names = [layer.name for layer in model.layers]
+    head = head_start(model)
     if isinstance(freeze, int):
-        if freeze >= len(names):
-            raise ConfigError(f"`finetune.freeze` {freeze} is beyond the model's {len(names)} layers: give 0 to "
-                              f"{len(names) - 1}, or a layer name (`cnnlab check` lists them).")
-        return freeze
+        if freeze >= head:
+            echo(f"Note: --freeze {freeze} covers the whole base ({head} layers before the head): phase 2 "
+                 "trains the head only, at finetune.learning_rate (`cnnlab check --layers` lists the layers).")
+        return min(freeze, head)
     if freeze not in names:
         near = difflib.get_close_matches(freeze, names, n=5, cutoff=0.4)
-        raise ConfigError(f"`finetune.freeze`: the model has no layer named {freeze!r}."
-                          + (f" Nearest: {', '.join(near)}." if near else " `cnnlab check` lists the layers."))
+        raise ConfigError(f"`finetune.freeze` must be a number of layers or a layer name; the model has no "
+                          f"layer named {freeze!r}."
+                          + (f" Nearest: {', '.join(near)}." if near else " `cnnlab check --layers` lists them."))
     return names.index(freeze) + 1
 
 
@@ -181,10 +197,13 @@ def parameter_counts(model):
 
 
 def finetune(target=None, *, overrides=(), freeze=None, epochs=None, head_epochs=None, learning_rate=None,
-             root="runs", output_dir=None, fresh=False, echo=print, verbose="auto"):
-    """Fine-tune in two phases into a new run folder that records its base; return the run."""
+             root="runs", output_dir=None, fresh=False, unsafe=False, echo=print, verbose="auto"):
+    """Fine-tune in two phases into a new run folder that records its base; return the run.
+
+    Re-running the same command after an interruption resumes the run, in the phase it was in.
+    """
     from cnnlab.data.pipeline import load_data
-    from cnnlab.experiment import describe, finish, running, setup, start_run, steps_per_epoch
+    from cnnlab.experiment import describe, finish, preflight, setup, start_run, steps_per_epoch
 
     cfg = backbone_scaling(resolve_config(target, overrides, root, **{
         "finetune.freeze": freeze, "finetune.epochs": epochs, "finetune.head_epochs": head_epochs,
@@ -192,49 +211,46 @@ def finetune(target=None, *, overrides=(), freeze=None, epochs=None, head_epochs
     setup(cfg)
     data = load_data(cfg)
     describe(data, echo)
-    model, origin = base_model(cfg, data)
-    first = freeze_index(model, cfg.finetune.freeze)  # a bad --freeze fails before any training
+    model, origin = base_model(cfg, data, unsafe)
+    first = freeze_index(model, cfg.finetune.freeze, echo)  # a bad --freeze fails before any training
+    preflight(cfg, data)
     run = start_run(cfg, Path(output_dir or cfg.output_dir), fresh, echo)
-    artifacts.write_json(run / artifacts.CLASSES_FILE, data.class_names)
-    artifacts.update_run_info(run, status="running", pid=os.getpid(), kind="finetune", base=origin)
-    echo(f"Run: {run}\nBase: {origin}")
-    ft, steps = cfg.finetune, steps_per_epoch(cfg, data)
-    with running(run):
-        if ft.head_epochs:
-            _phase1(model, data, cfg, run, steps, echo, verbose)
-        if ft.epochs:
-            unfreeze_after(model, first, ft.train_batch_norm)
-            _report(model, 2, f"layers {first}.. trainable, BatchNormalization "
-                              f"{'trainable' if ft.train_batch_norm else 'frozen'}, learning rate {ft.learning_rate}",
-                    echo)
-            _fit_phase(model, data, cfg, run, steps, phase=2, start=ft.head_epochs,
-                       learning_rate=ft.learning_rate, verbose=verbose)
+    with artifacts.running(run, kind="finetune", base=origin):
+        files.write_json(run / artifacts.CLASSES_FILE, data.class_names)
+        echo(f"Run: {run}\nBase: {origin}")
+        _phases(model, data, cfg, run, first, steps_per_epoch(cfg, data), echo, verbose)
         finish(run, model, cfg)
+    resume.discard(run)
     return run
 
 
-def _phase1(model, data, cfg, run, steps, echo, verbose):
-    path = Path(run) / PHASE1_WEIGHTS
-    freeze_base(model)
-    _report(model, 1, f"base frozen, head trained at {cfg.training.learning_rate}", echo)
-    if artifacts.run_info(run).get("phase_done", 0) >= 1 and path.is_file():
-        model.load_weights(path)  # a resumed run: phase 1 finished before the interruption
-        echo("Phase 1 already done: resuming phase 2")
-        return
-    _fit_phase(model, data, cfg, run, steps, phase=1, start=0, learning_rate=None, verbose=verbose)
-    partial = path.with_name(".partial." + path.name)
-    model.save_weights(partial)
-    os.replace(partial, path)
-    artifacts.update_run_info(run, phase_done=1)
+def _phases(model, data, cfg, run, first, steps, echo, verbose):
+    """Phase 1 (base frozen, head trained), then phase 2 (layers from `first` on), each resumable."""
+    ft = cfg.finetune
+    state = resume.load(run)
+    if state is not None:
+        echo(f"Going on after epoch {state['epoch']} (phase {state['phase']})")
+    if ft.head_epochs and (state is None or state["phase"] == 1):
+        freeze_base(model)
+        _report(model, 1, f"base frozen, head trained at {cfg.training.learning_rate}", echo)
+        state = _fit_phase(model, data, cfg, run, steps, phase=1, state=state, verbose=verbose)
+    if ft.epochs:
+        unfreeze_after(model, first, ft.train_batch_norm)
+        _report(model, 2, f"layers {first}.. trainable, BatchNormalization "
+                          f"{'trainable' if ft.train_batch_norm else 'frozen'}, learning rate {ft.learning_rate}",
+                echo)
+        _fit_phase(model, data, cfg, run, steps, phase=2, state=state, verbose=verbose)
 
 
-def _fit_phase(model, data, cfg, run, steps, *, phase, start, learning_rate, verbose):
+def _fit_phase(model, data, cfg, run, steps, *, phase, state, verbose):
     from cnnlab.training.fit import compile_model, fit
 
-    span = cfg.finetune.head_epochs if phase == 1 else cfg.finetune.epochs
-    compile_model(model, cfg, data.classes, steps, learning_rate=learning_rate, epochs=span)
-    fit(model, data, cfg, run, epochs=start + span, initial_epoch=start, phase=phase,
-        steps_per_epoch=cfg.training.steps_per_epoch, verbose=verbose)
+    ft = cfg.finetune
+    start, span = (0, ft.head_epochs) if phase == 1 else (ft.head_epochs, ft.epochs)
+    compile_model(model, cfg, data.classes, steps, learning_rate=None if phase == 1 else ft.learning_rate,
+                  epochs=span)
+    return fit(model, data, cfg, run, epochs=start + span, initial_epoch=start, phase=phase, state=state,
+               steps_per_epoch=cfg.training.steps_per_epoch, verbose=verbose)
 
 
 def _report(model, phase, what, echo):

@@ -16,19 +16,20 @@ def _pyplot():
 
 
 def _save(fig, path):
+    from cnnlab.files import atomic_path
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".partial.{path.name}")
-    fig.savefig(partial, dpi=100, bbox_inches="tight", format="png")
-    partial.replace(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
     _pyplot().close(fig)
 
 
-def write_all(run, result, mistakes, class_names):
-    """Write every plot the run has material for into ``run/plots``."""
+def write_all(folder, result, mistakes, class_names, history_from=None):
+    """Write every plot there is material for into ``folder/plots``; the curves from the run `history_from`."""
     from cnnlab.artifacts import read_history
 
-    plots = Path(run) / "plots"
-    history = read_history(run)
+    plots = Path(folder) / "plots"
+    history = read_history(history_from or folder)
     if history:
         curves(history, plots / "curves.png")
     confusion(np.array(result["confusion_matrix"]), class_names, plots / "confusion_matrix.png")

@@ -1,29 +1,35 @@
 """Callbacks from the ``callbacks:`` section, with Keras's own argument names."""
 
 import math
-import os
 from pathlib import Path
 
 import keras
 
-from cnnlab.artifacts import BACKUP_DIR, HISTORY_FILE, MODEL_FILE
+from cnnlab import files
+from cnnlab.artifacts import MODEL_FILE
+
+
+def finite(logs):
+    """Whether every number in an epoch's logs is finite (a NaN epoch is never saved)."""
+    return all(math.isfinite(v) for v in (logs or {}).values() if isinstance(v, (int, float)))
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """ModelCheckpoint that saves to a temporary file, then renames it over `filepath`.
+    """ModelCheckpoint that writes through `cnnlab.files.atomic_path` and never saves a NaN epoch.
 
-    A kill during the save leaves the previous best model intact.
+    A kill or a full disk during the save leaves the previous best model intact.
     """
 
     def __init__(self, filepath, **kwargs):
-        self.target = str(filepath)
-        self.partial = str(Path(filepath).with_name(".partial." + Path(filepath).name))
-        super().__init__(self.partial, **kwargs)
+        super().__init__(str(filepath), **kwargs)
+        self.target = Path(filepath)
 
-    def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        if os.path.exists(self.partial):
-            os.replace(self.partial, self.target)
+    def _save_model(self, epoch, batch, logs):
+        if not finite(logs):
+            return
+        with files.atomic_path(self.target) as tmp:
+            self.filepath = str(tmp)
+            super()._save_model(epoch, batch, logs)
 
 
 class PhaseLogger(keras.callbacks.Callback):
@@ -47,23 +53,16 @@ def direction(monitor, mode):
     return "max" if any(k in monitor for k in ("acc", "auc", "precision", "recall", "f1")) else "auto"
 
 
-def best_so_far(history, monitor, mode):
-    """The best value of `monitor` in earlier epochs, for a resumed checkpoint's threshold."""
-    values = [row[monitor] for row in history if isinstance(row.get(monitor), float) and not math.isnan(row[monitor])]
-    if not values:
-        return None
-    return max(values) if direction(monitor, mode) == "max" else min(values)
+def make_callbacks(cfg, run, *, phase=None, monitor=None):
+    """The configured callbacks for one `fit`, plus the NaN guard.
 
-
-def make_callbacks(cfg, run, *, history=(), phase=None, backup=True, monitor=None):
-    """The callbacks for one `fit`: the configured ones plus NaN guard and resume backup.
+    The resume state and history.csv are written by `cnnlab.training.resume.Checkpointer`,
+    which `fit` adds after these.
 
     Args:
         cfg: a CallbacksConfig.
         run: the run folder.
-        history: earlier epochs' rows (a resumed or continued run), to carry the best value on.
         phase: fine-tuning phase written to history.csv, or None.
-        backup: whether to back up every epoch for resuming.
         monitor: maps a configured monitor to its name in the logs (multi-output models).
     """
     run = Path(run)
@@ -77,17 +76,11 @@ def make_callbacks(cfg, run, *, history=(), phase=None, backup=True, monitor=Non
     if phase is not None:
         out.append(PhaseLogger(phase))
     if cfg.model_checkpoint is not None:
-        args = watch(cfg.model_checkpoint.model_dump())
-        threshold = best_so_far(history, args["monitor"], args["mode"]) if (run / MODEL_FILE).is_file() else None
-        out.append(AtomicModelCheckpoint(run / MODEL_FILE, **args, initial_value_threshold=threshold))
+        out.append(AtomicModelCheckpoint(run / MODEL_FILE, **watch(cfg.model_checkpoint.model_dump())))
     if cfg.reduce_lr_on_plateau is not None:
         out.append(keras.callbacks.ReduceLROnPlateau(**watch(cfg.reduce_lr_on_plateau.model_dump())))
     if cfg.early_stopping is not None:
         out.append(keras.callbacks.EarlyStopping(**watch(cfg.early_stopping.model_dump())))
     if cfg.tensorboard:
         out.append(keras.callbacks.TensorBoard(log_dir=str(run / "tensorboard")))
-    if cfg.csv_logger:
-        out.append(keras.callbacks.CSVLogger(str(run / HISTORY_FILE), append=bool(history)))
-    if backup:
-        out.append(keras.callbacks.BackupAndRestore(str(run / BACKUP_DIR), delete_checkpoint=True))
     return out

@@ -1,13 +1,11 @@
 """Compile a model from a TrainingConfig and fit it, resumable epoch by epoch."""
 
-import json
 import math
-from pathlib import Path
 
 import keras
 
-from cnnlab.artifacts import BACKUP_DIR, read_history, truncate_history
 from cnnlab.errors import ConfigError, TrainingError
+from cnnlab.training import resume
 from cnnlab.training.callbacks import make_callbacks
 from cnnlab.training.optimizers import build_learning_rate, build_optimizer
 
@@ -79,33 +77,41 @@ def class_weight(cfg, labels, class_names):
     return out
 
 
-def resume_epoch(run):
-    """The epoch a run's backup restarts from (0 when there is none)."""
-    meta = Path(run) / BACKUP_DIR / "training_metadata.json"
-    return json.loads(meta.read_text())["epoch"] if meta.is_file() else 0
-
-
-def fit(model, data, cfg, run, *, epochs, initial_epoch=0, phase=None, steps_per_epoch=None, verbose="auto"):
-    """Fit `model` on `data` into `run`, resuming from the run's backup if it has one.
+def fit(model, data, cfg, run, *, epochs, initial_epoch=0, phase=None, state=None, steps_per_epoch=None,
+        verbose="auto"):
+    """Fit `model` on `data` into `run`, going on from `state` (`cnnlab.training.resume`) if given.
 
     Epochs are counted on from `initial_epoch` up to `epochs` (exclusive), so two
-    fine-tuning phases share one history. Raises `TrainingError` if the loss
-    becomes NaN; the best model saved before it is kept.
+    fine-tuning phases share one history. A state of the same phase restores the
+    weights, the optimizer and the callbacks' counters; one of an earlier phase
+    carries the history and the checkpoint's best on.
+
+    Returns:
+        The training state after the last epoch (None if no epoch ran).
+
+    Raises:
+        TrainingError: the loss became NaN; the best model saved before it is kept.
     """
-    done = max(initial_epoch, resume_epoch(run))
-    truncate_history(run, done)
-    history = read_history(run)
-    callbacks = make_callbacks(cfg.callbacks, run, history=history, phase=phase,
-                               monitor=lambda name: monitored(name, model))
+    same_phase = state is not None and state.get("phase") == phase
+    if same_phase:
+        resume.restore_weights(model, run, state, optimizer=True)
+        if state.get("stopped"):
+            return state
+    start = max(initial_epoch, state["epoch"] if same_phase else 0)
+    if start >= epochs:
+        return state
+    callbacks = make_callbacks(cfg.callbacks, run, phase=phase, monitor=lambda name: monitored(name, model))
+    checkpointer = resume.Checkpointer(run, state, phase=phase, watched=callbacks,
+                                       write_history=cfg.callbacks.csv_logger)
     outputs = len(model.outputs)
     train = data.dataset("train", training=True, repeat=steps_per_epoch is not None, outputs=outputs)
     val = data.dataset("val", outputs=outputs) if data.val is not None else None
-    result = model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch,
-                       steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose, shuffle=False,
-                       class_weight=class_weight(cfg, data.train.labels, data.class_names))
+    result = model.fit(train, validation_data=val, epochs=epochs, initial_epoch=start,
+                       steps_per_epoch=steps_per_epoch, callbacks=[*callbacks, checkpointer], verbose=verbose,
+                       shuffle=False, class_weight=class_weight(cfg, data.train.labels, data.class_names))
     losses = result.history.get("loss", [])
     if any(math.isnan(v) or math.isinf(v) for v in losses):
-        raise TrainingError(f"the loss became NaN at epoch {initial_epoch + len(losses)}: training stopped. "
+        raise TrainingError(f"the loss became NaN at epoch {start + len(losses)}: training stopped. "
                             f"Lower training.learning_rate (now {cfg.training.learning_rate}), add batch_norm, "
                             "or check the data's scaling; the best model saved before it is kept.")
-    return result
+    return checkpointer.state

@@ -1,0 +1,83 @@
+"""What a command's TARGET means, in one place: every command that opens a run or a model uses `open_target`.
+
+A target is nothing (the latest run under ``./runs``), a run folder, an
+experiment's folder of runs (its latest), a file inside a run, or a bare
+``.keras`` file. Models load in Keras's safe mode: a model with a Lambda layer
+is refused unless the user passes ``--unsafe``.
+"""
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from cnnlab import artifacts
+from cnnlab.errors import CnnlabError
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved target: its run (None for a bare .keras file) and the model file to load."""
+
+    run: Optional[Path]
+    model_path: Path
+
+    @property
+    def folder(self):
+        """Where the run's own files are (class names, metrics): the run, or the model's folder."""
+        return self.run if self.run is not None else self.model_path.parent
+
+    def config(self, overrides=()):
+        """The resolved config the run was trained with (None for a bare .keras file)."""
+        return None if self.run is None else load_run_config(self.run, overrides)
+
+    def class_names(self):
+        """The class names saved beside the model, or None."""
+        return artifacts.read_json(self.folder / artifacts.CLASSES_FILE)
+
+    def load_model(self, unsafe=False):
+        return load_model(self.model_path, unsafe=unsafe, run=self.run)
+
+
+def open_target(target=None, root="runs"):
+    """Resolve a CLI target to a `Target` (raises `CnnlabError` naming what is accepted)."""
+    path = Path(target) if target is not None else None
+    if path is not None and path.suffix == ".keras" and path.is_file() and not artifacts.is_run(path.parent):
+        return Target(None, path)
+    run = artifacts.resolve_run(target, root)
+    model_path = path if path is not None and path.suffix == ".keras" and path.is_file() else run / artifacts.MODEL_FILE
+    return Target(run, model_path)
+
+
+def load_run_config(run, overrides=()):
+    """The resolved config a run was trained with, with optional ``--set`` overrides."""
+    from cnnlab.config import apply_overrides, build_config, read_yaml
+
+    data = read_yaml(Path(run) / artifacts.CONFIG_FILE)
+    return build_config(apply_overrides(data, overrides), str(Path(run) / artifacts.CONFIG_FILE))
+
+
+def load_model(path, *, unsafe=False, run=None):
+    """Load a .keras model, in Keras's safe mode unless `unsafe`, with cnnlab's own layers registered."""
+    import keras
+
+    import cnnlab.models  # noqa: F401  (registers cnnlab's custom layers for deserialisation)
+
+    path = Path(path)
+    if not path.is_file():
+        state = f" (the run is {artifacts.status(run)})" if run is not None else ""
+        raise CnnlabError(f"no model at {str(path)!r}{state}: a run saves its model when an epoch finishes "
+                          "without NaN; train it, or name another run or .keras file.")
+    if not zipfile.is_zipfile(path):
+        raise CnnlabError(f"{str(path)!r} is not a .keras model file (not a zip archive: truncated or corrupt). "
+                          "Name another run or .keras file, or train again.")
+    try:
+        return keras.saving.load_model(path, safe_mode=not unsafe)
+    except Exception as exc:  # Keras raises several types for a bad file
+        message = str(exc)
+        if "safe_mode" in message or "Lambda" in message:
+            raise CnnlabError(f"{str(path)!r} holds a Lambda layer (arbitrary Python code), which Keras's "
+                              "safe mode refuses to load: pass --unsafe only if you trust where the model "
+                              "came from.") from None
+        first = message.splitlines()[0] if message else type(exc).__name__
+        raise CnnlabError(f"{str(path)!r} is not a loadable .keras model: {first}") from None

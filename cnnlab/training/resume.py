@@ -1,0 +1,171 @@
+"""Resume: a run's whole training state, saved at every epoch's end, restored by the same command.
+
+At the end of each epoch `Checkpointer` writes, in this order and each atomically:
+the weights with the optimizer's state (``backup/epoch-NNNN.weights.h5``; the
+optimizer's variables hold the learning rate, also one lowered by
+ReduceLROnPlateau, and the step count that schedules read), EarlyStopping's best
+weights when it restores them, history.csv, and last ``backup/state.json``,
+which names the weights file. ``state.json`` is the commit point: killed at any
+moment, the run resumes from the last epoch whose state.json was written, with
+the callbacks' counters that Keras's own BackupAndRestore forgets
+(keras-team/keras#17012): EarlyStopping's and ReduceLROnPlateau's wait/best,
+the checkpoint's best, and fine-tuning's phase.
+"""
+
+import contextlib
+import math
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from cnnlab import files
+from cnnlab.artifacts import BACKUP_DIR, HISTORY_FILE
+
+STATE_FILE = "state.json"
+ES_BEST_FILE = "early_stopping_best.npz"
+
+# The attributes of Keras's callbacks that make up their state between epochs.
+COUNTERS = {keras.callbacks.EarlyStopping: ("wait", "best", "best_epoch", "stopped_epoch"),
+            keras.callbacks.ReduceLROnPlateau: ("wait", "best", "cooldown_counter"),
+            keras.callbacks.ModelCheckpoint: ("best",)}
+
+
+def load(run):
+    """The run's saved training state (a dict), or None when no epoch has finished."""
+    state = files.read_json(Path(run) / BACKUP_DIR / STATE_FILE)
+    if not state or not (Path(run) / BACKUP_DIR / state["weights"]).is_file():
+        return None
+    return state
+
+
+def discard(run):
+    """Drop the run's resume state (a NaN state is nothing to go on from; a finished run needs none)."""
+    with contextlib.suppress(OSError):
+        shutil.rmtree(Path(run) / BACKUP_DIR)
+
+
+def restore_weights(model, run, state, *, optimizer):
+    """Load the state's weights into `model`; with `optimizer`, its compiled optimizer's state too.
+
+    Without `optimizer` (a new fine-tuning phase, with a new optimizer) load the
+    weights before the model is compiled: Keras then leaves the optimizer alone.
+    """
+    if optimizer and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(Path(run) / BACKUP_DIR / state["weights"])
+
+
+def history_rows(state):
+    """The epochs' log rows the state has recorded."""
+    return list(state["history"]) if state else []
+
+
+def _number(value):
+    value = float(value)
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Saves the training state at every epoch's end; restores the callbacks' counters at the start.
+
+    Args:
+        run: the run folder.
+        state: the state to go on from (None for a new run).
+        phase: fine-tuning's phase (1 or 2), or None; counters carry over only within one phase,
+            the checkpoint's best across phases.
+        watched: the other callbacks of this fit, whose counters are saved.
+        write_history: whether to write history.csv (``callbacks.csv_logger``).
+    """
+
+    def __init__(self, run, state, *, phase, watched, write_history):
+        super().__init__()
+        self.folder = Path(run) / BACKUP_DIR
+        self.history_path = Path(run) / HISTORY_FILE
+        self.state, self.phase, self.watched, self.write_history = state, phase, watched, write_history
+        self.rows = history_rows(state)
+
+    def on_train_begin(self, logs=None):
+        if self.state is None:
+            return
+        same_phase = self.state.get("phase") == self.phase
+        for callback in self.watched:
+            kind = _kind(callback)
+            saved = self.state["callbacks"].get(kind.__name__) if kind else None
+            if saved is None or (kind is not keras.callbacks.ModelCheckpoint and not same_phase):
+                continue
+            for name, value in saved.items():
+                setattr(callback, name, value)
+            if isinstance(callback, keras.callbacks.EarlyStopping) and same_phase:
+                self._restore_best_weights(callback)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if any(isinstance(v, (int, float)) and not math.isfinite(v) for v in logs.values()):
+            return  # a NaN epoch is never saved; TerminateOnNaN stops training
+        self.folder.mkdir(exist_ok=True)
+        previous = self.state["weights"] if self.state else None
+        weights = f"epoch-{epoch + 1:04d}.weights.h5"
+        files.save_weights(self.model, self.folder / weights)
+        self._save_best_weights(epoch)
+        self.rows.append({"epoch": epoch, **{k: _row_value(v) for k, v in logs.items()}})
+        if self.write_history:
+            write_history(self.history_path, self.rows)
+        self.state = {"epoch": epoch + 1, "phase": self.phase, "weights": weights, "history": self.rows,
+                      "stopped": bool(self.model.stop_training), "callbacks": self._counters()}
+        files.write_json(self.folder / STATE_FILE, self.state)
+        if previous and previous != weights:
+            with contextlib.suppress(OSError):
+                (self.folder / previous).unlink()
+
+    def _counters(self):
+        out = {}
+        for callback in self.watched:
+            kind = _kind(callback)
+            if kind:
+                out[kind.__name__] = {name: _jsonable(getattr(callback, name, None)) for name in COUNTERS[kind]}
+        return out
+
+    def _early_stopping(self):
+        return next((c for c in self.watched if isinstance(c, keras.callbacks.EarlyStopping)), None)
+
+    def _save_best_weights(self, epoch):
+        """EarlyStopping's best weights, when it restores them and they just changed."""
+        stopper = self._early_stopping()
+        if stopper is None or stopper.best_weights is None or stopper.best_epoch != epoch:
+            return
+        with files.atomic_path(self.folder / ES_BEST_FILE) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, *stopper.best_weights)
+
+    def _restore_best_weights(self, stopper):
+        path = self.folder / ES_BEST_FILE
+        if stopper.restore_best_weights and path.is_file():
+            with np.load(path) as saved:
+                stopper.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+
+def _kind(callback):
+    return next((kind for kind in COUNTERS if isinstance(callback, kind)), None)
+
+
+def _jsonable(value):
+    if isinstance(value, (np.floating, np.integer)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # Keras starts `best` at +-inf or None; None is what on_train_begin sets
+    return value
+
+
+def _row_value(value):
+    return value if isinstance(value, int) else _number(value)
+
+
+def write_history(path, rows):
+    """history.csv from the epochs' rows, as Keras's CSVLogger writes it (``epoch`` first, then sorted keys)."""
+    keys = sorted({k for row in rows for k in row if k != "epoch"})
+    lines = [",".join(["epoch", *keys])]
+    for row in rows:
+        lines.append(",".join(str(row.get(k, "")) if row.get(k) is not None else "nan" for k in ["epoch", *keys]))
+    files.write_text(path, "\n".join(lines) + "\n")
