@@ -1,12 +1,15 @@
 """The command line: a thin click layer over one Python function per verb.
 
 Nothing here imports TensorFlow at module level, so ``cnnlab --help`` and
-``--version`` answer at once. A `CnnlabError` becomes one ``Error:`` line and
-exit code 2; an unexpected exception exits with 1 (``--verbose`` shows its
-traceback); Ctrl-C during training exits with 130 and the run can be resumed.
+``--version`` answer at once. A `CnnlabError` or a click usage error becomes one
+``Error:`` line and exit code 2; an unexpected exception exits with 1
+(``--verbose`` shows its traceback); Ctrl-C during training exits with 130 and
+the run can be resumed. ``--verbose`` and ``--quiet`` are accepted anywhere on
+the line (see `cnnlab.console`).
 """
 
-import os
+import contextlib
+import functools
 import signal
 import sys
 import traceback
@@ -14,6 +17,7 @@ import traceback
 import click
 
 from cnnlab import __version__
+from cnnlab.console import Console, session
 from cnnlab.errors import CnnlabError
 
 
@@ -23,13 +27,37 @@ class BadInput(click.ClickException):
     exit_code = 2
 
 
+# What a command may raise without being an unexpected failure (no replay of TensorFlow's logs).
+EXPECTED = (CnnlabError, click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt,
+            BrokenPipeError, SystemExit)
+
+
+@contextlib.contextmanager
+def one_line_usage_errors():
+    """click's usage errors as one ``Error:`` line naming the option (no usage block, no hint), exit code 2."""
+    try:
+        yield
+    except click.exceptions.NoArgsIsHelpError:  # a bare `cnnlab`: the help, as click shows it
+        raise
+    except click.UsageError as exc:
+        raise BadInput(exc.format_message()) from None
+
+
 class Group(click.Group):
+    """cnnlab's command group: the error boundary between the domain and the user."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        """Parse the group's own options, usage errors in one line."""
+        with one_line_usage_errors():
+            return super().make_context(info_name, args, parent=parent, **extra)
+
     def invoke(self, ctx):
-        verbose = ctx.params.get("verbose", False)
+        """Run the sub-command; turn every failure into one ``Error:`` line and its exit code."""
         try:
-            return super().invoke(ctx)
+            with one_line_usage_errors():
+                return super().invoke(ctx)
         except CnnlabError as exc:
-            if verbose:
+            if _verbose(ctx):
                 traceback.print_exc()
             raise BadInput(str(exc)) from None
         except KeyboardInterrupt:
@@ -42,11 +70,15 @@ class Group(click.Group):
             sys.stderr.close()
             sys.exit(0)
         except Exception as exc:  # an unexpected failure: not the user's input
-            if verbose:
+            if _verbose(ctx):
                 traceback.print_exc()
             click.echo(f"Error: unexpected failure: {type(exc).__name__}: {exc} "
                        "(run with --verbose for the traceback)", err=True)
             sys.exit(1)
+
+
+def _verbose(ctx):
+    return ctx.find_root().meta.get("cnnlab.verbose", False)
 
 
 def _interrupt_on_sigterm():
@@ -58,19 +90,56 @@ def _interrupt_on_sigterm():
     signal.signal(signal.SIGTERM, handler)
 
 
+def _remember(ctx, param, value):
+    """Keep a ``--verbose`` or ``--quiet`` seen anywhere on the line on the root context."""
+    if value:
+        ctx.find_root().meta[f"cnnlab.{param.name}"] = True
+    return value
+
+
+def console_options(function):
+    """Add ``--verbose`` and ``--quiet`` to a command (or the group); both land on the root context."""
+    function = click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_remember,
+                            help="Print only errors and the final result: no progress, no notes.")(function)
+    return click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_remember,
+                        help="Show tracebacks, TensorFlow's logs and Keras's warnings.")(function)
+
+
+def current_console():
+    """The `Console` of the running command, from ``--verbose``/``--quiet`` anywhere on the line."""
+    meta = click.get_current_context().find_root().meta
+    verbose, quiet = meta.get("cnnlab.verbose", False), meta.get("cnnlab.quiet", False)
+    if verbose and quiet:
+        raise click.UsageError("--verbose and --quiet exclude each other: give one of them.")
+    return Console(verbose=verbose, quiet=quiet)
+
+
+def command(name):
+    """``main.command(name)`` with ``--verbose``/``--quiet``, run inside the console's `session`."""
+
+    def decorate(function):
+        @functools.wraps(function)
+        def run(*args, **kwargs):
+            with session(current_console(), expected=EXPECTED):
+                return function(*args, **kwargs)
+
+        return main.command(name)(console_options(run))
+
+    return decorate
+
+
 SET_HELP = "Override a config key: dotted KEY=VALUE, the value read as YAML (repeatable)."
+UNSAFE_HELP = "Allow loading models with Lambda layers (Keras safe_mode=False); only for models you trust."
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cnnlab")
-@click.option("--verbose", is_flag=True, help="Show tracebacks and TensorFlow's logs.")
-def main(verbose):
+@console_options
+def main():
     """Train, fine-tune and evaluate classic CNNs with Keras 3 from YAML experiment files."""
-    if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-@main.command("train")
+@command("train")
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--epochs", type=click.IntRange(min=1), help="Shorthand for --set training.epochs=N.")
@@ -81,16 +150,18 @@ def train_command(experiment, overrides, epochs, output_dir, dry_run, fresh):
     """Train EXPERIMENT.yaml into runs/<name>/<timestamp>/ (resumes an interrupted run)."""
     from cnnlab.config import load_config
 
+    console = current_console()
     cfg = load_config(experiment, overrides, **{"training.epochs": epochs})
     if dry_run:
         from cnnlab.experiment import check
 
-        check(cfg, echo=click.echo)
+        check(cfg, echo=console.info)
+        click.echo(f"Valid: {experiment}")
         return
     from cnnlab.experiment import train
 
     _interrupt_on_sigterm()
-    run = train(cfg, output_dir=output_dir, fresh=fresh, echo=click.echo)
+    run = train(cfg, output_dir=output_dir, fresh=fresh, echo=console.info, verbose=console.fit_verbose)
     click.echo(f"Done: {run}")
 
 
@@ -98,7 +169,7 @@ def _freeze(value):
     return int(value) if value is not None and value.isdigit() else value
 
 
-@main.command("finetune")
+@command("finetune")
 @click.argument("target", required=False, type=click.Path(exists=True))
 @click.option("--freeze", metavar="N|LAYER_NAME", help="Phase 2 keeps the first N layers (or up to LAYER_NAME) frozen.")
 @click.option("--epochs", type=click.IntRange(min=0), help="Phase 2's epochs (finetune.epochs).")
@@ -108,50 +179,65 @@ def _freeze(value):
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Where the new run goes (default: output_dir).")
 @click.option("--fresh", is_flag=True, help="Start a new run even if an interrupted one could be resumed.")
-def finetune_command(target, freeze, epochs, head_epochs, learning_rate, overrides, output_dir, fresh):
+@click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
+def finetune_command(target, freeze, epochs, head_epochs, learning_rate, overrides, output_dir, fresh, unsafe):
     """Fine-tune EXPERIMENT.yaml or RUN_DIR (default: the latest run) in two phases."""
     from cnnlab.finetune import finetune
 
+    console = current_console()
     _interrupt_on_sigterm()
     run = finetune(target, overrides=overrides, freeze=_freeze(freeze), epochs=epochs, head_epochs=head_epochs,
-                   learning_rate=learning_rate, output_dir=output_dir, fresh=fresh, echo=click.echo)
+                   learning_rate=learning_rate, output_dir=output_dir, fresh=fresh, unsafe=unsafe,
+                   echo=console.info, verbose=console.fit_verbose)
     click.echo(f"Done: {run}")
 
 
-@main.command("evaluate")
+@command("evaluate")
 @click.argument("target", required=False, type=click.Path(exists=True))
 @click.option("--split", type=click.Choice(["test", "val", "train"]), help="Which split (default: evaluate.split).")
 @click.option("--data-dir", type=click.Path(exists=True, file_okay=False),
               help="Evaluate on this folder of class sub-folders instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate_command(target, split, data_dir, as_json):
+@click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
+def evaluate_command(target, split, data_dir, as_json, unsafe):
     """Evaluate RUN_DIR or MODEL.keras (default: the latest run) and write metrics.json."""
     import json
 
-    from cnnlab.evaluate import evaluate
+    from cnnlab.evaluate import evaluate, format_metrics
 
-    result = evaluate(target, split=split, data_dir=data_dir, echo=(lambda _: None) if as_json else click.echo)
+    console = current_console()
+    silent = as_json or console.quiet
+    result = evaluate(target, split=split, data_dir=data_dir, unsafe=unsafe,
+                      echo=(lambda _: None) if silent else click.echo)
     if as_json:
         click.echo(json.dumps(result, indent=2))
+    elif console.quiet:
+        click.echo(format_metrics(result).splitlines()[0])  # the summary line
 
 
-@main.command("check")
+@command("check")
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
-def check_command(experiment, overrides):
-    """Validate EXPERIMENT.yaml, print the resolved config and the model summary; no training."""
+@click.option("--layers", is_flag=True,
+              help="List every layer: index, name, type, parameters, so you can pick --freeze N or a LAYER_NAME.")
+def check_command(experiment, overrides, layers):
+    """Validate EXPERIMENT.yaml, then print the resolved config and the model summary; no training."""
     import yaml
 
     from cnnlab.config import load_config
-
-    cfg = load_config(experiment, overrides)
-    click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
     from cnnlab.experiment import check
 
-    check(cfg, echo=click.echo)
+    console = current_console()
+    cfg = load_config(experiment, overrides)
+    summary = []  # held back until the model is built: nothing is printed for an invalid file
+    check(cfg, echo=summary.append, layers=layers)
+    console.info(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
+    for line in summary:
+        console.info(line)
+    click.echo(f"Valid: {experiment}")
 
 
-@main.command("augment-preview")
+@command("augment-preview")
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("-n", "count", default=16, show_default=True, type=click.IntRange(1, 256), help="How many images.")
 @click.option("-o", "--output", default="preview.png", show_default=True, type=click.Path(dir_okay=False),
@@ -162,10 +248,13 @@ def augment_preview_command(experiment, count, output, overrides):
     from cnnlab.config import load_config
     from cnnlab.experiment import augment_preview
 
-    augment_preview(load_config(experiment, overrides), count, output, echo=click.echo)
+    console = current_console()
+    path = augment_preview(load_config(experiment, overrides), count, output, echo=console.info)
+    if console.quiet:
+        click.echo(f"Wrote {path}")
 
 
-@main.command("runs")
+@command("runs")
 @click.argument("root", default="runs", type=click.Path(file_okay=False))
 def runs_command(root):
     """List the runs under ROOT (default: ./runs) with their status and best metrics."""
@@ -175,7 +264,8 @@ def runs_command(root):
         click.echo(line)
 
 
-def _shape(text):
+def _shape(ctx, param, text):
+    """``--input-shape``'s callback: ``"32,32,3"`` -> ``(32, 32, 3)``."""
     try:
         shape = tuple(int(v) for v in text.split(","))
     except ValueError:
@@ -185,13 +275,14 @@ def _shape(text):
     return shape
 
 
-@main.command("models")
-@click.option("--input-shape", default="224,224,3", show_default=True, help="H,W,C of the images.")
+@command("models")
+@click.option("--input-shape", default="224,224,3", show_default=True, callback=_shape,
+              help="H,W,C of the images.")
 @click.option("--classes", default=1000, show_default=True, type=click.IntRange(min=2), help="Output classes.")
 @click.option("--family", help="Only this family (e.g. resnet, vgg, keras.applications).")
 def models_command(input_shape, classes, family):
     """List every architecture with its parameters and multiply-adds per image."""
     from cnnlab.models.summary import model_rows
 
-    for line in model_rows(_shape(input_shape), classes, family=family):
+    for line in model_rows(input_shape, classes, family=family):
         click.echo(line)

@@ -3,47 +3,50 @@
 Resolution order: the defaults below, then the YAML file, then ``--set``
 overrides. Unknown keys, wrong types, values out of range and duplicate YAML
 keys all raise `ConfigError` with the dotted key, what is allowed and what was
-received. Cross-field rules live in `_check_*` functions at the end.
+received. Cross-field rules live in `_check_*` functions at the end; every name
+is checked against `cnnlab.catalog`, so all of this runs before TensorFlow is
+imported. The loader returns a valid config or raises `ConfigError`, nothing else.
 """
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from cnnlab import catalog
 from cnnlab.errors import ConfigError, did_you_mean
 
 NonNegFloat = Annotated[float, Field(ge=0.0)]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
-
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "digits", "directory", "npz")
+MAX_IMAGE_SIDE = 4096
 
 
 class Section(BaseModel):
-    """Base of every section: unknown keys are errors, values never change."""
+    """Base of every section: unknown keys are errors, values never change, no inf or NaN."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(Section):
-    dataset: Literal[DATASETS]
+    dataset: Literal[tuple(catalog.DATASETS)]
     path: str | None = None
     test_path: str | None = None
-    image_size: tuple[PositiveInt, PositiveInt] | None = None
+    image_size: tuple[Annotated[int, Field(gt=0, le=MAX_IMAGE_SIDE)], Annotated[int, Field(gt=0, le=MAX_IMAGE_SIDE)]] | None = None
     color_mode: Literal["grayscale", "rgb"] | None = None
     validation_split: Fraction = 0.1
     test_split: Fraction = 0.2  # carved from the data only when it has no test split
-    scaling: Literal["unit", "symmetric", "standardize", "none", "backbone"] = "unit"
+    scaling: Literal[catalog.SCALINGS] = "unit"
     batch_size: PositiveInt = 128
     on_bad_image: Literal["error", "skip"] = "error"
 
 
 class AugmentationConfig(Section):
-    engine: Literal["layers", "generator"] = "layers"
+    engine: Literal[catalog.ENGINES] = "layers"
     rotation_range: NonNegFloat = 0.0
     width_shift_range: NonNegFloat = 0.0
     height_shift_range: NonNegFloat = 0.0
@@ -84,17 +87,17 @@ class ModelConfig(Section):
 
 
 class OptimizerConfig(BaseModel):
-    """An optimizer by name plus Keras keyword arguments (checked when built)."""
+    """An optimizer by name plus Keras keyword arguments (checked by `_check_optimizer`)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    name: Literal["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"]
+    name: Literal[tuple(catalog.OPTIMIZERS)]
 
 
 class ScheduleConfig(BaseModel):
-    """A learning-rate schedule by name plus its arguments (checked when built)."""
+    """A learning-rate schedule by name plus its arguments (checked by `_check_lr_schedule`)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    name: Literal["cosine", "step", "exponential", "onecycle"]
+    name: Literal[tuple(catalog.SCHEDULES)]
 
 
 def _by_name(value):
@@ -179,10 +182,34 @@ class EvaluateConfig(Section):
     top_k: list[PositiveInt] = [1, 5]
 
 
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _run_name(value):
+    """A run name is one path component, so a run never lands outside ``output_dir``."""
+    if value is not None and (not NAME_PATTERN.fullmatch(value) or value in (".", "..")):
+        raise ValueError(f"`name` must be one folder name: letters, digits, '-', '_' and '.' (not '.' or '..'). "
+                         f"Received: {_short(value)}.")
+    return value
+
+
+def _numbers_as_text(value):
+    """``name: 2024`` is a name, not a number."""
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def _output_dir(value):
+    """Runs stay under ``output_dir``: no ``..`` components (an absolute path is fine)."""
+    if ".." in Path(value).parts:
+        raise ValueError(f"`output_dir` must not contain '..' components (an absolute path is allowed). "
+                         f"Received: {_short(value)}.")
+    return value
+
+
 class ExperimentConfig(Section):
-    name: str | None = None
-    seed: int = 42
-    output_dir: str = "runs"
+    name: Annotated[str | None, pydantic.BeforeValidator(_numbers_as_text), AfterValidator(_run_name)] = None
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 42
+    output_dir: Annotated[str, AfterValidator(_output_dir)] = "runs"
     data: DataConfig
     augmentation: AugmentationConfig = AugmentationConfig()
     model: ModelConfig = ModelConfig()
@@ -196,7 +223,8 @@ class ExperimentConfig(Section):
     @classmethod
     def _schedule_replaces_plateau(cls, data):
         """A learning-rate schedule switches ReduceLROnPlateau off unless the file asks for both."""
-        if isinstance(data, dict) and (data.get("training") or {}).get("lr_schedule"):
+        training = data.get("training") if isinstance(data, dict) else None
+        if isinstance(training, dict) and training.get("lr_schedule"):
             callbacks = data.get("callbacks") or {}
             if isinstance(callbacks, dict) and "reduce_lr_on_plateau" not in callbacks:
                 data = {**data, "callbacks": {**callbacks, "reduce_lr_on_plateau": None}}
@@ -217,19 +245,75 @@ class ExperimentConfig(Section):
 
 
 def _check_paths(cfg):
-    if cfg.data.dataset in ("directory", "npz") and not cfg.data.path:
+    if catalog.DATASETS[cfg.data.dataset].path and not cfg.data.path:
         raise ValueError(f"data.path is required when data.dataset is {cfg.data.dataset}: "
                          "give a folder of class sub-folders (directory) or an .npz file (npz)")
 
 
-def _check_monitors(cfg):
-    if cfg.data.validation_split > 0:
+def _check_model(cfg):
+    problem = model_problem(cfg.model)
+    if problem:
+        raise ValueError(problem)
+
+
+def _check_optimizer(cfg):
+    optimizer = cfg.training.optimizer
+    spec = catalog.OPTIMIZERS[optimizer.name]
+    _check_arguments("training.optimizer", f"{optimizer.name} (keras.optimizers.{spec.keras_class})",
+                     optimizer.model_extra or {}, spec.args)
+
+
+def _check_lr_schedule(cfg):
+    schedule = cfg.training.lr_schedule
+    if schedule is None:
         return
-    for name in ("model_checkpoint", "reduce_lr_on_plateau", "early_stopping"):
+    args = schedule.model_extra or {}
+    _check_arguments("training.lr_schedule", f"the {schedule.name} schedule", args, catalog.SCHEDULES[schedule.name])
+    for name in catalog.REQUIRED_SCHEDULE_ARGS.get(schedule.name, ()):
+        if name not in args:
+            raise ValueError(f"`training.lr_schedule.{name}` is required for the {schedule.name} schedule: "
+                             f"{catalog.SCHEDULES[schedule.name][name]}.")
+
+
+def _check_arguments(key, what, given, kinds):
+    """Keyword arguments `given` against `kinds` (name -> value kind from the catalog)."""
+    for name, value in given.items():
+        if name == "learning_rate":
+            raise ValueError(f"`{key}.learning_rate`: set training.learning_rate instead.")
+        if name not in kinds:
+            raise ValueError(f"unknown key '{key}.{name}' for {what}.{did_you_mean(name, kinds)} "
+                             f"Allowed here: {', '.join(kinds)}.")
+        problem = catalog.value_problem(value, kinds[name])
+        if problem:
+            raise ValueError(f"`{key}.{name}` {problem}. Received: {_short(value)}.")
+
+
+CALLBACKS_WITH_MONITOR = ("model_checkpoint", "reduce_lr_on_plateau", "early_stopping")
+
+
+def _check_monitors(cfg):
+    allowed = catalog.logged_metrics(cfg.evaluate.top_k, catalog.DATASETS[cfg.data.dataset].classes)
+    for name in CALLBACKS_WITH_MONITOR:
         section = getattr(cfg.callbacks, name)
-        if section is not None and section.monitor.startswith("val_"):
+        if section is None:
+            continue
+        if section.monitor not in allowed:
+            raise ValueError(f"`callbacks.{name}.monitor` must be a metric training logs: {', '.join(allowed)}. "
+                             f"Received: {_short(section.monitor)}.{did_you_mean(section.monitor, allowed)}")
+        if section.monitor.startswith("val_") and cfg.data.validation_split == 0:
             raise ValueError(f"callbacks.{name}.monitor is {section.monitor!r} but data.validation_split "
                              "is 0, so there is no validation data: monitor 'loss' or set a validation_split")
+
+
+def _check_class_weight(cfg):
+    weights, names = cfg.training.class_weight, catalog.DATASETS[cfg.data.dataset].class_names
+    if not isinstance(weights, dict) or names is None:
+        return
+    for key in weights:
+        if not (str(key) in names or (isinstance(key, int) and 0 <= key < len(names))):
+            raise ValueError(f"`training.class_weight` key {key!r} is not a class of {cfg.data.dataset}: use a "
+                             f"class index 0..{len(names) - 1} or a class name ({', '.join(names[:10])}"
+                             f"{', ...' if len(names) > 10 else ''}).")
 
 
 def _check_mixing(cfg):
@@ -245,28 +329,114 @@ def _check_schedule(cfg):
                          "keep one (set callbacks.reduce_lr_on_plateau: false to use the schedule)")
 
 
-CHECKS = [_check_paths, _check_monitors, _check_mixing, _check_schedule]
+CHECKS = [_check_paths, _check_model, _check_optimizer, _check_lr_schedule, _check_monitors, _check_class_weight,
+          _check_mixing, _check_schedule]
+
+
+# --------------------------------------------------------------------------- the model section
+
+
+def unknown_architecture(name):
+    """The message for an unknown architecture: the closest names, not all of them."""
+    close = catalog.closest(name, catalog.ARCHITECTURES)
+    hint = f" Did you mean '{close[0]}'? Close names: {', '.join(close)}." if close else ""
+    return (f"`model.architecture` must name a cnnlab architecture. Received: {_short(name)}.{hint} "
+            f"`cnnlab models` lists all {len(catalog.ARCHITECTURES)}.")
+
+
+def model_problem(model_cfg):
+    """What is wrong with a `ModelConfig` for its architecture, or None. Needs no TensorFlow."""
+    spec = catalog.ARCHITECTURES.get(model_cfg.architecture)
+    if spec is None:
+        return unknown_architecture(model_cfg.architecture)
+    return _weights_problem(model_cfg, spec) or _options_problem(model_cfg, spec) or _names_problem(model_cfg)
+
+
+def _weights_problem(model_cfg, spec):
+    if not model_cfg.weights or "weights" in spec.options:
+        return None
+    twins = ", ".join(n for n, a in catalog.ARCHITECTURES.items()
+                      if "weights" in a.options and a.family != "keras.applications")
+    return (f"`model.weights` is for keras.applications backbones and their zoo twins ({twins}); "
+            f"'{spec.name}' has no pretrained weights. To start from a trained cnnlab model use "
+            f"`finetune.base`. Received: {model_cfg.weights!r}.")
+
+
+def _options_problem(model_cfg, spec):
+    defaults = type(model_cfg)()
+    for option in catalog.MODEL_OPTIONS:
+        value = getattr(model_cfg, option)
+        if option not in spec.options and value != getattr(defaults, option):
+            return (f"`model.{option}` is not an option of '{spec.name}' (it honours: "
+                    f"{', '.join(spec.options) or 'none'}). Received: {_short(value)}.")
+    return None
+
+
+def _names_problem(model_cfg):
+    for key, names, examples in (("activation", catalog.ACTIVATIONS, "relu, gelu, swish"),
+                                 ("kernel_initializer", catalog.INITIALIZERS, "he_normal, glorot_uniform")):
+        value = getattr(model_cfg, key)
+        if value not in names:
+            return (f"`model.{key}` must name a Keras {key.replace('kernel_', '')} (e.g. {examples}; all: "
+                    f"{', '.join(names)}). Received: {_short(value)}.{did_you_mean(value, names)}")
+    return None
+
+
+# --------------------------------------------------------------------------- files the config names
+
+
+def check_files(cfg):
+    """Raise `ConfigError` if a path the experiment reads does not exist (data, test data, weights file)."""
+    data = cfg.data
+    kind = catalog.DATASETS[data.dataset].path
+    for key, value in (("data.path", data.path), ("data.test_path", data.test_path)):
+        if kind and value:
+            _check_path(key, value, kind, data.dataset)
+    weights = cfg.model.weights
+    if weights and weights != "imagenet" and not Path(weights).is_file():
+        raise ConfigError(f"`model.weights` must be null, imagenet or an existing weights file. "
+                          f"Received: {weights!r} (no such file).")
+    return cfg
+
+
+def _check_path(key, value, kind, dataset):
+    path = Path(value)
+    if kind == "folder" and not path.is_dir():
+        raise ConfigError(f"{key} {value!r} is not a folder: dataset {dataset} needs a folder with one "
+                          "sub-folder of images per class.")
+    if kind == "file" and not path.is_file():
+        raise ConfigError(f"{key} {value!r} does not exist (dataset {dataset} needs an .npz file "
+                          "with x_train and y_train).")
 
 
 # --------------------------------------------------------------------------- loading
 
+MAX_VALUES = 100_000  # values a config may hold once aliases are expanded (stops alias bombs)
+MAX_DEPTH = 50  # nesting levels
+
 
 class _StrictLoader(yaml.SafeLoader):
-    """A safe YAML loader that rejects duplicate keys instead of keeping the last."""
+    """A safe YAML loader that rejects duplicate and unhashable keys, and reads ``1e-4`` as a number."""
 
 
 def _construct_mapping(loader, node, deep=False):
     seen = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if isinstance(key, (list, dict)):
+            raise ConfigError(f"a key at line {line} is a {'list' if isinstance(key, list) else 'mapping'}: "
+                              "keys must be plain names such as epochs")
         if key in seen:
-            raise ConfigError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}: "
-                              "each key may appear once per section")
+            raise ConfigError(f"duplicate key {_short(key)} at line {line}: each key may appear once per section")
         seen.add(key)
     return loader.construct_mapping(node, deep)
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# YAML 1.1 reads 1e-4 (no dot) as text; YAML 1.2 and every user read it as a number.
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                                    list("-+0123456789"))
 
 
 def _parse_yaml(text, source, *, document=True):
@@ -280,6 +450,9 @@ def _parse_yaml(text, source, *, document=True):
         line = f" at line {where.line + 1}" if where else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{source} is not valid YAML{line}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{source} is nested too deeply to be an experiment (at most {MAX_DEPTH} levels)") from None
+    _check_size(data, source)
     if not document:
         return data
     if data is None:
@@ -290,12 +463,43 @@ def _parse_yaml(text, source, *, document=True):
     return data
 
 
+def _check_size(data, source):
+    """Reject what aliases can build: a structure holding itself, or one too big or deep for a config."""
+    budget, ancestors = [MAX_VALUES], set()
+
+    def walk(node, depth):
+        if not isinstance(node, (dict, list)):
+            return
+        if id(node) in ancestors:
+            raise ConfigError(f"{source}: a YAML alias refers to the value that holds it (as in x: &x [*x]); "
+                              "an alias must name a finished value")
+        budget[0] -= len(node)
+        if budget[0] < 0 or depth > MAX_DEPTH:
+            raise ConfigError(f"{source} is too big for an experiment once its aliases are expanded (at most "
+                              f"{MAX_VALUES:,} values, {MAX_DEPTH} levels deep): is it an alias bomb?")
+        ancestors.add(id(node))
+        for child in node.values() if isinstance(node, dict) else node:
+            walk(child, depth + 1)
+        ancestors.discard(id(node))
+
+    walk(data, 0)
+
+
 def read_yaml(path):
     """Read an experiment file into a plain dict, rejecting duplicate keys."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"experiment file {str(path)!r} is a folder: give a YAML file.")
     if not path.is_file():
         raise ConfigError(f"experiment file {str(path)!r} does not exist.")
-    return _parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"experiment file {str(path)!r} is not UTF-8 text (byte {exc.start}): save it as "
+                          "UTF-8 YAML.") from None
+    except OSError as exc:
+        raise ConfigError(f"experiment file {str(path)!r} cannot be read: {exc.strerror or exc}.") from None
+    return _parse_yaml(text, str(path))
 
 
 def apply_overrides(data, overrides):
@@ -303,11 +507,12 @@ def apply_overrides(data, overrides):
     data = _deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set takes KEY=VALUE, e.g. training.epochs=3. Received: {item!r}.")
+        parts = key.strip().split(".")
+        if not sep or not all(p.strip() for p in parts):
+            raise ConfigError(f"--set takes KEY=VALUE with a dotted KEY, e.g. training.epochs=3. "
+                              f"Received: {_short(item)}.")
         value = _parse_yaml(raw, f"--set {key}", document=False)
         node = data
-        parts = key.strip().split(".")
         for part in parts[:-1]:
             child = node.get(part)
             if isinstance(child, str):  # optimizer: adam  ->  {name: adam}
@@ -317,6 +522,7 @@ def apply_overrides(data, overrides):
             node[part] = child
             node = child
         node[parts[-1]] = value
+    _check_size(data, "the config with its --set overrides")
     return data
 
 
@@ -336,18 +542,28 @@ def build_config(data, source="config"):
         raise ConfigError(f"{source}: {_describe(exc)}") from None
 
 
-def load_config(path, overrides=(), **updates):
+def load_config(path, overrides=(), *, check_paths=False, **updates):
     """Load an experiment file: defaults, then the file, then ``--set`` overrides.
 
     Args:
         path: the YAML experiment file.
         overrides: ``KEY=VALUE`` strings.
+        check_paths: also check that the files and folders the experiment reads exist
+            (`check_files`), so a missing one is reported before TensorFlow starts.
         **updates: dotted keys given by dedicated CLI options (``training.epochs``)
             that take precedence; ``None`` values are ignored.
     """
     data = apply_overrides(read_yaml(path), [*overrides, *option_overrides(updates)])
-    data.setdefault("name", Path(path).stem)
-    return build_config(data, str(path))
+    if data.get("name") is None:
+        data["name"] = default_name(path)
+    cfg = build_config(data, str(path))
+    return check_files(cfg) if check_paths else cfg
+
+
+def default_name(path):
+    """The run name when the file gives none: its stem, with characters a name cannot hold as ``_``."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(path).stem)
+    return name if name.strip(".") else "experiment"
 
 
 def option_overrides(updates):
@@ -369,42 +585,58 @@ def save_config(cfg, path):
 
 def _describe(exc):
     """Turn pydantic's errors into one line: key, what is allowed, what was received."""
-    parts = []
-    for error in exc.errors(include_url=False):
-        loc = [p for p in error["loc"] if not _is_union_tag(p)]
-        key = ".".join(str(p) for p in loc) or "config"
-        kind = error["type"]
-        if kind == "extra_forbidden":
-            parent = _section_fields(loc[:-1])
-            hint = did_you_mean(loc[-1], parent)
-            parts.append(f"unknown key '{key}'.{hint} Allowed here: {', '.join(parent)}.")
-        elif kind == "missing":
-            parts.append(f"'{key}' is required.")
-        elif kind == "value_error":
-            parts.append(str(error["ctx"]["error"]))
-        else:
-            received = error.get("input")
-            hint = ""
-            if kind == "literal_error":
-                hint = did_you_mean(received, _literal_choices(error["ctx"]["expected"]))
-            parts.append(f"'{key}': {error['msg']}. Received: {received!r}.{hint}")
+    parts = [_describe_one(error) for error in exc.errors(include_url=False)]
     unique = list(dict.fromkeys(parts))
     return " ".join(unique[:3]) + (f" (and {len(unique) - 3} more)" if len(unique) > 3 else "")
+
+
+def _describe_one(error):
+    kind = error["type"]
+    loc = list(error["loc"])
+    # pydantic puts the union member it tried into the location; the last part of an
+    # unknown key is the user's own key, whatever it looks like.
+    loc = [p for p in loc[:-1] if not _is_union_tag(p)] + loc[-1:] if kind == "extra_forbidden" else \
+        [p for p in loc if not _is_union_tag(p)]
+    key = ".".join(str(p) for p in loc) or "config"
+    if kind == "extra_forbidden":
+        parent = _section_fields(loc[:-1])
+        return f"unknown key {_short(key)}.{did_you_mean(loc[-1], parent)} Allowed here: {', '.join(parent)}."
+    if kind == "missing":
+        return f"'{key}' is required."
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
+    received = error.get("input")
+    if kind == "model_type":
+        fields = _section_fields(loc)
+        return (f"'{key}' must be a section: a mapping of its keys ({', '.join(fields[:4])}, ...). "
+                f"Received: {_short(received)}.")
+    hint = did_you_mean(received, _literal_choices(error["ctx"]["expected"])) if kind == "literal_error" else ""
+    return f"'{key}': {error['msg']}. Received: {_short(received)}.{hint}"
+
+
+def _short(value, limit=80):
+    """``repr(value)``, cut to `limit` characters (a received value may be huge)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _model_names():
+    return {cls.__name__ for cls in (*Section.__subclasses__(), OptimizerConfig, ScheduleConfig)}
 
 
 def _is_union_tag(part):
     """pydantic puts the union member tried into the location; users don't need it."""
     return isinstance(part, str) and (
-        part.startswith(("function-", "literal[", "tuple[", "dict[", "list["))
+        part.startswith(("function-", "literal[", "tuple[", "dict[", "list[", "nullable["))
         or part in ("int", "str", "float", "bool", "none", "constrained-float", "constrained-int")
-        or part[:1].isupper()
+        or part in _model_names()
     )
 
 
 def _section_fields(loc):
     model = ExperimentConfig
     for part in loc:
-        field = model.model_fields.get(part)
+        field = model.model_fields.get(part) if isinstance(part, str) else None
         inner = _model_in(field.annotation) if field else None
         if inner is None:
             return []

@@ -4,6 +4,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnnlab import catalog
 from cnnlab.errors import ConfigError, one_of
 
 
@@ -21,7 +22,9 @@ class Registry:
 
     Args:
         key: the config key that picks an entry, used in error messages
-            (e.g. ``"model.architecture"``).
+            (e.g. ``"model.architecture"``). When `cnnlab.catalog` lists the names
+            for that key, only those may be registered: the catalog is the one list
+            that the schema validates against.
     """
 
     def __init__(self, key):
@@ -41,6 +44,9 @@ class Registry:
         """Register `fn` under `name`; a name may be registered once."""
         if name in self._entries:
             raise ValueError(f"{self.key}: '{name}' is registered twice.")
+        listed = catalog.CHOICES.get(self.key)
+        if listed is not None and name not in listed:
+            raise ValueError(f"{self.key}: '{name}' is not in cnnlab.catalog; add it there first.")
         self._entries[name] = Entry(name, fn, meta)
 
     def get(self, name) -> Entry:

@@ -11,6 +11,7 @@ from typing import Optional
 
 import numpy as np
 
+from cnnlab import catalog
 from cnnlab.data.folders import scan_folder
 from cnnlab.errors import DataError
 from cnnlab.registry import Registry
@@ -113,16 +114,17 @@ def _keras_dataset(name, class_names):
     return load
 
 
-FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-           "Ankle boot"]
-CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-SOURCES.add("mnist", _keras_dataset("mnist", None), shape=(28, 28, 1), classes=10)
-SOURCES.add("fashion_mnist", _keras_dataset("fashion_mnist", FASHION), shape=(28, 28, 1), classes=10)
-SOURCES.add("cifar10", _keras_dataset("cifar10", CIFAR10), shape=(32, 32, 3), classes=10)
-SOURCES.add("cifar100", _keras_dataset("cifar100", None), shape=(32, 32, 3), classes=100)
+def _known(name):
+    """A dataset's shape and class count from the catalog, for describing it without a download."""
+    spec = catalog.DATASETS[name]
+    return {"shape": spec.shape, "classes": spec.classes}
 
 
-@SOURCES.register("digits", shape=(8, 8, 1), classes=10)
+for _name in ("mnist", "fashion_mnist", "cifar10", "cifar100"):
+    SOURCES.add(_name, _keras_dataset(_name, list(catalog.DATASETS[_name].class_names)), **_known(_name))
+
+
+@SOURCES.register("digits", **_known("digits"))
 def load_digits(cfg):
     """scikit-learn's bundled 8x8 digits (1,797 images, no download); 0..16 scaled to 0..255."""
     from sklearn.datasets import load_digits as sk_digits

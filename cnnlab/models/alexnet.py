@@ -8,12 +8,9 @@ from cnnlab.models.registry import register_model
 # (filters, kernel, stride, max-pool after, LRN after)
 ALEXNET_CONVS = ((96, 11, 4, True, True), (256, 5, 1, True, True), (384, 3, 1, False, False),
                  (384, 3, 1, False, False), (256, 3, 1, True, False))
-ALEXNET_OPTIONS = ("activation", "kernel_initializer", "batch_norm", "dropout", "kernel_regularizer", "head",
-                   "local_response_norm")
 
 
-@register_model("alexnet", family="alexnet", paper="Krizhevsky et al. 2012, ImageNet Classification with Deep CNNs",
-                options=ALEXNET_OPTIONS)
+@register_model("alexnet")
 def alexnet(x, classes, cfg):
     """Five convolutions (96-256-384-384-256), overlapping 3x3/2 max-pooling, two dense
     4096 layers with dropout, softmax; LRN after the first two convolutions if

@@ -1,8 +1,9 @@
 """Every ``keras.applications`` backbone, registered under a snake_case name.
 
-Names are derived from Keras's own modules (``mobilenet_v2``, ``resnet50v2``,
-``efficientnet_b0``, ``convnext_tiny``...), so a Keras upgrade that adds a backbone
-adds it here too. Each gets a new head for the data's classes: global average pooling, dropout, softmax. ``weights`` is
+The names (``mobilenet_v2``, ``resnet50v2``, ``efficientnet_b0``, ``convnext_tiny``...)
+are listed in `cnnlab.catalog.APPLICATIONS`; a test compares that list with what
+`discover` finds in the installed Keras, so an upgrade that adds a backbone is noticed.
+Each gets a new head for the data's classes: global average pooling, dropout, softmax. ``weights`` is
 ``imagenet`` (Keras's own downloader and cache) or a local weights file.
 A backbone whose twin is in the zoo (``vgg16``, ``resnet50``...) is reached
 through the zoo name with ``weights: imagenet``.
@@ -14,12 +15,12 @@ import os
 import keras
 from keras import layers
 
+from cnnlab import catalog
 from cnnlab.errors import ConfigError
 from cnnlab.models.blocks import pool_features, predictions
-from cnnlab.models.registry import MODELS, register_model
+from cnnlab.models.registry import register_model, register_pretrained
 
-APP_OPTIONS = ("weights", "dropout", "kernel_initializer", "kernel_regularizer")
-TWINS = {}  # zoo name -> application builder, for weights: imagenet
+TWINS = {}  # zoo name (vgg16, resnet50...) -> its keras.applications builder, used with model.weights
 
 
 @keras.saving.register_keras_serializable(package="cnnlab")
@@ -47,8 +48,8 @@ def _name(module, cls):
     return low
 
 
-def _discover():
-    """Yield ``(name, module, constructor)`` for every keras.applications backbone."""
+def discover():
+    """Yield ``(name, module, constructor)`` for every backbone the installed Keras has."""
     for cls in sorted(dir(keras.applications)):
         fn = getattr(keras.applications, cls)
         if cls[:1].isupper() and inspect.isfunction(fn):
@@ -131,13 +132,15 @@ def _fit_input(x, weights, constructor):
 
 
 def _register_all():
-    for name, module, constructor in _discover():
-        builder = _builder(module, constructor)
-        if name in MODELS:
+    """Every catalogued backbone builds pretrained models; those not in the zoo are architectures too."""
+    for name in sorted(catalog.APPLICATIONS):
+        module, constructor = catalog.APPLICATIONS[name]
+        builder = _builder(module, getattr(keras.applications, constructor))
+        register_pretrained(name)(builder)
+        if catalog.ARCHITECTURES[name].family == "keras.applications":
+            register_model(name, module=module)(builder)
+        else:
             TWINS[name] = builder
-            continue
-        register_model(name, family="keras.applications", paper=f"keras.applications.{constructor.__name__}",
-                       options=APP_OPTIONS, module=module)(builder)
 
 
 _register_all()
@@ -145,8 +148,4 @@ _register_all()
 
 def preprocessing_module(cfg):
     """The keras.applications module whose ``preprocess_input`` fits ``cfg`` (a ModelConfig), or None."""
-    entry = MODELS.get(cfg.architecture)
-    if "module" in entry.meta:
-        return entry.meta["module"]
-    twin = TWINS.get(cfg.architecture)
-    return twin.module if twin and cfg.weights else None
+    return catalog.backbone_module(cfg.architecture, cfg.weights)

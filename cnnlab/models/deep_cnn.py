@@ -5,11 +5,7 @@ from keras import layers
 from cnnlab.models.blocks import conv_bn_act, conv_kwargs, dense_act, pool_features, predictions
 from cnnlab.models.registry import register_model
 
-CNN_OPTIONS = ("activation", "kernel_initializer", "batch_norm", "dropout", "kernel_regularizer", "head")
-
-
-@register_model("simple_cnn", family="scratch", paper="Saito, Deep Learning from Scratch (2016) ch.7",
-                options=CNN_OPTIONS)
+@register_model("simple_cnn")
 def simple_cnn(x, classes, cfg):
     """Conv(30, 5x5, valid) - ReLU - Pool(2) - Affine(100) - ReLU - Affine - Softmax."""
     x = conv_bn_act(x, 30, 5, cfg, "block1_conv1", padding="valid", conv_suffix="")
@@ -24,8 +20,7 @@ def simple_cnn(x, classes, cfg):
 DEEP_CNN_SPEC = (((16, 1), (16, 1)), ((32, 1), (32, 2)), ((64, 1), (64, 1)))
 
 
-@register_model("deep_cnn", family="scratch", paper="Saito, Deep Learning from Scratch (2016) ch.8",
-                options=CNN_OPTIONS)
+@register_model("deep_cnn")
 def deep_cnn(x, classes, cfg):
     """The book's DeepConvNet: three pairs of 3x3 convolutions with 2x2 max-pooling.
 

@@ -14,8 +14,6 @@ INCEPTION_V1 = {
 }
 POOL_AFTER = ("3b", "4e")  # max-pooling 3x3/2 between the stages
 AUX_AFTER = ("4a", "4d")  # where the auxiliary classifiers branch off
-GOOGLENET_OPTIONS = ("activation", "kernel_initializer", "batch_norm", "dropout", "kernel_regularizer",
-                     "local_response_norm", "aux_logits")
 
 
 def inception_module(x, spec, cfg, name):
@@ -64,8 +62,7 @@ def stem(x, cfg):
     return layers.MaxPooling2D(3, strides=2, padding="same", name="pool2_3x3_s2")(x)
 
 
-@register_model("googlenet", family="inception", paper="Szegedy et al. 2014, Going Deeper with Convolutions",
-                options=GOOGLENET_OPTIONS)
+@register_model("googlenet")
 def googlenet(x, classes, cfg):
     """GoogLeNet: stem, nine Inception v1 modules (3a-5b), global average pooling,
     dropout (the paper's 0.4 via ``dropout``), softmax; 7.0 M parameters at 224.

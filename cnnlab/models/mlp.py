@@ -5,11 +5,7 @@ from keras import layers
 from cnnlab.models.blocks import dense_act, predictions
 from cnnlab.models.registry import register_model
 
-DENSE_OPTIONS = ("activation", "kernel_initializer", "batch_norm", "dropout", "kernel_regularizer")
-
-
-@register_model("slp", family="perceptron", paper="Rosenblatt 1958; softmax regression",
-                options=("kernel_initializer", "kernel_regularizer"))
+@register_model("slp")
 def slp(x, classes, cfg):
     """A single dense softmax layer on the flattened pixels."""
     x = layers.Flatten(name="flatten")(x)
@@ -19,8 +15,7 @@ def slp(x, classes, cfg):
 MLP_UNITS = (256, 128)
 
 
-@register_model("mlp", family="perceptron", paper="Rumelhart, Hinton & Williams 1986",
-                options=DENSE_OPTIONS)
+@register_model("mlp")
 def mlp(x, classes, cfg):
     """Flatten, two hidden dense layers (256, 128), dropout after each, softmax."""
     x = layers.Flatten(name="flatten")(x)

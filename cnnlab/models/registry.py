@@ -1,53 +1,48 @@
 """The architecture registry: ``@register_model`` on one side, `build_model` on the other.
 
-The family modules register themselves when imported; `get_model`, `list_models`
-and `build_model` import them all first (as timm's ``create_model`` does).
+The families register their builders when `cnnlab.models` is imported (its
+``__init__`` imports them in a fixed order), so whichever ``cnnlab.models`` module
+is imported first, the registry is the same. This module imports no family. What
+an architecture is (family, paper, options) is written once, in `cnnlab.catalog`.
 """
-
-import importlib
 
 import keras
 
+from cnnlab import catalog
+from cnnlab.config import model_problem, unknown_architecture
 from cnnlab.errors import ConfigError
-from cnnlab.registry import Entry, Registry
+from cnnlab.registry import Registry
 
 MODELS = Registry("model.architecture")
-FAMILIES = ("mlp", "deep_cnn", "alexnet", "vgg", "inception", "resnet", "applications")
-
-# ModelConfig fields a builder may or may not honour; each builder lists the ones it does.
-OPTIONS = ("activation", "kernel_initializer", "batch_norm", "dropout", "kernel_regularizer",
-           "head", "local_response_norm", "aux_logits", "weights")
+PRETRAINED = Registry("model.weights")  # builders that load pretrained weights, by architecture name
 
 
-def register_model(name, *, family, paper, options=(), **meta):
-    """Register an architecture builder ``fn(x, classes, cfg) -> outputs``.
+def register_model(name, **meta):
+    """Register an architecture builder ``fn(x, classes, cfg) -> outputs`` under `name`.
 
-    Args:
-        name: the ``model.architecture`` value.
-        family: the family shown by ``cnnlab models`` (``vgg``, ``resnet``...).
-        paper: the reference, shown by ``cnnlab models``.
-        options: the `OPTIONS` this builder honours; setting another is an error.
+    The entry's metadata is the catalog's (``family``, ``paper``, ``options``) plus `meta`.
     """
-    unknown = set(options) - set(OPTIONS)
-    if unknown:
-        raise ValueError(f"{name}: unknown options {sorted(unknown)}")
-    return MODELS.register(name, family=family, paper=paper, options=tuple(options), **meta)
+    spec = catalog.ARCHITECTURES.get(name)
+    if spec is None:
+        raise ValueError(f"model.architecture: '{name}' is not in cnnlab.catalog.ARCHITECTURES; add it there first.")
+    return MODELS.register(name, family=spec.family, paper=spec.paper, options=spec.options, **meta)
 
 
-def _registered():
-    for family in FAMILIES:
-        importlib.import_module(f"cnnlab.models.{family}")
-    return MODELS
+def register_pretrained(name):
+    """Register the builder used for `name` when ``model.weights`` is set."""
+    return PRETRAINED.register(name)
 
 
 def list_models():
     """Names of every registered architecture."""
-    return _registered().names()
+    return MODELS.names()
 
 
 def get_model(name):
-    """The registry entry of `name` (raises `ConfigError` for an unknown name)."""
-    return _registered().get(name)
+    """The registry entry of `name` (raises `ConfigError` naming the closest names if unknown)."""
+    if name not in MODELS:
+        raise ConfigError(unknown_architecture(name))
+    return MODELS.get(name)
 
 
 def build_model(cfg, input_shape, classes, *, preprocessing=None):
@@ -63,46 +58,32 @@ def build_model(cfg, input_shape, classes, *, preprocessing=None):
         A `keras.Model` named after the architecture, with a softmax output
         layer named ``predictions``.
     """
-    entry = _with_weights(get_model(cfg.architecture), cfg)
-    _check_options(cfg, entry)
-    _check_names(cfg)
+    entry = get_model(cfg.architecture)
+    check_model_config(cfg)
+    builder = PRETRAINED.get(cfg.architecture).fn if cfg.weights else entry.fn
     inputs = keras.Input(shape=tuple(input_shape), name="input")
     x = inputs
     for layer in preprocessing or ():
         x = layer(x)
-    outputs = entry.fn(x, classes, cfg)
+    try:
+        outputs = builder(x, classes, cfg)
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"`model.architecture` {cfg.architecture!r} cannot take images of "
+                          f"{tuple(input_shape)}: {_first_line(exc)}. Use a larger data.image_size "
+                          "or another architecture.") from None
     return keras.Model(inputs, outputs, name=cfg.architecture)
 
 
-def _with_weights(entry, cfg):
-    """A zoo model asked for pretrained weights is built as its keras.applications twin."""
-    if not cfg.weights or "module" in entry.meta:
-        return entry
-    from cnnlab.models.applications import APP_OPTIONS, TWINS
-
-    if entry.name not in TWINS:
-        twins = ", ".join(sorted(TWINS)) or "none"
-        raise ConfigError(f"`model.weights` is for keras.applications backbones and their zoo twins "
-                          f"({twins}); '{entry.name}' has no pretrained weights. To start from a trained "
-                          f"cnnlab model use `finetune.base`. Received: {cfg.weights!r}.")
-    return Entry(entry.name, TWINS[entry.name], {**entry.meta, "options": APP_OPTIONS,
-                                                 "module": TWINS[entry.name].module})
+def _first_line(exc):
+    """The first informative line of a (often multi-line) Keras message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__).rstrip(".")[:200]
 
 
-def _check_options(cfg, entry):
-    defaults = type(cfg)()
-    for option in OPTIONS:
-        if option not in entry.meta["options"] and getattr(cfg, option) != getattr(defaults, option):
-            honoured = ", ".join(entry.meta["options"]) or "none"
-            raise ConfigError(f"`model.{option}` is not an option of '{entry.name}' "
-                              f"(it honours: {honoured}). Received: {getattr(cfg, option)!r}.")
-
-
-def _check_names(cfg):
-    for key, getter in (("activation", keras.activations.get), ("kernel_initializer", keras.initializers.get)):
-        try:
-            getter(getattr(cfg, key))
-        except (ValueError, TypeError):
-            raise ConfigError(f"`model.{key}` must name a Keras {key.replace('kernel_', '')} "
-                              f"(e.g. relu, gelu / he_normal, glorot_uniform). "
-                              f"Received: {getattr(cfg, key)!r}.") from None
+def check_model_config(cfg):
+    """The model section's rules, checked when the config loads and again here (Python callers)."""
+    problem = model_problem(cfg)
+    if problem:
+        raise ConfigError(problem)

@@ -10,8 +10,6 @@ RESNET_SPECS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("
                 101: ("bottleneck", (3, 4, 23, 3)), 152: ("bottleneck", (3, 8, 36, 3))}
 # depth 6n + 2: n basic blocks in each of three stages of 16, 32, 64 filters.
 CIFAR_RESNET_SPECS = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18}
-RESNET_OPTIONS = ("activation", "kernel_initializer", "kernel_regularizer", "weights")
-PAPER = "He et al. 2015, Deep Residual Learning for Image Recognition"
 
 
 def _shortcut(x, filters, stride, cfg, name):
@@ -83,16 +81,15 @@ def cifar_resnet(x, classes, cfg, depth):
     return predictions(pool_features(x, "gap"), classes, cfg)
 
 
-def _register(depth, builder, family):
+def _register(depth, builder):
     def build(x, classes, cfg):
         return builder(x, classes, cfg, depth)
 
     build.__doc__ = f"ResNet-{depth}. " + (builder.__doc__ or "")
-    register_model(f"resnet{depth}", family=family, paper=PAPER,
-                   options=RESNET_OPTIONS if family == "resnet" else RESNET_OPTIONS[:-1])(build)
+    register_model(f"resnet{depth}")(build)
 
 
 for _depth in RESNET_SPECS:
-    _register(_depth, resnet, "resnet")
+    _register(_depth, resnet)
 for _depth in CIFAR_RESNET_SPECS:
-    _register(_depth, cifar_resnet, "resnet-cifar")
+    _register(_depth, cifar_resnet)

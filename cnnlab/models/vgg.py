@@ -7,8 +7,6 @@ from cnnlab.models.registry import register_model
 
 VGG_FILTERS = (64, 128, 256, 512, 512)
 VGG_SPECS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
-VGG_OPTIONS = ("activation", "kernel_initializer", "batch_norm", "dropout", "kernel_regularizer", "head",
-               "weights")
 
 
 def vgg(x, classes, cfg, depth):
@@ -33,8 +31,7 @@ def _register(depth):
         return vgg(x, classes, cfg, depth)
 
     build.__doc__ = f"VGG{depth}: convolutions per stage {VGG_SPECS[depth]}."
-    register_model(f"vgg{depth}", family="vgg", paper="Simonyan & Zisserman 2014, Very Deep ConvNets",
-                   options=VGG_OPTIONS)(build)
+    register_model(f"vgg{depth}")(build)
 
 
 for _depth in VGG_SPECS:

@@ -1,39 +1,30 @@
-"""Optimizers and learning-rate schedules, picked by name; extra keys are Keras's own arguments."""
+"""Optimizers and learning-rate schedules, picked by name; extra keys are Keras's own arguments.
 
-import inspect
+The names, each optimizer's Keras class and defaults, and the arguments (with their
+value kinds) of optimizers and schedules are listed in `cnnlab.catalog`, where the
+config checks them when it loads; the registries here map the names to Keras.
+"""
 
 import keras
 
-from cnnlab.errors import ConfigError, did_you_mean
+from cnnlab import catalog
+from cnnlab.errors import ConfigError
 from cnnlab.registry import Registry
 
 OPTIMIZERS = Registry("training.optimizer.name")
-OPTIMIZERS.add("sgd", keras.optimizers.SGD)
-OPTIMIZERS.add("momentum", keras.optimizers.SGD, defaults={"momentum": 0.9})
-OPTIMIZERS.add("nesterov", keras.optimizers.SGD, defaults={"momentum": 0.9, "nesterov": True})
-OPTIMIZERS.add("adagrad", keras.optimizers.Adagrad)
-OPTIMIZERS.add("rmsprop", keras.optimizers.RMSprop)
-OPTIMIZERS.add("adam", keras.optimizers.Adam)
-OPTIMIZERS.add("adamw", keras.optimizers.AdamW)
+for _name, _spec in catalog.OPTIMIZERS.items():
+    OPTIMIZERS.add(_name, getattr(keras.optimizers, _spec.keras_class), defaults=_spec.defaults)
 
 SCHEDULES = Registry("training.lr_schedule.name")
 
 
-def _checked_kwargs(cls, kwargs, key, reserved=()):
-    """Reject keyword arguments `cls` does not take, naming them and the allowed ones."""
-    allowed = [p for p in inspect.signature(cls).parameters if p not in ("self", "kwargs", *reserved)]
-    for name in kwargs:
-        if name not in allowed:
-            raise ConfigError(f"unknown key '{key}.{name}' for {cls.__name__}.{did_you_mean(name, allowed)} "
-                              f"Allowed here: {', '.join(allowed)}.")
-    return kwargs
-
-
 def build_optimizer(cfg, learning_rate):
-    """A Keras optimizer from a TrainingConfig; `learning_rate` is a float or a schedule."""
+    """A Keras optimizer from a TrainingConfig; `learning_rate` is a float or a schedule.
+
+    The keyword arguments were checked against the catalog when the config loaded.
+    """
     entry = OPTIMIZERS.get(cfg.optimizer.name)
-    kwargs = {**entry.meta.get("defaults", {}), **(cfg.optimizer.model_extra or {})}
-    _checked_kwargs(entry.fn, kwargs, "training.optimizer", reserved=("learning_rate", "name"))
+    kwargs = {**entry.meta["defaults"], **(cfg.optimizer.model_extra or {})}
     try:
         return entry.fn(learning_rate=learning_rate, **kwargs)
     except (ValueError, TypeError) as exc:
@@ -46,15 +37,10 @@ def build_learning_rate(cfg, steps_per_epoch, epochs=None):
         return cfg.learning_rate
     entry = SCHEDULES.get(cfg.lr_schedule.name)
     args = dict(cfg.lr_schedule.model_extra or {})
-    allowed = entry.meta["args"]
-    for name in args:
-        if name not in allowed:
-            raise ConfigError(f"unknown key 'training.lr_schedule.{name}' for {entry.name}."
-                              f"{did_you_mean(name, allowed)} Allowed here: {', '.join(allowed)}.")
     return entry.fn(cfg.learning_rate, steps_per_epoch, epochs or cfg.epochs, **args)
 
 
-@SCHEDULES.register("cosine", args=("alpha", "warmup_epochs"))
+@SCHEDULES.register("cosine")
 def cosine(lr, steps, epochs, alpha=0.0, warmup_epochs=0):
     """Cosine decay to ``alpha * lr`` over the run, after an optional linear warm-up."""
     warmup = int(warmup_epochs * steps)
@@ -63,7 +49,7 @@ def cosine(lr, steps, epochs, alpha=0.0, warmup_epochs=0):
         warmup_target=lr if warmup else None, warmup_steps=warmup)
 
 
-@SCHEDULES.register("step", args=("milestones", "gamma"))
+@SCHEDULES.register("step")
 def step(lr, steps, epochs, milestones=(), gamma=0.1):
     """Multiply by ``gamma`` at each epoch in ``milestones`` (He et al.'s CIFAR recipe)."""
     milestones = sorted(int(m) for m in milestones)
@@ -73,13 +59,13 @@ def step(lr, steps, epochs, milestones=(), gamma=0.1):
         [m * steps for m in milestones], [lr * gamma ** i for i in range(len(milestones) + 1)])
 
 
-@SCHEDULES.register("exponential", args=("decay_epochs", "gamma", "staircase"))
+@SCHEDULES.register("exponential")
 def exponential(lr, steps, epochs, decay_epochs=1, gamma=0.9, staircase=False):
     """Multiply by ``gamma`` every ``decay_epochs`` epochs."""
     return keras.optimizers.schedules.ExponentialDecay(lr, int(decay_epochs * steps), gamma, staircase=staircase)
 
 
-@SCHEDULES.register("onecycle", args=("warmup_fraction", "div_factor", "final_div_factor"))
+@SCHEDULES.register("onecycle")
 def onecycle(lr, steps, epochs, warmup_fraction=0.3, div_factor=25.0, final_div_factor=1e4):
     """One cycle (Smith 2018): linear warm-up from ``lr / div_factor`` to ``lr``, then cosine annealing."""
     total = max(1, epochs * steps)

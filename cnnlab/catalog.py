@@ -1,0 +1,245 @@
+"""Every name a config may pick, one list per kind, importable without TensorFlow.
+
+The schema (`cnnlab.config`) validates against these lists and every `Registry`
+accepts only the names listed here for its key, so the two cannot drift apart and
+``cnnlab check`` can reject a typo before Keras is imported. The lists that mirror
+Keras (backbones, optimizer arguments, activations, initializers) are compared with
+the installed Keras by the tests, so a Keras upgrade is noticed.
+"""
+
+import difflib
+from dataclasses import dataclass, field
+
+# --------------------------------------------------------------------------- architectures
+
+# ModelConfig fields a builder may or may not honour; each architecture lists the ones it does.
+MODEL_OPTIONS = ("activation", "kernel_initializer", "batch_norm", "dropout", "kernel_regularizer",
+                 "head", "local_response_norm", "aux_logits", "weights")
+DENSE_OPTIONS = ("activation", "kernel_initializer", "batch_norm", "dropout", "kernel_regularizer")
+CNN_OPTIONS = DENSE_OPTIONS + ("head",)
+APP_OPTIONS = ("weights", "dropout", "kernel_initializer", "kernel_regularizer")
+RESNET_OPTIONS = ("activation", "kernel_initializer", "kernel_regularizer")
+RESNET_PAPER = "He et al. 2015, Deep Residual Learning for Image Recognition"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One ``model.architecture``: its family, the reference and the options it honours."""
+
+    name: str
+    family: str
+    paper: str
+    options: tuple
+
+
+# name: (keras.applications module, constructor). A name that is also a zoo architecture
+# (vgg16, resnet50, ...) is that architecture's pretrained twin, used with model.weights.
+APPLICATIONS = {
+    "convnext_base": ("convnext", "ConvNeXtBase"), "convnext_large": ("convnext", "ConvNeXtLarge"),
+    "convnext_small": ("convnext", "ConvNeXtSmall"), "convnext_tiny": ("convnext", "ConvNeXtTiny"),
+    "convnext_xlarge": ("convnext", "ConvNeXtXLarge"),
+    "densenet121": ("densenet", "DenseNet121"), "densenet169": ("densenet", "DenseNet169"),
+    "densenet201": ("densenet", "DenseNet201"),
+    **{f"efficientnet_b{i}": ("efficientnet", f"EfficientNetB{i}") for i in range(8)},
+    **{f"efficientnet_v2_{v.lower()}": ("efficientnet_v2", f"EfficientNetV2{v}")
+       for v in ("B0", "B1", "B2", "B3", "L", "M", "S")},
+    "inception_resnet_v2": ("inception_resnet_v2", "InceptionResNetV2"),
+    "inception_v3": ("inception_v3", "InceptionV3"),
+    "mobilenet": ("mobilenet", "MobileNet"), "mobilenet_v2": ("mobilenet_v2", "MobileNetV2"),
+    "mobilenet_v3_large": ("mobilenet_v3", "MobileNetV3Large"),
+    "mobilenet_v3_small": ("mobilenet_v3", "MobileNetV3Small"),
+    "nasnet_large": ("nasnet", "NASNetLarge"), "nasnet_mobile": ("nasnet", "NASNetMobile"),
+    "resnet101": ("resnet", "ResNet101"), "resnet152": ("resnet", "ResNet152"), "resnet50": ("resnet", "ResNet50"),
+    "resnet101v2": ("resnet_v2", "ResNet101V2"), "resnet152v2": ("resnet_v2", "ResNet152V2"),
+    "resnet50v2": ("resnet_v2", "ResNet50V2"),
+    "vgg16": ("vgg16", "VGG16"), "vgg19": ("vgg19", "VGG19"),
+    "xception": ("xception", "Xception"),
+}
+
+# (family, paper, options, names): the zoo, in the order `cnnlab models` lists it.
+_ZOO = (
+    ("perceptron", "Rosenblatt 1958; softmax regression", ("kernel_initializer", "kernel_regularizer"), ("slp",)),
+    ("perceptron", "Rumelhart, Hinton & Williams 1986", DENSE_OPTIONS, ("mlp",)),
+    ("scratch", "Saito, Deep Learning from Scratch (2016) ch.7", CNN_OPTIONS, ("simple_cnn",)),
+    ("scratch", "Saito, Deep Learning from Scratch (2016) ch.8", CNN_OPTIONS, ("deep_cnn",)),
+    ("alexnet", "Krizhevsky et al. 2012, ImageNet Classification with Deep CNNs",
+     CNN_OPTIONS + ("local_response_norm",), ("alexnet",)),
+    ("vgg", "Simonyan & Zisserman 2014, Very Deep ConvNets", CNN_OPTIONS + ("weights",),
+     ("vgg11", "vgg13", "vgg16", "vgg19")),
+    ("inception", "Szegedy et al. 2014, Going Deeper with Convolutions",
+     DENSE_OPTIONS + ("local_response_norm", "aux_logits"), ("googlenet",)),
+    ("resnet", RESNET_PAPER, RESNET_OPTIONS + ("weights",),
+     ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")),
+    ("resnet-cifar", RESNET_PAPER, RESNET_OPTIONS, ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")),
+)
+
+
+def _architectures():
+    zoo = {name: Architecture(name, family, paper, options)
+           for family, paper, options, names in _ZOO for name in names}
+    backbones = {name: Architecture(name, "keras.applications", f"keras.applications.{constructor}", APP_OPTIONS)
+                 for name, (_, constructor) in sorted(APPLICATIONS.items()) if name not in zoo}
+    return {**zoo, **backbones}
+
+
+ARCHITECTURES = _architectures()
+
+
+def backbone_module(architecture, weights=None):
+    """The keras.applications module whose ``preprocess_input`` fits `architecture`, or None.
+
+    A backbone always has one; a zoo twin (``vgg16``...) only when built with `weights`.
+    """
+    if architecture not in APPLICATIONS:
+        return None
+    is_backbone = ARCHITECTURES[architecture].family == "keras.applications"
+    return APPLICATIONS[architecture][0] if is_backbone or weights else None
+
+
+def is_backbone(name):
+    """Whether `name` is a keras.applications backbone or a zoo twin of one (a fine-tuning base)."""
+    return name in APPLICATIONS
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One ``data.dataset``: what is known without reading it, and what ``data.path`` must be."""
+
+    shape: tuple | None = None  # (H, W, C) of the images
+    class_names: tuple | None = None
+    path: str | None = None  # "folder" or "file" when data.path is required
+
+    @property
+    def classes(self):
+        return None if self.class_names is None else len(self.class_names)
+
+
+def _numbered(count):
+    return tuple(str(i) for i in range(count))
+
+
+FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+           "Ankle boot")
+CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+DATASETS = {
+    "mnist": Dataset((28, 28, 1), _numbered(10)),
+    "fashion_mnist": Dataset((28, 28, 1), FASHION),
+    "cifar10": Dataset((32, 32, 3), CIFAR10),
+    "cifar100": Dataset((32, 32, 3), _numbered(100)),
+    "digits": Dataset((8, 8, 1), _numbered(10)),
+    "directory": Dataset(path="folder"),
+    "npz": Dataset(path="file"),
+}
+SCALINGS = ("unit", "symmetric", "standardize", "none", "backbone")
+ENGINES = ("layers", "generator")
+
+# --------------------------------------------------------------------------- training
+
+# Value kinds of keyword arguments, as `value_problem` checks them.
+NUMBER, OPTIONAL_NUMBER, FLAG = "a number", "a number or null", "true or false"
+OPTIONAL_INTEGER, INTEGERS = "an integer or null", "a list of epoch numbers (integers >= 0), e.g. [82, 123]"
+
+_BASE_OPTIMIZER = {"weight_decay": OPTIONAL_NUMBER, "clipnorm": OPTIONAL_NUMBER, "clipvalue": OPTIONAL_NUMBER,
+                   "global_clipnorm": OPTIONAL_NUMBER, "use_ema": FLAG, "ema_momentum": NUMBER,
+                   "ema_overwrite_frequency": OPTIONAL_INTEGER, "loss_scale_factor": OPTIONAL_NUMBER,
+                   "gradient_accumulation_steps": OPTIONAL_INTEGER}
+_ADAM = {"beta_1": NUMBER, "beta_2": NUMBER, "epsilon": NUMBER, "amsgrad": FLAG}
+
+# Keras optimizer class: its keyword arguments besides learning_rate and name, with their kinds.
+KERAS_OPTIMIZERS = {
+    "SGD": {"momentum": NUMBER, "nesterov": FLAG, **_BASE_OPTIMIZER},
+    "Adagrad": {"initial_accumulator_value": NUMBER, "epsilon": NUMBER, **_BASE_OPTIMIZER},
+    "RMSprop": {"rho": NUMBER, "momentum": NUMBER, "epsilon": NUMBER, "centered": FLAG, **_BASE_OPTIMIZER},
+    "Adam": {**_ADAM, **_BASE_OPTIMIZER},
+    "AdamW": {**_ADAM, **_BASE_OPTIMIZER, "weight_decay": NUMBER},
+}
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """One ``training.optimizer.name``: a Keras optimizer class and the defaults cnnlab gives it."""
+
+    keras_class: str
+    defaults: dict = field(default_factory=dict)
+
+    @property
+    def args(self):
+        """Keyword arguments the Keras class takes (besides learning_rate and name), with their kinds."""
+        return KERAS_OPTIMIZERS[self.keras_class]
+
+
+OPTIMIZERS = {
+    "sgd": Optimizer("SGD"),
+    "momentum": Optimizer("SGD", {"momentum": 0.9}),
+    "nesterov": Optimizer("SGD", {"momentum": 0.9, "nesterov": True}),
+    "adagrad": Optimizer("Adagrad"),
+    "rmsprop": Optimizer("RMSprop"),
+    "adam": Optimizer("Adam"),
+    "adamw": Optimizer("AdamW"),
+}
+
+# Schedule: its arguments and their kinds (the functions in cnnlab.training.optimizers take exactly these).
+SCHEDULES = {
+    "cosine": {"alpha": NUMBER, "warmup_epochs": NUMBER},
+    "step": {"milestones": INTEGERS, "gamma": NUMBER},
+    "exponential": {"decay_epochs": NUMBER, "gamma": NUMBER, "staircase": FLAG},
+    "onecycle": {"warmup_fraction": NUMBER, "div_factor": NUMBER, "final_div_factor": NUMBER},
+}
+REQUIRED_SCHEDULE_ARGS = {"step": ("milestones",)}
+
+# Keras's activations and initializers usable by name alone (threshold, constant and stft need arguments).
+ACTIVATIONS = ("celu", "elu", "exponential", "gelu", "glu", "hard_shrink", "hard_sigmoid", "hard_silu",
+               "hard_swish", "hard_tanh", "leaky_relu", "linear", "log_sigmoid", "log_softmax", "mish", "relu",
+               "relu6", "selu", "sigmoid", "silu", "soft_shrink", "softmax", "softplus", "softsign",
+               "sparse_plus", "sparse_sigmoid", "sparsemax", "squareplus", "swish", "tanh", "tanh_shrink")
+INITIALIZERS = ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "identity", "lecun_normal",
+                "lecun_uniform", "ones", "orthogonal", "random_normal", "random_uniform", "truncated_normal",
+                "variance_scaling", "zeros")
+
+
+def logged_metrics(top_k, classes=None):
+    """The metric names training logs (and callbacks may monitor), with and without ``val_``.
+
+    Top-k accuracy is logged for each k in `top_k` above 1 and below the class count.
+    """
+    names = ["loss", "accuracy"] + [f"top{k}_accuracy" for k in top_k if k > 1 and (classes is None or k < classes)]
+    return names + [f"val_{n}" for n in names]
+
+
+# --------------------------------------------------------------------------- lookup helpers
+
+
+def value_problem(value, kind):
+    """Why `value` is not of `kind` (one of the kinds above), or None when it is."""
+    if kind in (OPTIONAL_NUMBER, OPTIONAL_INTEGER) and value is None:
+        return None
+    if kind in (NUMBER, OPTIONAL_NUMBER):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif kind == OPTIONAL_INTEGER:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == FLAG:
+        ok = isinstance(value, bool)
+    else:  # INTEGERS
+        ok = (isinstance(value, list) and len(value) > 0
+              and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value))
+    return None if ok else f"must be {kind}"
+
+
+def closest(word, names, n=5):
+    """Up to `n` of `names` closest to `word` (for "did you mean" lists)."""
+    return difflib.get_close_matches(str(word), list(names), n=n, cutoff=0.4)
+
+
+# Registry key -> the names that registry may hold.
+CHOICES = {
+    "model.architecture": ARCHITECTURES,
+    "model.weights": APPLICATIONS,
+    "data.dataset": DATASETS,
+    "data.scaling": SCALINGS,
+    "augmentation.engine": ENGINES,
+    "training.optimizer.name": OPTIMIZERS,
+    "training.lr_schedule.name": SCHEDULES,
+}
