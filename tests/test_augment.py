@@ -146,3 +146,49 @@ def test_augment_preview_writes_a_grid_of_pairs(cli, write_experiment, image_fol
     assert "8 images, engine layers" in result.output
     width, height = Image.open(out).size
     assert width > 2 * height  # 4 pairs across, 2 rows
+
+
+def fit_history(data, epochs=2):
+    """Loss per epoch of a tiny CNN trained on `data` from seed 0, as `fit` feeds it."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(data.input_shape), keras.layers.Rescaling(1 / 255),
+                              keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.Flatten(),
+                              keras.layers.Dense(data.classes, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    steps = data.steps_per_epoch()
+    train = data.train_dataset(initial_epoch=0, epochs=epochs)
+    return model.fit(train, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0).history["loss"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_training_with_augmentation_is_reproducible(engine, npz_path):
+    cfg = build_config({"seed": 5, "data": {"dataset": "npz", "path": str(npz_path), "batch_size": 16},
+                        "augmentation": {"engine": engine, "rotation_range": 30, "horizontal_flip": True,
+                                         "zoom_range": 0.2}})
+    first, second = fit_history(load_data(cfg)), fit_history(load_data(cfg))
+    assert first == second and len(first) == 2
+
+
+def test_the_same_seed_gives_the_same_augmentation_and_another_seed_another():
+    x = blob_images(16)
+    cfg = AugmentationConfig(rotation_range=30, horizontal_flip=True, brightness_range=[0.5, 1.5], mixup_alpha=0.4)
+    runs = [augment_images(cfg, x, (SIZE, SIZE, 1), 2, seed=s) for s in (0, 0, 1)]
+    assert np.array_equal(runs[0], runs[1]) and not np.array_equal(runs[0], runs[2])
+
+
+def test_augmentation_layers_compute_in_float32_under_mixed_precision():
+    import keras
+
+    from cnnlab.data.augment import LayersAugmenter
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        augment = LayersAugmenter(AugmentationConfig(mixup_alpha=0.2, contrast_range=[0.8, 1.2], rand_augment={}),
+                                  (SIZE, SIZE, 3), 2, seed=0)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    layers = [inner for layer in augment.geometric + augment.photometric + augment.mixing
+              for inner in layer._flatten_layers()]
+    assert len(layers) > 3 and {layer.compute_dtype for layer in layers} == {"float32"}

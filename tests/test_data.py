@@ -118,3 +118,51 @@ def test_split_refuses_classes_too_small_to_split():
 def test_input_shape_defaults_to_the_data():
     cfg = data_cfg(dataset="mnist").data
     assert input_shape((28, 28, 1), cfg) == (28, 28, 1)
+
+
+AUGMENTATIONS = {"none": None,
+                 "layers": {"engine": "layers", "rotation_range": 20, "horizontal_flip": True, "mixup_alpha": 0.4},
+                 "generator": {"engine": "generator", "rotation_range": 20, "horizontal_flip": True}}
+
+
+def train_data(npz_path, engine):
+    """A freshly loaded bundle, as a new process would build it: 108 training images in batches of 16."""
+    cfg = build_config({"seed": 3, "data": {"dataset": "npz", "path": str(npz_path), "batch_size": 16},
+                        "augmentation": AUGMENTATIONS[engine] or {}})
+    return load_data(cfg)
+
+
+def training_batches(npz_path, engine, initial_epoch, epochs, steps=None):
+    """All batches of `train_dataset` for epochs ``initial_epoch .. epochs - 1``, as numpy arrays."""
+    ds = train_data(npz_path, engine).train_dataset(initial_epoch=initial_epoch, epochs=epochs,
+                                                    steps_per_epoch=steps)
+    batches = [ds[i] for i in range(len(ds))] if engine == "generator" else list(ds)
+    return [(np.asarray(x), np.asarray(y)) for x, y in batches]
+
+
+def same(a, b):
+    return len(a) == len(b) and all(np.array_equal(x1, x2) and np.array_equal(y1, y2)
+                                    for (x1, y1), (x2, y2) in zip(a, b))
+
+
+@pytest.mark.parametrize("steps", [None, 5])  # 7 batches per pass; 5 cuts the passes
+@pytest.mark.parametrize("engine", AUGMENTATIONS)
+def test_an_epoch_is_the_same_batches_however_it_is_reached(npz_path, engine, steps):
+    data = train_data(npz_path, engine)
+    per_epoch = data.steps_per_epoch(steps)
+    whole = training_batches(npz_path, engine, 0, 4, steps)
+    resumed = training_batches(npz_path, engine, 2, 4, steps)
+    assert len(whole) == 4 * per_epoch and len(resumed) == 2 * per_epoch
+    assert same(resumed, whole[2 * per_epoch:])  # epochs 2-3 fresh, or after reading epochs 0-1
+    assert same(training_batches(npz_path, engine, 0, 4, steps), whole)  # a second build, same seed
+    first, second = whole[:per_epoch], whole[per_epoch:2 * per_epoch]
+    assert not any(np.array_equal(x1, x2) for (x1, _), (x2, _) in zip(first, second))  # epochs differ
+
+
+def test_an_epoch_is_one_pass_over_the_training_images_by_default(npz_path):
+    data = train_data(npz_path, "none")
+    assert len(data.train) == 108 and data.steps_per_epoch() == 7 and data.steps_per_epoch(20) == 20
+    for epoch in range(2):
+        images = np.concatenate([x for x, _ in training_batches(npz_path, "none", epoch, epoch + 1)])
+        assert images.shape == (108, 12, 12, 1)
+        assert sorted(map(bytes, images.astype("uint8"))) == sorted(map(bytes, data.train.images))
