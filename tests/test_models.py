@@ -1,12 +1,18 @@
 """The model zoo, driven by the registry: shapes, names, fidelity to the papers, one training step."""
 
+import inspect
+import subprocess
+import sys
+import textwrap
+
 import keras
 import numpy as np
 import pytest
 
+from cnnlab import catalog
 from cnnlab.config import ModelConfig
 from cnnlab.errors import ConfigError
-from cnnlab.models.registry import build_model, get_model, list_models
+from cnnlab.models.registry import PRETRAINED, build_model, get_model, list_models
 from cnnlab.registry import Registry
 
 ZOO = [n for n in list_models() if get_model(n).meta["family"] != "keras.applications"]
@@ -204,3 +210,99 @@ def test_multiply_adds_count_every_kind_of_convolution():
     x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)  # 64 * 3*3*5 = 2,880
     x = keras.layers.Dense(2, use_bias=False)(keras.layers.Flatten()(x))  # 320 * 2 = 640
     assert multiply_adds(keras.Model(inputs, x)) == 6912 + 3584 + 2880 + 640
+
+
+# --------------------------------------------------------------------------- registration and the catalog
+
+FIRST_IMPORTS = ["cnnlab.models", *(f"cnnlab.models.{m}" for m in (
+    "registry", "mlp", "deep_cnn", "alexnet", "vgg", "inception", "resnet", "applications", "blocks", "summary")),
+    "cnnlab.finetune", "cnnlab.evaluate"]
+
+
+@pytest.fixture(scope="module")
+def vgg16_weights(tmp_path_factory):
+    """Weights of VGG16 without its top at 32x32, as a local ``model.weights`` file."""
+    path = tmp_path_factory.mktemp("weights") / "vgg16_notop.weights.h5"
+    keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(path)
+    keras.backend.clear_session()
+    return path
+
+
+@pytest.mark.parametrize("module", FIRST_IMPORTS)
+def test_registration_does_not_depend_on_which_module_is_imported_first(module, vgg16_weights):
+    code = textwrap.dedent(f"""
+        import importlib
+        importlib.import_module({module!r})
+        from cnnlab import catalog
+        from cnnlab.config import ModelConfig
+        from cnnlab.models.registry import build_model, list_models
+        assert list_models() == list(catalog.ARCHITECTURES), list_models()
+        model = build_model(ModelConfig(architecture="vgg16", weights={str(vgg16_weights)!r}), (32, 32, 3), 4)
+        assert model.name == "vgg16" and model.output_shape == (None, 4)
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
+def test_the_registry_holds_exactly_the_catalog():
+    assert list_models() == list(catalog.ARCHITECTURES)
+    assert sorted(PRETRAINED.names()) == sorted(catalog.APPLICATIONS)
+    for name in list_models():
+        assert get_model(name).meta["options"] == catalog.ARCHITECTURES[name].options
+
+
+def test_the_catalog_lists_every_keras_application():
+    from cnnlab.models.applications import discover
+
+    found = {name: (module, constructor.__name__) for name, module, constructor in discover()}
+    assert found == catalog.APPLICATIONS, "a Keras upgrade changed keras.applications: update cnnlab.catalog"
+
+
+def test_a_registry_takes_only_catalogued_names():
+    with pytest.raises(ValueError, match="not in cnnlab.catalog"):
+        Registry("data.scaling").add("sepia", print)
+    from cnnlab.models.registry import register_model
+
+    with pytest.raises(ValueError, match="not in cnnlab.catalog"):
+        register_model("vgg17")(print)
+
+
+@pytest.mark.parametrize("name", sorted(catalog.OPTIMIZERS))
+def test_optimizer_arguments_are_keras_own(name):
+    spec = catalog.OPTIMIZERS[name]
+    params = inspect.signature(getattr(keras.optimizers, spec.keras_class)).parameters
+    keras_args = {p: v.default for p, v in params.items() if p not in ("learning_rate", "name", "kwargs")}
+    assert set(keras_args) == set(spec.args)
+    for arg, default in keras_args.items():
+        kind = spec.args[arg]
+        assert catalog.value_problem(default, kind) is None, (arg, default, kind)
+    assert set(spec.defaults) <= set(spec.args)
+
+
+def test_schedules_take_the_catalog_arguments():
+    from cnnlab.training.optimizers import SCHEDULES
+
+    assert SCHEDULES.names() == list(catalog.SCHEDULES)
+    for entry in SCHEDULES.entries():
+        params = list(inspect.signature(entry.fn).parameters)[3:]  # after lr, steps, epochs
+        assert params == list(catalog.SCHEDULES[entry.name]), entry.name
+
+
+def test_activations_and_initializers_are_keras_own():
+    public = {n for n in dir(keras.activations) if not n.startswith("_")} - {"get", "serialize", "deserialize"}
+    assert public - set(catalog.ACTIVATIONS) == {"threshold"}  # needs arguments
+    x = keras.ops.ones((2, 4))
+    for name in catalog.ACTIVATIONS:
+        keras.activations.get(name)(x)
+    snake = {n for n in dir(keras.initializers) if n.islower() and not n.startswith("_")}
+    assert snake - set(catalog.INITIALIZERS) == {"get", "serialize", "deserialize", "constant", "stft"}
+    for name in catalog.INITIALIZERS:
+        keras.initializers.get(name)((4, 4))
+
+
+def test_too_small_images_are_one_config_error():
+    with pytest.raises(ConfigError, match=r"'deep_cnn' cannot take images of \(2, 2, 1\).*data.image_size") as info:
+        build("deep_cnn", (2, 2, 1))
+    assert "\n" not in str(info.value)
+    keras.backend.clear_session()

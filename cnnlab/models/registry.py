@@ -6,6 +6,8 @@ is imported first, the registry is the same. This module imports no family. What
 an architecture is (family, paper, options) is written once, in `cnnlab.catalog`.
 """
 
+import re
+
 import keras
 
 from cnnlab import catalog
@@ -77,9 +79,11 @@ def build_model(cfg, input_shape, classes, *, preprocessing=None):
 
 
 def _first_line(exc):
-    """The first informative line of a (often multi-line) Keras message."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__).rstrip(".")[:200]
+    """The informative line of a multi-line Keras message, without TensorFlow's node details."""
+    lines = [line.strip() for line in str(exc).splitlines()
+             if line.strip() and not line.strip().startswith("Exception encountered")]
+    line = re.sub(r"\x1b\[[0-9;]*m", "", lines[0] if lines else type(exc).__name__)  # Keras's bold
+    return line.split(" for '{{node")[0].rstrip(".")[:200]
 
 
 def check_model_config(cfg):
