@@ -174,6 +174,7 @@ def running(run, **info):
     lock(run)
     try:
         remove_partials(run)
+        remove_partials(Path(run) / BACKUP_DIR)
         update_run_info(run, status="running", pid=os.getpid(), error=None, **info)
         yield run
     except KeyboardInterrupt:

@@ -1,6 +1,5 @@
 """`train`: seed -> data -> model -> fit -> run folder. One function serves the CLI and Python."""
 
-import math
 import os
 from pathlib import Path
 
@@ -16,6 +15,10 @@ def setup(cfg):
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     keras.config.set_dtype_policy(cfg.training.precision)
 
 
@@ -33,10 +36,6 @@ def assemble(cfg, shape, classes, stats=None):
     from cnnlab.models.registry import build_model
 
     return build_model(cfg.model, shape, classes, preprocessing=scaling_layers(cfg.data.scaling, cfg.model, stats))
-
-
-def steps_per_epoch(cfg, data):
-    return cfg.training.steps_per_epoch or math.ceil(len(data.train) / cfg.data.batch_size)
 
 
 def describe(data, echo):
@@ -129,7 +128,7 @@ def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto"):
     describe(data, echo)
     model = build(cfg, data)
     preflight(cfg, data)
-    compile_model(model, cfg, data.classes, steps_per_epoch(cfg, data))
+    compile_model(model, cfg, data.classes, data.steps_per_epoch(cfg.training.steps_per_epoch))
     run = start_run(cfg, Path(output_dir or cfg.output_dir), fresh, echo)
     with artifacts.running(run, kind="train"):
         files.write_json(run / artifacts.CLASSES_FILE, data.class_names)

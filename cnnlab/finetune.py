@@ -160,10 +160,12 @@ def freeze_index(model, freeze, echo=print):
             echo(f"Note: --freeze {freeze} covers the whole base ({head} layers before the head): phase 2 "
                  "trains the head only, at finetune.learning_rate (`cnnlab check --layers` lists the layers).")
         return min(freeze, head)
+    if freeze.lstrip("-").isdigit():
+        raise ConfigError(f"`finetune.freeze` must be a number of layers (0 or more) or a layer name. "
+                          f"Received: {freeze!r}.")
     if freeze not in names:
         near = difflib.get_close_matches(freeze, names, n=5, cutoff=0.4)
-        raise ConfigError(f"`finetune.freeze` must be a number of layers or a layer name; the model has no "
-                          f"layer named {freeze!r}."
+        raise ConfigError(f"`finetune.freeze`: the model has no layer named {freeze!r}."
                           + (f" Nearest: {', '.join(near)}." if near else " `cnnlab check --layers` lists them."))
     return names.index(freeze) + 1
 
@@ -203,7 +205,7 @@ def finetune(target=None, *, overrides=(), freeze=None, epochs=None, head_epochs
     Re-running the same command after an interruption resumes the run, in the phase it was in.
     """
     from cnnlab.data.pipeline import load_data
-    from cnnlab.experiment import describe, finish, preflight, setup, start_run, steps_per_epoch
+    from cnnlab.experiment import describe, finish, preflight, setup, start_run
 
     cfg = backbone_scaling(resolve_config(target, overrides, root, **{
         "finetune.freeze": freeze, "finetune.epochs": epochs, "finetune.head_epochs": head_epochs,
@@ -218,7 +220,7 @@ def finetune(target=None, *, overrides=(), freeze=None, epochs=None, head_epochs
     with artifacts.running(run, kind="finetune", base=origin):
         files.write_json(run / artifacts.CLASSES_FILE, data.class_names)
         echo(f"Run: {run}\nBase: {origin}")
-        _phases(model, data, cfg, run, first, steps_per_epoch(cfg, data), echo, verbose)
+        _phases(model, data, cfg, run, first, data.steps_per_epoch(cfg.training.steps_per_epoch), echo, verbose)
         finish(run, model, cfg)
     resume.discard(run)
     return run

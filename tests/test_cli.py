@@ -71,47 +71,6 @@ def test_a_second_train_never_overwrites_the_first(cli, write_experiment, tmp_pa
     assert (first / "model.keras").read_bytes() == before
 
 
-@pytest.mark.slow
-def test_interrupted_training_resumes_where_it_stopped(cli, write_experiment, tmp_path, monkeypatch):
-    import keras
-
-    from cnnlab.training import fit as fit_module
-
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt
-
-    original = fit_module.make_callbacks
-    monkeypatch.setattr(fit_module, "make_callbacks", lambda *a, **k: original(*a, **k) + [Interrupt()])
-    path = write_experiment({"training": {"epochs": 4}})
-    result = cli("train", path)
-    assert result.exit_code == 130
-    run = artifacts.latest_run(tmp_path / "runs")
-    assert artifacts.run_info(run)["status"] == "interrupted"
-
-    monkeypatch.setattr(fit_module, "make_callbacks", original)
-    result = cli("train", path)
-    assert result.exit_code == 0, result.output
-    assert "Resuming" in result.output and "Epoch 3/4" in result.output and "Epoch 1/4" not in result.output
-    assert artifacts.list_runs(tmp_path / "runs") == [run]
-    history = (run / "history.csv").read_text().splitlines()
-    assert [line.split(",")[0] for line in history[1:]] == ["0", "1", "2", "3"]
-    assert not (run / "backup").exists()
-
-
-@pytest.mark.slow
-def test_nan_loss_is_a_clear_error_and_leaves_no_bad_model(cli, write_experiment, tmp_path):
-    path = write_experiment({"training": {"epochs": 3, "optimizer": "sgd", "learning_rate": 1e30},
-                             "model": {"architecture": "mlp", "dropout": 0.0}})
-    result = cli("train", path)
-    assert result.exit_code == 2
-    assert "loss became NaN" in error_line(result) and "learning_rate" in error_line(result)
-    run = artifacts.latest_run(tmp_path / "runs")
-    assert artifacts.run_info(run)["status"] == "failed"
-    assert not (run / "backup").exists()
-
-
 def test_bad_inputs_are_one_error_line(cli, write_experiment, tmp_path):
     result = cli("runs", tmp_path)
     assert result.exit_code == 2 and "no runs under" in error_line(result)

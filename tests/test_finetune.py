@@ -27,8 +27,11 @@ def test_freeze_by_count_and_by_name():
     names = [layer.name for layer in model.layers]
     assert freeze_index(model, 5) == 5
     assert freeze_index(model, "block2_pool") == names.index("block2_pool") + 1
-    with pytest.raises(ConfigError, match="beyond the model's"):
-        freeze_index(model, len(names))
+    notes = []
+    assert freeze_index(model, len(names) + 50, notes.append) == head_start(model)  # the whole base, said once
+    assert len(notes) == 1 and notes[0].startswith("Note: --freeze") and "whole base" in notes[0]
+    with pytest.raises(ConfigError, match="a number of layers .0 or more. or a layer name. Received: '-1'"):
+        freeze_index(model, "-1")
     with pytest.raises(ConfigError, match="no layer named .block2_conv9.. Nearest: block2_conv2, block2_conv1"):
         freeze_index(model, "block2_conv9")
 
@@ -142,8 +145,8 @@ def test_cli_finetunes_the_latest_run_and_evaluates(cli, pretrained, tmp_path, m
 def test_bad_freeze_fails_before_training(cli, pretrained, tmp_path):
     result = cli("finetune", pretrained, "--freeze", "nonexistent_layer")
     assert result.exit_code == 2 and "no layer named 'nonexistent_layer'" in error_line(result)
-    result = cli("finetune", pretrained, "--freeze", "999")
-    assert result.exit_code == 2 and "beyond the model's" in error_line(result)
+    result = cli("finetune", pretrained, "--freeze", "-1")
+    assert result.exit_code == 2 and "or a layer name" in error_line(result)
     assert [r for r in artifacts.list_runs(tmp_path / "runs") if "finetune" in str(r)] == []
 
 

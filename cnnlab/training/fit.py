@@ -104,10 +104,11 @@ def fit(model, data, cfg, run, *, epochs, initial_epoch=0, phase=None, state=Non
     checkpointer = resume.Checkpointer(run, state, phase=phase, watched=callbacks,
                                        write_history=cfg.callbacks.csv_logger)
     outputs = len(model.outputs)
-    train = data.dataset("train", training=True, repeat=steps_per_epoch is not None, outputs=outputs)
+    train = data.train_dataset(initial_epoch=start, epochs=epochs, steps_per_epoch=steps_per_epoch, outputs=outputs)
     val = data.dataset("val", outputs=outputs) if data.val is not None else None
     result = model.fit(train, validation_data=val, epochs=epochs, initial_epoch=start,
-                       steps_per_epoch=steps_per_epoch, callbacks=[*callbacks, checkpointer], verbose=verbose,
+                       steps_per_epoch=data.steps_per_epoch(steps_per_epoch), callbacks=[*callbacks, checkpointer],
+                       verbose=verbose,
                        shuffle=False, class_weight=class_weight(cfg, data.train.labels, data.class_names))
     losses = result.history.get("loss", [])
     if any(math.isnan(v) or math.isinf(v) for v in losses):

@@ -9,7 +9,7 @@ which names the weights file. ``state.json`` is the commit point: killed at any
 moment, the run resumes from the last epoch whose state.json was written, with
 the callbacks' counters that Keras's own BackupAndRestore forgets
 (keras-team/keras#17012): EarlyStopping's and ReduceLROnPlateau's wait/best,
-the checkpoint's best, and fine-tuning's phase.
+the checkpoint's best, the dropout layers' seed states, and fine-tuning's phase.
 """
 
 import contextlib
@@ -55,6 +55,14 @@ def restore_weights(model, run, state, *, optimizer):
     if optimizer and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     model.load_weights(Path(run) / BACKUP_DIR / state["weights"])
+    for variable, value in zip(seed_states(model), state.get("seeds", [])):
+        variable.assign(np.asarray(value, dtype=variable.dtype))
+
+
+def seed_states(model):
+    """The random layers' seed-generator states (dropout masks): model state that weights files leave out."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
 
 
 def history_rows(state):
@@ -113,7 +121,8 @@ class Checkpointer(keras.callbacks.Callback):
         if self.write_history:
             write_history(self.history_path, self.rows)
         self.state = {"epoch": epoch + 1, "phase": self.phase, "weights": weights, "history": self.rows,
-                      "stopped": bool(self.model.stop_training), "callbacks": self._counters()}
+                      "stopped": bool(self.model.stop_training), "callbacks": self._counters(),
+                      "seeds": [np.asarray(v).tolist() for v in seed_states(self.model)]}
         files.write_json(self.folder / STATE_FILE, self.state)
         if previous and previous != weights:
             with contextlib.suppress(OSError):

@@ -1,0 +1,270 @@
+"""A run's life: interrupted anywhere, the same command resumes it; nothing half-written, nothing lost."""
+
+import csv
+import errno
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from cnnlab import artifacts, files
+from cnnlab.errors import CnnlabError
+from cnnlab.training import fit as fit_module
+from cnnlab.training import resume
+from tests.conftest import error_line
+
+# Reduce-on-plateau with patience 1 lowers the rate during the run and early stopping counts:
+# a resumed run only matches an uninterrupted one if their counters carry over too.
+COUNTING = {"callbacks": {"model_checkpoint": {"monitor": "val_accuracy", "mode": "max"},
+                          "reduce_lr_on_plateau": {"monitor": "val_loss", "patience": 1, "factor": 0.5,
+                                                   "min_delta": 10.0},
+                          "early_stopping": {"monitor": "val_loss", "patience": 20, "min_delta": 10.0}},
+            "training": {"epochs": 5, "learning_rate": 0.003}, "deterministic": True}
+
+
+def rows(run):
+    with open(run / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def interrupt_at(monkeypatch, epoch):
+    """Make the next fit raise KeyboardInterrupt at the end of `epoch`, before its state is saved."""
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, index, logs=None):
+            if index == epoch:
+                raise KeyboardInterrupt
+
+    original = fit_module.make_callbacks
+    monkeypatch.setattr(fit_module, "make_callbacks", lambda *a, **k: original(*a, **k) + [Interrupt()])
+    return lambda: monkeypatch.setattr(fit_module, "make_callbacks", original)
+
+
+def weights_of(run):
+    return keras.saving.load_model(run / "model.keras").get_weights()
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_to_the_same_history_and_weights(cli, write_experiment, tmp_path, monkeypatch):
+    path = write_experiment(COUNTING)
+    assert cli("train", path, "--output-dir", tmp_path / "straight").exit_code == 0
+    straight = artifacts.latest_run(tmp_path / "straight")
+
+    restore = interrupt_at(monkeypatch, 2)
+    result = cli("train", path)
+    assert result.exit_code == 130
+    run = artifacts.latest_run(tmp_path / "runs")
+    assert artifacts.status(run) == "interrupted" and resume.load(run)["epoch"] == 2
+    restore()
+    result = cli("train", path)
+    assert result.exit_code == 0, result.output
+    assert "Resuming" in result.output and "going on after epoch 2" in result.output
+    assert artifacts.list_runs(tmp_path / "runs") == [run]
+    assert rows(run) == rows(straight)  # epochs, losses, learning rate lowered by the plateau callback
+    assert float(rows(run)[-1]["learning_rate"]) < 0.003
+    for ours, theirs in zip(weights_of(run), weights_of(straight)):
+        np.testing.assert_array_equal(ours, theirs)
+    assert not (run / "backup").exists() and artifacts.status(run) == "completed"
+
+
+@pytest.mark.slow
+def test_early_stopping_counters_survive_a_resume(cli, write_experiment, monkeypatch):
+    path = write_experiment({**COUNTING, "callbacks": {**COUNTING["callbacks"], "reduce_lr_on_plateau": False,
+                                                       "early_stopping": {"monitor": "val_loss", "patience": 3,
+                                                                          "min_delta": 10.0}},
+                             "training": {"epochs": 10}})
+    restore = interrupt_at(monkeypatch, 2)
+    assert cli("train", path).exit_code == 130
+    restore()
+    result = cli("train", path)
+    assert result.exit_code == 0, result.output
+    run = artifacts.latest_run(path.parent / "runs")
+    # min_delta 10 means no epoch improves: patience 3 stops after epoch index 3, as without the interruption
+    assert [r["epoch"] for r in rows(run)] == ["0", "1", "2", "3"]
+
+
+@pytest.mark.slow
+def test_a_kill_while_the_state_is_written_resumes_from_the_epoch_before(cli, write_experiment, monkeypatch):
+    path = write_experiment({"training": {"epochs": 4}})
+    original = files.write_json
+
+    def dies_on_third_state(target, data):
+        if str(target).endswith(resume.STATE_FILE) and data["epoch"] == 3:
+            with files.atomic_path(target) as tmp:
+                tmp.write_text('{"epoch": 3, "weigh')  # half-written, then killed
+                raise KeyboardInterrupt
+        return original(target, data)
+
+    monkeypatch.setattr(files, "write_json", dies_on_third_state)
+    assert cli("train", path).exit_code == 130
+    run = artifacts.latest_run(path.parent / "runs")
+    assert resume.load(run)["epoch"] == 2 and not list(run.rglob(".partial-*"))
+    monkeypatch.setattr(files, "write_json", original)
+    result = cli("train", path)
+    assert result.exit_code == 0 and "going on after epoch 2" in result.output
+    assert [r["epoch"] for r in rows(run)] == ["0", "1", "2", "3"]
+
+
+@pytest.mark.slow
+def test_sigkill_in_a_fresh_process_then_the_same_command_resumes(write_experiment, tmp_path):
+    path = write_experiment({"training": {"epochs": 8}, "data": {"batch_size": 16}})
+    command = [sys.executable, "-m", "cnnlab", "train", str(path)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        runs = artifacts.list_runs(tmp_path / "runs")
+        if runs and (resume.load(runs[-1]) or {}).get("epoch", 0) >= 2:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    run = artifacts.latest_run(tmp_path / "runs")
+    assert artifacts.run_info(run)["status"] == "running" and artifacts.status(run) == "interrupted"
+    done = resume.load(run)["epoch"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"going on after epoch {done}" in result.stdout
+    assert artifacts.list_runs(tmp_path / "runs") == [run]
+    assert [int(r["epoch"]) for r in rows(run)] == list(range(8))
+
+
+@pytest.mark.slow
+def test_an_interrupted_finetune_resumes_in_its_phase(cli, write_experiment, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_experiment({"output_dir": "runs", "training": {"epochs": 1}})
+    assert cli("train", path).exit_code == 0
+    restore = interrupt_at(monkeypatch, 3)  # phase 2's second epoch
+    args = ["finetune", "--freeze", "1", "--head-epochs", "2", "--epochs", "3"]
+    assert cli(*args).exit_code == 130
+    restore()
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    assert "Going on after epoch 3 (phase 2)" in result.output and "Phase 1:" not in result.output
+    names = sorted({run.parent.name for run in artifacts.list_runs("runs")})
+    assert names == ["tiny", "tiny-finetune"]  # not tiny-finetune-finetune
+    run = artifacts.latest_run("runs")
+    assert [(r["epoch"], r["phase"]) for r in rows(run)] == [("0", "1"), ("1", "1"), ("2", "2"), ("3", "2"),
+                                                            ("4", "2")]
+    assert not (run / "backup").exists() and not list(run.glob("*.h5"))
+
+
+def test_a_run_held_by_another_process_is_refused_naming_it(tmp_path):
+    run = artifacts.new_run_dir(tmp_path, "x")
+    code = f"from cnnlab import artifacts; artifacts.lock({str(run)!r}); print('locked', flush=True); input()"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        artifacts.update_run_info(run, status="running")
+        assert artifacts.status(run) == "running"
+        with pytest.raises(CnnlabError, match=f"another process .pid {holder.pid}."):
+            artifacts.lock(run)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert artifacts.status(run) == "interrupted"  # died without marking itself
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
+    first, second = artifacts.new_run_dir(tmp_path, "x"), artifacts.new_run_dir(tmp_path, "x")
+    assert first != second and first.parent == second.parent
+    for name in ("..", "../x", "/etc", "a/b", ""):
+        with pytest.raises(CnnlabError, match="one folder name"):
+            artifacts.new_run_dir(tmp_path, name)
+
+
+def test_atomic_writes_keep_the_old_file_on_a_full_disk(tmp_path, monkeypatch):
+    target = tmp_path / "model.keras"
+    target.write_text("old")
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(type(tmp_path), "write_text", full)
+    with pytest.raises(CnnlabError, match="No space left on device.*previous version"):
+        files.write_text(target, "new")
+    monkeypatch.undo()
+    assert target.read_text() == "old" and not list(tmp_path.glob(".partial-*"))
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_checkpoint_keeps_the_best_model(cli, write_experiment, monkeypatch):
+    path = write_experiment({"training": {"epochs": 3},
+                             "callbacks": {"model_checkpoint": {"monitor": "loss", "mode": "min"}}})
+    saves = []
+    original = keras.Model.save
+
+    def save(self, filepath, *args, **kwargs):
+        saves.append(filepath)
+        if len(saves) == 2:
+            with open(filepath, "wb") as f:
+                f.write(b"PK\x03\x04 half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save", save)
+    result = cli("train", path)
+    assert result.exit_code == 2 and "No space left on device" in error_line(result)
+    run = artifacts.latest_run(path.parent / "runs")
+    assert artifacts.status(run) == "failed"
+    assert len(weights_of(run)) > 0 and not list(run.glob(".partial-*"))  # epoch 1's model, whole
+
+
+@pytest.mark.slow
+def test_nan_loss_keeps_no_nan_model_and_evaluate_says_so(cli, write_experiment, tmp_path):
+    path = write_experiment({"training": {"epochs": 3, "optimizer": "sgd", "learning_rate": 1e30},
+                             "model": {"architecture": "mlp", "dropout": 0.0}})
+    result = cli("train", path)
+    assert result.exit_code == 2
+    assert "loss became NaN" in error_line(result) and "learning_rate" in error_line(result)
+    run = artifacts.latest_run(tmp_path / "runs")
+    assert artifacts.status(run) == "failed" and not (run / "backup").exists()
+    assert not (run / "model.keras").exists()  # the only epoch was NaN: nothing to keep
+    result = cli("evaluate", run)
+    assert result.exit_code == 2 and "no model" in error_line(result) and "failed" in error_line(result)
+    result = cli("train", path)  # a failed run is not resumed: a new one starts
+    assert len(artifacts.list_runs(tmp_path / "runs")) == 2
+
+
+@pytest.mark.slow
+def test_evaluating_another_split_keeps_the_test_metrics(cli, write_experiment, tmp_path):
+    path = write_experiment({"training": {"epochs": 1}})
+    assert cli("train", path).exit_code == 0
+    run = artifacts.latest_run(tmp_path / "runs")
+    assert cli("evaluate", run).exit_code == 0
+    test_metrics = (run / "metrics.json").read_text()
+    assert cli("evaluate", run, "--split", "val").exit_code == 0
+    assert (run / "metrics.json").read_text() == test_metrics
+    assert json.loads((run / "evaluations" / "val" / "metrics.json").read_text())["split"] == "val"
+    assert (run / "evaluations" / "val" / "plots" / "confusion_matrix.png").is_file()
+    assert (run / "plots" / "confusion_matrix.png").is_file()
+
+
+def lambda_model(path):
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Lambda(lambda x: x * 2.0)(inputs))
+    keras.Model(inputs, outputs).save(path)
+
+
+def test_models_load_in_safe_mode_unless_unsafe(tmp_path):
+    from cnnlab.target import load_model
+
+    path = tmp_path / "lambda.keras"
+    lambda_model(path)
+    with pytest.raises(CnnlabError, match="Lambda layer.*--unsafe"):
+        load_model(path)
+    assert load_model(path, unsafe=True).output_shape == (None, 2)
+
+
+def test_a_truncated_model_is_named_as_such(tmp_path):
+    from cnnlab.target import load_model
+
+    path = tmp_path / "model.keras"
+    lambda_model(path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CnnlabError, match="truncated or corrupt"):
+        load_model(path, unsafe=True)
