@@ -78,6 +78,7 @@ class Group(click.Group):
 
 
 def _verbose(ctx):
+    """Whether ``--verbose`` was given anywhere on the line (read when a failure is reported)."""
     return ctx.find_root().meta.get("cnnlab.verbose", False)
 
 
