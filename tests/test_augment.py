@@ -192,3 +192,19 @@ def test_augmentation_layers_compute_in_float32_under_mixed_precision():
     layers = [inner for layer in augment.geometric + augment.photometric + augment.mixing
               for inner in layer._flatten_layers()]
     assert len(layers) > 3 and {layer.compute_dtype for layer in layers} == {"float32"}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_resumed_epoch_reads_the_same_files_and_augmentation(engine, image_folder):
+    cfg = build_config({"data": {"dataset": "directory", "path": str(image_folder), "batch_size": 4},
+                        "augmentation": {"engine": engine, "rotation_range": 10, "horizontal_flip": True}})
+
+    def epoch_one(initial_epoch):
+        data = load_data(cfg)
+        steps = data.steps_per_epoch()
+        ds = data.train_dataset(initial_epoch=initial_epoch, epochs=2)
+        batches = [ds[i] for i in range(len(ds))] if engine == "generator" else list(ds)
+        return np.concatenate([np.asarray(x) for x, _ in batches[-steps:]])
+
+    whole, resumed = epoch_one(0), epoch_one(1)
+    assert whole.shape[1:] == (12, 12, 3) and np.array_equal(whole, resumed)
