@@ -30,7 +30,15 @@ def class_folders(root, key):
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{key} {str(root)!r} is not a folder: give a folder with one sub-folder per class.")
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    try:
+        entries = list(root.iterdir())
+    except OSError as exc:
+        raise DataError(f"{key} {str(root)!r} cannot be read: {exc.strerror or exc}.") from None
+    folders = sorted(p.name for p in entries if p.is_dir() and not p.name.startswith("."))
+    if not folders and any(p.is_file() and not p.name.startswith(".") for p in entries):
+        raise DataError(f"{key} {str(root)!r} holds files but no class sub-folders: it needs class sub-folders, "
+                        f"one per class (e.g. {root / 'cat' / '001.jpg'}).")
+    return folders
 
 
 def _files(folder):
@@ -53,8 +61,11 @@ def check_image(path):
             if image.format not in DECODABLE:
                 raise ValueError(f"{image.format} data, not jpg, png, bmp or gif")
             return image.height, image.width, image.mode in GRAY_MODES
-    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"unreadable image ({exc})") from None
+    except Image.DecompressionBombError:
+        raise ValueError(f"image too large to decode safely (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels: "
+                         "a decompression bomb?)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"unreadable image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
 
 
 def scan_folder(root, *, on_bad_image="error", key="data.path", class_names=None):

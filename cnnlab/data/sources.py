@@ -58,43 +58,74 @@ def load_raw(cfg):
 
 
 def _as_images(x, key):
+    """N images of 0..255 pixels shaped (N, H, W, 1 or 3), or a `DataError` saying what is wrong."""
     x = np.asarray(x)
     if x.ndim == 3:
         x = x[..., np.newaxis]  # N, H, W -> N, H, W, 1
-    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+    if x.ndim != 4 or x.shape[-1] not in (1, 3) or 0 in x.shape[1:3]:
         raise DataError(f"{key} must hold images shaped (N, H, W), (N, H, W, 1) or (N, H, W, 3). "
                         f"Received: shape {x.shape}.")
+    if len(x) == 0:
+        raise DataError(f"{key} holds no images (shape {x.shape}): it needs at least one per class.")
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise DataError(f"{key} must hold numbers (pixel values 0..255). Received dtype {x.dtype}.")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise DataError(f"{key} holds NaN or infinite pixel values: every pixel must be a number 0..255.")
+    low, high = x.min(), x.max()
+    if low < 0 or high > 255:
+        raise DataError(f"{key} pixel values must be 0..255 (raw pixels; cnnlab scales them as data.scaling "
+                        f"says). Received values from {low} to {high}.")
     return x
 
 
 def _as_labels(y, n, key):
+    """Class indices 0..K-1 (one-hot rows become indices), one per image."""
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] > 1:
         y = y.argmax(axis=1)  # one-hot
     y = y.reshape(-1)
     if len(y) != n:
         raise DataError(f"{key} has {len(y)} labels for {n} images: they must match.")
-    if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
-        raise DataError(f"{key} must hold class indices 0..K-1 (or one-hot rows). Received dtype {y.dtype}.")
+    whole = np.issubdtype(y.dtype, np.integer) or (
+        np.issubdtype(y.dtype, np.floating) and np.isfinite(y).all() and (y == np.round(y)).all())
+    if not whole or (len(y) and y.min() < 0):
+        shown = f"values from {y.min()} to {y.max()}" if whole else f"dtype {y.dtype}"
+        raise DataError(f"{key} must hold class indices 0..K-1 (or one-hot rows). Received {shown}.")
     return y.astype(np.int64)
+
+
+def _examples(x, y, source, split):
+    x = np.asarray(x)
+    if x.ndim == 0:
+        raise DataError(f"{source} x_{split} must hold images shaped (N, H, W) or (N, H, W, C). "
+                        f"Received: a single value.")
+    return Examples(labels=_as_labels(y, len(x), f"{source} y_{split}"), images=_as_images(x, f"{source} x_{split}"))
 
 
 def from_arrays(x_train, y_train, x_test=None, y_test=None, class_names=None, source="arrays"):
     """Build `RawData` from arrays in ``keras.datasets`` layout."""
-    train = Examples(labels=_as_labels(y_train, len(x_train), f"{source} y_train"),
-                     images=_as_images(x_train, f"{source} x_train"))
-    test = None
-    if x_test is not None:
-        test = Examples(labels=_as_labels(y_test, len(x_test), f"{source} y_test"),
-                        images=_as_images(x_test, f"{source} x_test"))
-        if test.images.shape[1:] != train.images.shape[1:]:
-            raise DataError(f"{source}: x_test images are {test.images.shape[1:]} but x_train images are "
-                            f"{train.images.shape[1:]}: they must match.")
-    classes = int(max(train.labels.max(), -1 if test is None else test.labels.max())) + 1
+    train = _examples(x_train, y_train, source, "train")
+    test = None if x_test is None else _examples(x_test, y_test, source, "test")
+    if test is not None and test.images.shape[1:] != train.images.shape[1:]:
+        raise DataError(f"{source}: x_test images are {test.images.shape[1:]} but x_train images are "
+                        f"{train.images.shape[1:]}: they must match.")
+    names = _class_names(train, test, class_names, source)
+    return RawData(train, test, names, tuple(train.images.shape[1:]))
+
+
+def _class_names(train, test, class_names, source):
+    """The class names; every class is in the training labels and there are at least two."""
+    classes = int(train.labels.max()) + 1
+    if test is not None and test.labels.max() >= classes:
+        raise DataError(f"{source}: y_test has label {test.labels.max()} but y_train's labels go up to "
+                        f"{classes - 1}: every test class must be a training class.")
+    present = len(np.unique(train.labels))
+    if present < 2:
+        raise DataError(f"{source}: y_train holds {present} class: a classifier needs at least 2 classes.")
     names = [str(c) for c in (class_names if class_names is not None else range(classes))]
     if len(names) < classes:
         raise DataError(f"{source}: labels go up to {classes - 1} but only {len(names)} class names are given.")
-    return RawData(train, test, names, tuple(train.images.shape[1:]))
+    return names
 
 
 def _keras_dataset(name, class_names):
@@ -144,14 +175,15 @@ def load_npz(cfg):
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except Exception as exc:
-        raise DataError(f"data.path {str(path)!r} is not a readable .npz file: {exc}") from None
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"data.path {str(path)!r} is not a readable .npz file: {detail}") from None
     missing = {"x_train", "y_train"} - set(arrays)
     if missing or (("x_test" in arrays) != ("y_test" in arrays)):
         raise DataError(f"{path} must hold x_train and y_train (and optionally both x_test and y_test). "
                         f"Received keys: {', '.join(sorted(arrays))}.")
     names = arrays.get("class_names")
     return from_arrays(arrays["x_train"], arrays["y_train"], arrays.get("x_test"), arrays.get("y_test"),
-                       None if names is None else list(names), source=str(path))
+                       None if names is None else list(np.atleast_1d(names)), source=str(path))
 
 
 # --------------------------------------------------------------------------- image folders
