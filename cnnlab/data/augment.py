@@ -63,6 +63,7 @@ def float32_policy():
 
 
 def _batch_seeds_class():
+    """`BatchSeeds`, a class made on first use, so that importing this module needs no Keras."""
     import keras
 
     class BatchSeeds(keras.random.SeedGenerator):
@@ -114,7 +115,7 @@ class LayersAugmenter:
             self.mixing = self._mixing()
 
     def _keyed(self, layer):
-        """`layer`, and the layers it holds, drawing from the batch's key."""
+        """`layer`, and the layers it holds (Keras's ``_flatten_layers``), drawing from the batch's key."""
         for inner in layer._flatten_layers():
             if hasattr(inner, "generator"):
                 inner.generator = self.seeds
