@@ -209,6 +209,7 @@ def _output_dir(value):
 class ExperimentConfig(Section):
     name: Annotated[str | None, pydantic.BeforeValidator(_numbers_as_text), AfterValidator(_run_name)] = None
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 42
+    deterministic: bool = False  # TensorFlow's op determinism: bit-identical reruns and resumes, somewhat slower
     output_dir: Annotated[str, AfterValidator(_output_dir)] = "runs"
     data: DataConfig
     augmentation: AugmentationConfig = AugmentationConfig()
@@ -405,8 +406,9 @@ def _check_path(key, value, kind, dataset):
         raise ConfigError(f"{key} {value!r} is not a folder: dataset {dataset} needs a folder with one "
                           "sub-folder of images per class.")
     if kind == "file" and not path.is_file():
-        raise ConfigError(f"{key} {value!r} does not exist (dataset {dataset} needs an .npz file "
-                          "with x_train and y_train).")
+        problem = "is a folder" if path.is_dir() else "does not exist"
+        raise ConfigError(f"{key} {value!r} {problem}: dataset {dataset} needs an .npz file with x_train and "
+                          "y_train.")
 
 
 # --------------------------------------------------------------------------- loading

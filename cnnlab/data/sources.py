@@ -170,7 +170,8 @@ def load_npz(cfg):
     """An .npz file in keras.datasets' layout: x_train, y_train and optionally x_test, y_test, class_names."""
     path = Path(cfg.path)
     if not path.is_file():
-        raise DataError(f"data.path {str(path)!r} does not exist (dataset npz needs an .npz file).")
+        problem = "is a folder" if path.is_dir() else "does not exist"
+        raise DataError(f"data.path {str(path)!r} {problem}: dataset npz needs an .npz file.")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
