@@ -1,5 +1,7 @@
 """The experiment file: strict loading, typed values, --set, one Error line and exit code 2."""
 
+import re
+
 import pytest
 
 from cnnlab.config import apply_overrides, build_config, load_config
@@ -123,3 +125,110 @@ def test_a_schedule_switches_plateau_off_unless_both_are_asked_for():
     with pytest.raises(ConfigError, match="both set the learning rate"):
         build_config({"data": {"dataset": "mnist"}, "training": {"lr_schedule": "cosine"},
                       "callbacks": {"reduce_lr_on_plateau": {"patience": 3}}})
+
+
+# --------------------------------------------------------------------------- validate first, without TensorFlow
+
+
+def test_a_bad_config_is_rejected_without_importing_tensorflow(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("data: {dataset: digits}\nmodel: {architecture: vgg17}\n")
+    code = ("import sys\nfrom cnnlab.config import load_config\nfrom cnnlab.errors import ConfigError\n"
+            f"try:\n    load_config({str(path)!r})\nexcept ConfigError as exc:\n    print(exc)\n"
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "Did you mean 'vgg19'" in done.stdout and "`cnnlab models` lists all" in done.stdout
+    assert done.stdout.strip().endswith("[]"), done.stdout
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"model": {"architecture": "vgg17"}}, "Close names: vgg19, vgg16"),
+    ({"model": {"architecture": "resnet50", "batch_norm": True}}, "not an option of 'resnet50'"),
+    ({"model": {"architecture": "mlp", "weights": "imagenet"}}, "has no pretrained weights"),
+    ({"model": {"kernel_initializer": "he_norml"}}, "Did you mean 'he_normal'"),
+    ({"training": {"optimizer": {"name": "sgd", "momentun": 0.9}}}, "Did you mean 'momentum'"),
+    ({"training": {"optimizer": {"name": "adam", "beta_1": "fast"}}}, "`training.optimizer.beta_1` must be a number"),
+    ({"training": {"optimizer": {"name": "adamw", "amsgrad": 1}}}, "must be true or false"),
+    ({"training": {"lr_schedule": {"name": "step", "milestones": "abc"}}}, "milestones` must be a list"),
+    ({"training": {"lr_schedule": {"name": "exponential", "gama": 0.5}}}, "Did you mean 'gamma'"),
+    ({"callbacks": {"early_stopping": {"monitor": "val_acc"}}}, "Did you mean 'val_accuracy'"),
+    ({"callbacks": {"model_checkpoint": {"monitor": "val_top5_accuracy"}}, "evaluate": {"top_k": [1, 3]}},
+     "val_top3_accuracy"),
+    ({"training": {"class_weight": {10: 2.0}}}, "not a class of digits"),
+    ({"name": "../../x"}, "one folder name"),
+    ({"name": ".."}, "one folder name"),
+    ({"output_dir": "../outside"}, "'..' components"),
+    ({"seed": -1}, "'seed'"),
+])
+def test_everything_checkable_from_the_config_is_checked_when_it_loads(changes, expected):
+    data = {"data": {"dataset": "digits"}, **changes}
+    with pytest.raises(ConfigError) as info:
+        build_config(data)
+    assert expected in str(info.value)
+
+
+def test_good_values_pass_the_load_time_checks():
+    cfg = build_config({"name": "run-1.a_b", "output_dir": "/tmp/abs/runs", "data": {"dataset": "cifar10"},
+                        "model": {"architecture": "vgg16", "weights": "imagenet", "activation": "gelu"},
+                        "training": {"optimizer": {"name": "sgd", "momentum": 0.9, "nesterov": True, "clipnorm": None},
+                                     "lr_schedule": {"name": "step", "milestones": [2, 4], "gamma": 0.2},
+                                     "class_weight": {"cat": 2.0, 0: 1.5}},
+                        "callbacks": {"early_stopping": {"monitor": "val_top5_accuracy"}}})
+    assert cfg.training.optimizer.model_extra["momentum"] == 0.9
+    assert build_config({"data": {"dataset": "digits"}, "model": {"architecture": "googlenet", "aux_logits": True},
+                         "callbacks": {"model_checkpoint": {"monitor": "val_accuracy"}}}).model.aux_logits
+
+
+def test_exponent_numbers_are_numbers(write_experiment):
+    cfg = load_config(write_experiment(), ["training.learning_rate=1e-4",
+                                           "training.optimizer={name: adam, epsilon: 1e-7}"])
+    assert cfg.training.learning_rate == 1e-4 and cfg.training.optimizer.model_extra["epsilon"] == 1e-7
+
+
+def test_a_missing_name_is_the_file_stem_made_safe(tmp_path):
+    path = tmp_path / "my experiment (2).yaml"
+    path.write_text("name: null\ndata: {dataset: digits}\n")
+    assert load_config(path).name == "my_experiment__2_"
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({"dataset": "npz", "path": "missing.npz"}, "does not exist"),
+    ({"dataset": "directory", "path": "missing"}, "is not a folder"),
+    ({"dataset": "directory", "path": ".", "test_path": "missing"}, "data.test_path"),
+])
+def test_paths_the_experiment_reads_are_checked_on_request(write_experiment, data, expected):
+    path = write_experiment({"data": data})
+    with pytest.raises(ConfigError, match=expected):
+        load_config(path, check_paths=True)
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("training: fast\ndata: {dataset: digits}\n", "must be a section"),
+    ("? [1]\n: 2\n", "keys must be plain names"),
+    ("Model: {}\ndata: {dataset: digits}\n", "unknown key 'Model'. Did you mean 'model'?"),
+    ("x: &x [*x]\n", "refers to the value that holds it"),
+    ("A:\n", "unknown key 'A'"),
+    ("training: true\ndata: {dataset: digits}\n", "must be a section"),
+    (b"name: caf\xe9\n", "not UTF-8"),
+])
+def test_the_loader_raises_only_config_errors(tmp_path, content, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(path)
+
+
+def test_an_alias_bomb_is_rejected_fast(tmp_path):
+    import time
+
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"{chr(97 + i)}: &{chr(97 + i)} [{', '.join(['*' + chr(96 + i)] * 9)}]" for i in range(1, 10)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="alias bomb"):
+        load_config(path)
+    assert time.perf_counter() - start < 1.0
