@@ -62,7 +62,8 @@ def measure(cfg, images, epochs, plain=False):
         y = keras.utils.to_categorical(data.train.labels, data.classes)
         model.fit(x, y, batch_size=100, epochs=epochs, callbacks=[timer], verbose=0)
     else:
-        model.fit(data.dataset("train", training=True), epochs=epochs, callbacks=[timer], verbose=0)
+        model.fit(data.train_dataset(epochs=epochs), steps_per_epoch=data.steps_per_epoch(), epochs=epochs,
+                  callbacks=[timer], verbose=0)
     return images / timer.last
 
 

@@ -89,7 +89,7 @@ def augment_preview(cfg, n=16, output="preview.png", echo=print):
     data = load_data(cfg)
     pick = np.random.default_rng(cfg.seed).choice(len(data.train), size=min(n, len(data.train)), replace=False)
     examples = data.train.take(np.sort(pick))
-    originals, _ = next(iter(make_dataset(examples, data.input_shape, len(examples), shuffle=False, seed=cfg.seed)))
+    originals, _ = next(iter(make_dataset(examples, data.input_shape, len(examples))))
     originals = originals.numpy()
     if not is_active(cfg.augmentation):
         echo("Note: the experiment enables no augmentation; both columns are the same.")

@@ -166,13 +166,3 @@ def test_an_epoch_is_one_pass_over_the_training_images_by_default(npz_path):
         images = np.concatenate([x for x, _ in training_batches(npz_path, "none", epoch, epoch + 1)])
         assert images.shape == (108, 12, 12, 1)
         assert sorted(map(bytes, images.astype("uint8"))) == sorted(map(bytes, data.train.images))
-
-
-def test_a_training_dataset_is_reshuffled_each_iteration_and_reproducibly(npz_path):
-    def first_labels(ds):
-        return np.asarray(next(iter(ds))[1])
-
-    ds, again = (train_data(npz_path, "layers").dataset("train", training=True) for _ in range(2))
-    first, second = first_labels(ds), first_labels(ds)
-    assert not np.array_equal(first, second)
-    assert np.array_equal(first_labels(again), first) and np.array_equal(first_labels(again), second)

@@ -299,11 +299,6 @@ class GeneratorAugmenter:
             out[i] = self.generator.standardize(self.generator.random_transform(out[i]))
         return out
 
-    def sequence(self, examples, data, outputs=1):
-        """A ``PyDataset`` of augmented training batches, reshuffled by ImageDataGenerator each epoch."""
-        flow = self._flow(examples, data, shuffle=True)
-        return flow if outputs == 1 else _repeat_labels(flow, outputs)
-
     def epoch_sequence(self, examples, data, *, first, count, outputs=1):
         """Batches ``first .. first + count - 1`` of the gapless stream of passes, as a ``PyDataset``.
 
@@ -313,22 +308,22 @@ class GeneratorAugmenter:
         process: resumable, and reproducible while `fit` reads it in order (one
         worker, Keras's default).
         """
-        return _epoch_batches_class()(self, self._flow(examples, data, shuffle=False), len(examples),
+        return _epoch_batches_class()(self, self._flow(examples, data), len(examples),
                                       data.batch_size, first=first, count=count, outputs=outputs)
 
-    def _flow(self, examples, data, *, shuffle):
+    def _flow(self, examples, data):
         import numpy as np
 
         if examples.paths is not None:
-            return self._flow_files(examples, data, shuffle)
+            return self._flow_files(examples, data)
         from cnnlab.data.pipeline import fit_images
 
         x = np.concatenate([fit_images(examples.images[i:i + 4096], self.shape).numpy()
                             for i in range(0, len(examples), 4096)])
         y = np.eye(self.classes, dtype="float32")[examples.labels]
-        return self.generator.flow(x, y, batch_size=data.batch_size, shuffle=shuffle, seed=self.seed)
+        return self.generator.flow(x, y, batch_size=data.batch_size, shuffle=False, seed=self.seed)
 
-    def _flow_files(self, examples, data, shuffle):
+    def _flow_files(self, examples, data):
         import pandas as pd
 
         frame = pd.DataFrame({"filename": examples.paths,
@@ -336,7 +331,7 @@ class GeneratorAugmenter:
         return self.generator.flow_from_dataframe(
             frame, x_col="filename", y_col="class", classes=list(data.class_names), class_mode="categorical",
             target_size=self.shape[:2], color_mode="grayscale" if self.shape[-1] == 1 else "rgb",
-            batch_size=data.batch_size, shuffle=shuffle, seed=self.seed, interpolation="bilinear",
+            batch_size=data.batch_size, shuffle=False, seed=self.seed, interpolation="bilinear",
             validate_filenames=False)
 
     def seed_batch(self, number, batch):
@@ -389,24 +384,6 @@ def _epoch_batches_class():
             return self._orders[number]
 
     return EpochBatches
-
-
-def _repeat_labels(flow, outputs):
-    """Wrap an ImageDataGenerator iterator so a multi-output model gets its labels once per output."""
-    import keras
-
-    class RepeatLabels(keras.utils.PyDataset):
-        def __len__(self):
-            return len(flow)
-
-        def __getitem__(self, index):
-            x, y = flow[index]
-            return x, (y,) * outputs
-
-        def on_epoch_end(self):
-            flow.on_epoch_end()
-
-    return RepeatLabels()
 
 
 def augment_images(cfg, images, shape, classes, seed):

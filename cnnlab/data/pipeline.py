@@ -49,23 +49,17 @@ class DataBundle:
             raise DataError(f"the data has no {name} split: set {key}.")
         return examples
 
-    def dataset(self, name, *, training=False, repeat=False, outputs=1):
-        """A batched pipeline over split `name`; ``training`` shuffles and augments.
+    def dataset(self, name, *, training=False, outputs=1):
+        """A batched pipeline over split `name`; ``training``: the training batches of one epoch.
 
-        ``outputs`` > 1 repeats the labels for a model with auxiliary outputs. A
-        training pipeline from here is reshuffled and re-augmented each time it is
-        iterated (``repeat``: endlessly), reproducibly within one process; to fit,
-        use `train_dataset`, whose batches depend on the epoch alone.
+        ``outputs`` > 1 repeats the labels for a model with auxiliary outputs. To fit,
+        use `train_dataset`, which spans the epochs fit asks for.
         """
+        if training:
+            return self.train_dataset(epochs=1, outputs=outputs)
         examples = self.split(name)
-        if not training:
-            ds = make_dataset(examples, self.input_shape, self.batch_size, shuffle=False, seed=self.seed)
-            return labelled(ds.map(lambda x, y: (x, one_hot(y, self.classes))), outputs)
-        augment = self._augmenter()
-        if augment is not None and augment.feeds_fit:
-            return augment.sequence(examples, self, outputs=outputs)
-        stream = iteration_stream(len(examples), self.batch_size, self.seed, repeat)
-        return self._training_batches(examples, stream, augment, outputs)
+        ds = make_dataset(examples, self.input_shape, self.batch_size)
+        return labelled(ds.map(lambda x, y: (x, one_hot(y, self.classes))), outputs)
 
     def steps_per_epoch(self, steps=None):
         """`steps` (``training.steps_per_epoch``), or the batches of one pass over the training split."""
@@ -121,7 +115,7 @@ class DataBundle:
         from cnnlab.data.scaling import channel_stats
 
         if self._stats is None:
-            ds = make_dataset(self.train, self.input_shape, self.batch_size, shuffle=False, seed=self.seed)
+            ds = make_dataset(self.train, self.input_shape, self.batch_size)
             self._stats = channel_stats(x.numpy() for x, _ in ds)
         return self._stats
 
@@ -187,19 +181,15 @@ def stratified_split(examples, fraction, seed, key, class_names):
     return examples.take(np.sort(keep)), examples.take(np.sort(held_out))
 
 
-def make_dataset(examples, shape, batch_size, *, shuffle, seed):
-    """Batches of ``(images float32 0..255 shaped (B, *shape), integer labels)``."""
+def make_dataset(examples, shape, batch_size):
+    """Batches of ``(images float32 0..255 shaped (B, *shape), integer labels)``, in order."""
     import tensorflow as tf
 
     autotune = tf.data.AUTOTUNE
     if examples.images is not None:
         ds = tf.data.Dataset.from_tensor_slices((examples.images, examples.labels))
-        if shuffle:
-            ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
         return ds.batch(batch_size).map(lambda x, y: (fit_images(x, shape), y), num_parallel_calls=autotune)
     ds = tf.data.Dataset.from_tensor_slices((examples.paths, examples.labels))
-    if shuffle:
-        ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(lambda p, y: (fit_images(decode_image(p), shape), y), num_parallel_calls=autotune)
     return ds.batch(batch_size)
 
@@ -276,15 +266,6 @@ def epoch_stream(n, batch_size, seed, first, count):
     passes = tf.data.Dataset.range(first // per_pass, PASSES_WITHOUT_END)
     ds = passes.flat_map(lambda number: pass_batches(n, batch_size, seed, number)).skip(first % per_pass)
     return ds if count is None else ds.take(count)
-
-
-def iteration_stream(n, batch_size, seed, repeat):
-    """One pass (or endless passes) numbered afresh each time the dataset is iterated, from `seed`."""
-    import tensorflow as tf
-
-    passes = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    passes = passes if repeat else passes.take(1)
-    return passes.flat_map(lambda number: pass_batches(n, batch_size, seed, number))
 
 
 def batch_loader(examples, shape):
