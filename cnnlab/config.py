@@ -24,6 +24,7 @@ Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 MAX_IMAGE_SIDE = 4096
+ImageSide = Annotated[int, Field(gt=0, le=MAX_IMAGE_SIDE)]
 
 
 class Section(BaseModel):
@@ -36,7 +37,7 @@ class DataConfig(Section):
     dataset: Literal[tuple(catalog.DATASETS)]
     path: str | None = None
     test_path: str | None = None
-    image_size: tuple[Annotated[int, Field(gt=0, le=MAX_IMAGE_SIDE)], Annotated[int, Field(gt=0, le=MAX_IMAGE_SIDE)]] | None = None
+    image_size: tuple[ImageSide, ImageSide] | None = None
     color_mode: Literal["grayscale", "rgb"] | None = None
     validation_split: Fraction = 0.1
     test_split: Fraction = 0.2  # carved from the data only when it has no test split

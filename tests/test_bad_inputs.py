@@ -90,7 +90,8 @@ def bomb_png(width=30000, height=30000):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
 
 
 # --------------------------------------------------------------------------- the corpus
@@ -202,7 +203,8 @@ WRONG_TYPES = [
     ("milestones-text", config({"training": {"lr_schedule": {"name": "step", "milestones": "abc"}},
                                 "callbacks": {"reduce_lr_on_plateau": False}}), "milestones"),
     ("milestones-missing", config({"training": {"lr_schedule": "step"}}), "milestones` is required"),
-    ("schedule-alpha-list", config({"training": {"lr_schedule": {"name": "cosine", "alpha": [1]}}}), "must be a number"),
+    ("schedule-alpha-list", config({"training": {"lr_schedule": {"name": "cosine", "alpha": [1]}}}),
+     "must be a number"),
     ("csv-logger-text", config({"callbacks": {"csv_logger": "sometimes"}}), "callbacks.csv_logger"),
     ("top-k-int", config({"evaluate": {"top_k": 5}}), "evaluate.top_k"),
     ("name-list", config({"name": ["a"]}), "name"),

@@ -118,6 +118,7 @@ def test_the_issue_cases_are_config_errors():
     for text in ("training: fast", "training: [1, 2]", "? [1]\n: 2", "Model:\n  architecture: mlp", "x: &x [*x]",
                  "seed: -1", "training: true", "A:", "data: &d {dataset: digits, path: *d}"):
         path = _write(text)
-        assert valid_or_config_error(lambda: load_config(path)) is None, text
+        assert valid_or_config_error(lambda path=path: load_config(path)) is None, text
+    base = _write("data: {dataset: digits}")
     for item in ("training=5", "name={[1]: 2}"):
-        assert valid_or_config_error(lambda: load_config(_write("data: {dataset: digits}"), [item])) is None
+        assert valid_or_config_error(lambda item=item: load_config(base, [item])) is None, item
