@@ -1,6 +1,7 @@
 """Callbacks from the ``callbacks:`` section, with Keras's own argument names."""
 
 import math
+import time
 from pathlib import Path
 
 import keras
@@ -42,6 +43,21 @@ class PhaseLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["phase"] = self.phase
+
+
+class EpochLine(keras.callbacks.Callback):
+    """One line per epoch (for logs and pipes, where a progress bar is a stream of frames)."""
+
+    def __init__(self, epochs, print_fn=print):
+        super().__init__()
+        self.epochs, self.print_fn, self.started = epochs, print_fn, 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = " - ".join(f"{k}: {v:.4g}" for k, v in (logs or {}).items() if isinstance(v, (int, float)))
+        self.print_fn(f"Epoch {epoch + 1}/{self.epochs} - {time.monotonic() - self.started:.1f}s - {metrics}")
 
 
 def direction(monitor, mode):

@@ -6,7 +6,7 @@ import keras
 
 from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.training import resume
-from cnnlab.training.callbacks import make_callbacks
+from cnnlab.training.callbacks import EpochLine, make_callbacks
 from cnnlab.training.optimizers import build_learning_rate, build_optimizer
 
 AUX_LOSS_WEIGHT = 0.3
@@ -101,6 +101,8 @@ def fit(model, data, cfg, run, *, epochs, initial_epoch=0, phase=None, state=Non
     if start >= epochs:
         return state
     callbacks = make_callbacks(cfg.callbacks, run, phase=phase, monitor=lambda name: monitored(name, model))
+    if verbose == 2:  # off a terminal: one line per epoch rather than Keras's two
+        verbose, callbacks = 0, [*callbacks, EpochLine(epochs)]
     checkpointer = resume.Checkpointer(run, state, phase=phase, watched=callbacks,
                                        write_history=cfg.callbacks.csv_logger)
     outputs = len(model.outputs)
