@@ -306,3 +306,15 @@ def test_too_small_images_are_one_config_error():
         build("deep_cnn", (2, 2, 1))
     assert "\n" not in str(info.value)
     keras.backend.clear_session()
+
+
+def test_every_registry_holds_exactly_its_catalog_list():
+    from cnnlab.data.augment import ENGINES
+    from cnnlab.data.scaling import SCALINGS
+    from cnnlab.data.sources import SOURCES
+    from cnnlab.training.optimizers import OPTIMIZERS
+
+    assert sorted(SOURCES.names()) == sorted(catalog.DATASETS)
+    assert SCALINGS.names() == list(catalog.SCALINGS)
+    assert ENGINES.names() == list(catalog.ENGINES)
+    assert OPTIMIZERS.names() == list(catalog.OPTIMIZERS)
