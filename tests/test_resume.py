@@ -89,6 +89,22 @@ def test_early_stopping_counters_survive_a_resume(cli, write_experiment, monkeyp
 
 
 @pytest.mark.slow
+def test_a_kill_in_the_first_epoch_and_another_config_in_between(cli, write_experiment, monkeypatch):
+    path = write_experiment({"training": {"epochs": 3}})
+    restore = interrupt_at(monkeypatch, 0)
+    assert cli("train", path).exit_code == 130
+    restore()
+    run = artifacts.latest_run(path.parent / "runs")
+    assert resume.load(run) is None and artifacts.status(run) == "interrupted"
+    assert cli("train", path, "--epochs", "1").exit_code == 0  # another configuration of the same experiment
+    result = cli("train", path)
+    assert result.exit_code == 0, result.output
+    assert f"Resuming the interrupted run {run}" in result.output
+    assert [r["epoch"] for r in rows(run)] == ["0", "1", "2"] and artifacts.status(run) == "completed"
+    assert len(artifacts.list_runs(path.parent / "runs")) == 2
+
+
+@pytest.mark.slow
 def test_a_kill_while_the_state_is_written_resumes_from_the_epoch_before(cli, write_experiment, monkeypatch):
     path = write_experiment({"training": {"epochs": 4}})
     original = files.write_json
