@@ -87,7 +87,15 @@ def _first_line(exc):
 
 
 def check_model_config(cfg):
-    """The model section's rules, checked when the config loads and again here (Python callers)."""
+    """The model section's rules, checked when the config loads and again here (Python callers),
+    then the names as Keras itself resolves them."""
     problem = model_problem(cfg)
     if problem:
         raise ConfigError(problem)
+    # Resolving the initializer draws a default seed, as it always has: keep it, so a seed gives the same weights.
+    for key, getter in (("activation", keras.activations.get), ("kernel_initializer", keras.initializers.get)):
+        try:
+            getter(getattr(cfg, key))
+        except (ValueError, TypeError):
+            raise ConfigError(f"`model.{key}` must name a Keras {key.replace('kernel_', '')}. "
+                              f"Received: {getattr(cfg, key)!r}.") from None
