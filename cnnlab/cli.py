@@ -216,6 +216,19 @@ def evaluate_command(target, split, data_dir, as_json, unsafe):
         click.echo(format_metrics(result).splitlines()[0])  # the summary line
 
 
+@command("report")
+@click.argument("targets", nargs=-1, type=click.Path(exists=True))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="The HTML file to write (default: <run>/report.html; several runs: ./report.html).")
+@click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
+def report_command(targets, output, unsafe):
+    """Write one self-contained HTML page about RUN_DIR (default: the latest run); several runs: a comparison."""
+    from cnnlab.report import report
+
+    path = report(targets, output=output, unsafe=unsafe, echo=current_console().info)
+    click.echo(f"Wrote {path}")
+
+
 @command("check")
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)

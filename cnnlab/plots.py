@@ -16,8 +16,14 @@ def _pyplot():
 
 
 def _save(fig, path):
+    """Write `fig` as a PNG to `path` (atomically), or into `path` when it is a binary file object."""
+    if hasattr(path, "write"):
+        fig.savefig(path, dpi=100, bbox_inches="tight", format="png")
+        _pyplot().close(fig)
+        return
     from cnnlab.files import atomic_path
 
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
@@ -37,20 +43,92 @@ def write_all(folder, result, mistakes, class_names, history_from=None):
         mistakes_grid(mistakes, class_names, plots / "mistakes.png")
 
 
-def curves(history, path):
-    """Loss and accuracy per epoch, training and validation."""
+PHASES = {1: ("phase 1: head", "#fde6c4"), 2: ("phase 2: fine-tuning", "#d6ecd2")}
+
+
+def curves(history, path, learning_rates=None):
+    """Loss and accuracy per epoch, training and validation, and the learning rate in its own panel.
+
+    Epochs are numbered from 1 on integer ticks; fine-tuning's phases (history.csv's
+    ``phase`` column) are shaded.
+
+    Args:
+        history: rows of history.csv (`cnnlab.artifacts.read_history`).
+        path: the PNG to write, or a binary file object.
+        learning_rates: one rate per row, for runs whose history did not log
+            ``learning_rate``; None to use the history's own column, if any.
+    """
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     epochs = [row["epoch"] + 1 for row in history]
+    rates = [row.get("learning_rate") for row in history] if learning_rates is None else list(learning_rates)
+    rates = rates if rates and all(isinstance(r, (int, float)) for r in rates) else None
+    fig, axes = plt.subplots(1, 3 if rates else 2, figsize=(14 if rates else 10, 4))
     for ax, metric in zip(axes, ("loss", "accuracy")):
         if metric not in history[0]:
             metric = f"predictions_{metric}"  # a model with auxiliary outputs
-        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+        for key, style in ((metric, "o-"), (f"val_{metric}", "s--")):
             if key in history[0]:
-                ax.plot(epochs, [row[key] for row in history], style, label=key)
-        ax.set_xlabel("epoch")
+                ax.plot(epochs, [row[key] for row in history], style, markersize=3, label=key)
         ax.set_title(metric)
-        ax.legend()
+    if rates:
+        axes[2].plot(epochs, rates, "o-", color="tab:purple", markersize=3, label="learning_rate")
+        if max(rates) > 10 * min(rates) > 0:
+            axes[2].set_yscale("log")
+        axes[2].set_title("learning rate")
+    for ax in axes:
+        _epoch_axis(ax, epochs)
+        _shade_phases(ax, history)
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def _epoch_axis(ax, epochs):
+    """Integer epoch ticks from 1, and a light grid."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if epochs:
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+
+
+def _shade_phases(ax, history):
+    """Shade each run of epochs with the same fine-tuning ``phase`` (nothing for a plain training run)."""
+    spans = []
+    for row in history:
+        phase = row.get("phase")
+        if not isinstance(phase, (int, float)) or phase != phase:  # missing or NaN
+            continue
+        epoch = row["epoch"] + 1
+        if spans and spans[-1][0] == phase and spans[-1][2] == epoch - 1:
+            spans[-1][2] = epoch
+        else:
+            spans.append([phase, epoch, epoch])
+    for phase, first, last in spans:
+        label, color = PHASES.get(int(phase), (f"phase {int(phase)}", "#e4e4f4"))
+        ax.axvspan(first - 0.5, last + 0.5, color=color, alpha=0.7, zorder=0, label=label)
+
+
+def compare_curves(histories, path):
+    """Validation accuracy and loss of several runs, overlaid.
+
+    Args:
+        histories: ``{label: rows of history.csv}``, in the order to draw them.
+        path: the PNG to write, or a binary file object.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, metric in zip(axes, ("val_accuracy", "val_loss")):
+        for label, history in histories.items():
+            key = metric if history and metric in history[0] else metric.replace("val_", "val_predictions_")
+            if history and key in history[0]:
+                ax.plot([r["epoch"] + 1 for r in history], [r[key] for r in history], "o-", markersize=3,
+                        label=label)
+        _epoch_axis(ax, [r["epoch"] + 1 for h in histories.values() for r in h])
+        ax.set_title(metric)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     _save(fig, path)
 
 
@@ -103,4 +181,32 @@ def augmentation_grid(originals, augmented, path, columns=4):
             ax.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None, vmin=0, vmax=255)
             if r == 0:
                 ax.set_title(title, fontsize=8)
-    _save(fig, Path(path))
+    _save(fig, path)
+
+
+def gradcam_grid(items, class_names, path, layer_name=""):
+    """Pairs of images: a misclassified image, then its Grad-CAM heat-map over it.
+
+    Args:
+        items: ``(image, overlay, true, predicted, confidence)`` tuples; pixels 0..255.
+        class_names: names of the class indices.
+        path: the PNG to write, or a binary file object.
+        layer_name: the explained layer, for the title.
+    """
+    plt = _pyplot()
+    columns = min(4, len(items))
+    rows = math.ceil(len(items) / columns)
+    fig, axes = plt.subplots(rows, 2 * columns, figsize=(2.3 * columns * 2 / 1.6, 2.5 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (image, heat, true, pred, conf) in enumerate(items):
+        r, c = divmod(i, columns)
+        image = np.clip(image, 0, 255).astype(np.uint8)
+        gray = image.shape[-1] == 1
+        axes[r, 2 * c].imshow(image[..., 0] if gray else image, cmap="gray" if gray else None, vmin=0, vmax=255)
+        axes[r, 2 * c].set_title(f"{class_names[true]} -> {class_names[pred]} ({conf:.2f})", fontsize=8)
+        axes[r, 2 * c + 1].imshow(heat)
+        axes[r, 2 * c + 1].set_title(f"Grad-CAM: {class_names[pred]}", fontsize=8)
+    if layer_name:
+        fig.suptitle(f"heat-maps of layer {layer_name}", fontsize=9)
+    _save(fig, path)

@@ -1,0 +1,166 @@
+"""Grad-CAM heat-maps (Selvaraju et al. 2017), after keras-io's ``grad_cam`` example.
+
+Where the model looked to make a prediction: the gradient of the class's logit with
+respect to the last convolutional feature map, averaged over space, weights that map's
+channels. The model is left as it is: keras-io sets the last layer's activation to
+None to get logits, which would change a model the caller shares; here a sub-model
+returns the feature map and the softmax layer's *input*, and the logits are computed
+from that with the layer's own weights.
+"""
+
+import numpy as np
+
+from cnnlab.errors import CnnlabError
+
+CONV_TYPES = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose")
+# Layers between the last convolution and the classifier that Grad-CAM looks through (finer maps).
+PASSED = ("MaxPooling2D", "AveragePooling2D", "Dropout", "SpatialDropout2D", "GaussianDropout", "GaussianNoise")
+NO_CONV = "no convolutional layer: Grad-CAM needs a convolutional feature map (this model is a dense network)"
+
+
+def has_conv(layer):
+    """Whether `layer` is, or (a nested model such as a keras.applications base) holds, a convolution."""
+    if type(layer).__name__ in CONV_TYPES:
+        return True
+    return any(has_conv(inner) for inner in getattr(layer, "layers", ()))
+
+
+def _producer(tensor):
+    """The layer that made a functional model's `tensor`, and the tensors it was called on."""
+    operation, node_index, _ = tensor._keras_history
+    return operation, operation._inbound_nodes[node_index].input_tensors
+
+
+def main_output(model):
+    """The main classifier's output tensor (GoogLeNet's auxiliary ones come after it)."""
+    outputs = model.outputs
+    return outputs[0]
+
+
+def last_conv_output(model):
+    """The last convolutional feature map on the way to the main output, or None when there is none.
+
+    Walks back from the main output through the layer graph, past the classifier,
+    dropout, flatten or global pooling and any spatial pooling after the last
+    convolution, to the first tensor shaped ``(batch, H, W, C)`` made by a
+    convolution, its normalisation or activation, or a block's merge. A nested
+    keras.applications base counts as one layer: its output is the feature map.
+
+    Returns:
+        ``(layer, tensor)`` or None.
+    """
+    if not any(has_conv(layer) for layer in model.layers):
+        return None
+    tensor = main_output(model)
+    layer, inputs = _producer(tensor)
+    while len(tensor.shape) != 4 or type(layer).__name__ in PASSED:
+        if not inputs:  # reached the input without meeting a feature map
+            return None
+        tensor = inputs[0]
+        layer, inputs = _producer(tensor)
+    return (layer, tensor) if _conv_upstream(tensor) else None
+
+
+def _conv_upstream(tensor):
+    """Whether a convolution made `tensor` or lies before it (not just the scaled input image)."""
+    while True:
+        layer, inputs = _producer(tensor)
+        if has_conv(layer):
+            return True
+        if not inputs:
+            return False
+        tensor = inputs[0]
+
+
+def _logits_head(model):
+    """The tensor to read from the sub-model and how to turn it into class logits.
+
+    The main output's softmax is undone without touching the model: for a ``Dense``
+    layer with a softmax, its input times its kernel plus its bias; for a softmax
+    ``Activation`` layer, its input; otherwise the log of the probabilities.
+    """
+    import keras
+    from keras import ops
+
+    output = main_output(model)
+    layer, inputs = _producer(output)
+    activation = getattr(layer, "activation", None)
+    if inputs and activation is keras.activations.softmax:
+        if isinstance(layer, keras.layers.Dense):
+            def dense_logits(x):
+                logits = ops.matmul(ops.cast(x, layer.kernel.dtype), layer.kernel)
+                return logits + layer.bias if layer.bias is not None else logits
+
+            return inputs[0], dense_logits
+        if isinstance(layer, keras.layers.Activation):
+            return inputs[0], lambda x: x
+    return output, lambda p: ops.log(ops.clip(ops.cast(p, "float32"), 1e-7, 1.0))
+
+
+class GradCam:
+    """Grad-CAM for one model: find its last convolutional feature map once, then explain batches.
+
+    Attributes:
+        layer: the layer whose output is explained (None: the model has no convolution).
+    """
+
+    def __init__(self, model):
+        import keras
+
+        found = last_conv_output(model)
+        self.layer = found[0] if found else None
+        self._model = None
+        if found:
+            head, self._to_logits = _logits_head(model)
+            self._model = keras.Model(model.inputs, [found[1], head])
+
+    @property
+    def available(self):
+        return self._model is not None
+
+    def heatmaps(self, images, classes=None):
+        """Heat-maps of `images` for `classes` (default: the predicted ones).
+
+        Args:
+            images: ``(N, H, W, C)`` pixels as the model takes them.
+            classes: N class indices, or None.
+
+        Returns:
+            ``(N, h, w)`` float32 in 0..1 at the feature map's resolution, each map
+            divided by its maximum (all zeros where no location speaks for the class).
+        """
+        import tensorflow as tf
+
+        if not self.available:
+            raise CnnlabError(NO_CONV)
+        images = tf.convert_to_tensor(np.asarray(images, dtype="float32"))
+        with tf.GradientTape() as tape:
+            features, head = self._model(images, training=False)
+            logits = tf.cast(self._to_logits(head), "float32")
+            if classes is None:
+                classes = tf.argmax(logits, axis=-1)
+            score = tf.gather(logits, tf.convert_to_tensor(classes, dtype="int64"), axis=1, batch_dims=1)
+        grads = tf.cast(tape.gradient(score, features), "float32")  # N x h x w x C
+        weights = tf.reduce_mean(grads, axis=(1, 2))  # N x C: each channel's importance
+        cams = tf.nn.relu(tf.einsum("nhwc,nc->nhw", tf.cast(features, "float32"), weights))
+        peak = tf.reduce_max(cams, axis=(1, 2), keepdims=True)
+        cams = tf.math.divide_no_nan(cams, peak)
+        return np.nan_to_num(cams.numpy()).astype("float32")
+
+
+def overlay(image, heatmap, alpha=0.45, colormap="jet"):
+    """`heatmap` (0..1, any size) resized over `image` (0..255 pixels) in a matplotlib colormap.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB.
+    """
+    from matplotlib import colormaps
+    from PIL import Image
+
+    image = np.clip(np.asarray(image, dtype="float32"), 0, 255)
+    if image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    height, width = image.shape[:2]
+    heat = Image.fromarray(np.uint8(np.clip(heatmap, 0, 1) * 255)).resize((width, height), Image.BILINEAR)
+    colored = colormaps[colormap](np.asarray(heat) / 255.0)[..., :3] * 255
+    return np.uint8(np.clip((1 - alpha) * image + alpha * colored, 0, 255))

@@ -1,0 +1,440 @@
+"""`report`: one self-contained HTML page about a run, or a comparison of several.
+
+Every image is a PNG in a ``data:`` URI and the CSS is inline, so the page opens
+anywhere, offline, and can be mailed as one file. A run's page holds its resolved
+config, environment, metrics, per-class scores, training curves, confusion matrix,
+its most confident mistakes and Grad-CAM heat-maps over some of them. Several runs
+add a comparison table, their validation curves overlaid and the config keys that
+differ. Everything put into the page is escaped.
+"""
+
+import base64
+import datetime
+import html
+import io
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from string import Template
+
+import numpy as np
+
+from cnnlab import __version__, artifacts, files
+from cnnlab.errors import CnnlabError
+from cnnlab.target import open_target
+
+MISTAKES = 16  # the most confident mistakes shown
+GRADCAM = 8  # ... of which this many get a heat-map
+RUN_SECTIONS = ("config", "environment", "metrics", "per-class", "curves", "confusion", "mistakes", "gradcam")
+COMPARISON_SECTIONS = ("comparison", "validation-curves", "config-diff")
+
+
+@dataclass
+class RunReport:
+    """What the page says about one run (gathered by `gather`)."""
+
+    run: Path
+    config: dict  # config.yaml as saved, provenance included
+    info: dict  # run.json
+    history: list
+    metrics: dict
+    parameters: int
+    figures: dict = field(default_factory=dict)  # section -> PNG bytes
+    notes: dict = field(default_factory=dict)  # section -> a sentence shown instead of / beside a figure
+
+    @property
+    def label(self):
+        """``<name>/<timestamp>``: short, and unique among runs."""
+        return "/".join(self.run.parts[-2:])
+
+    @property
+    def wall_seconds(self):
+        return wall_time(self.info, self.config.get("provenance", {}))
+
+
+def report(targets=(), *, output=None, root="runs", unsafe=False, echo=print):
+    """Write the HTML report of one run (default: the latest) or the comparison of several.
+
+    Args:
+        targets: run folders (or anything `open_target` accepts); empty for the latest run.
+        output: the HTML file; default ``<run>/report.html`` for one run, ``./report.html`` for several.
+        unsafe: load models with Lambda layers (Keras ``safe_mode=False``).
+        echo: a print-like function for progress lines.
+
+    Returns:
+        The path of the page written.
+    """
+    started = time.perf_counter()
+    opened = [open_target(t, root) for t in (targets or [None])]
+    for target in opened:
+        if target.run is None:
+            raise CnnlabError(f"{str(target.model_path)!r} is not inside a run folder: a report needs a run "
+                              "(its config, history and data). Name a run folder made by cnnlab train.")
+    runs = list(dict.fromkeys(t.run.resolve() for t in opened))
+    reports = [gather(open_target(run), unsafe=unsafe, echo=echo) for run in runs]
+    path = Path(output) if output else (runs[0] / "report.html" if len(runs) == 1 else Path("report.html"))
+    if path.is_dir():
+        raise CnnlabError(f"-o {str(path)!r} is a folder: give the HTML file to write, e.g. {path / 'report.html'}.")
+    files.write_text(path, render(reports))
+    echo(f"Report made in {time.perf_counter() - started:.1f} s")
+    return path
+
+
+# --------------------------------------------------------------------------- gathering one run
+
+
+def gather(opened, *, unsafe=False, echo=print):
+    """Everything the page shows about the run of `opened`: its files, its model on its split, the figures."""
+    from cnnlab import plots
+    from cnnlab.config import read_yaml
+    from cnnlab.data.pipeline import load_data
+    from cnnlab.evaluate import _check_model_fits, predict_split  # the checks evaluate makes
+    from cnnlab.experiment import setup
+
+    run = opened.run
+    cfg = opened.config()
+    setup(cfg)
+    model = opened.load_model(unsafe)
+    data = load_data(cfg)
+    _check_model_fits(model, data, run)
+    split = cfg.evaluate.split
+    echo(f"{run}: predicting its {split} split ({len(data.split(split))} images)")
+    probs, labels, _ = predict_split(model, data, split)
+    out = RunReport(run=run, config=read_yaml(run / artifacts.CONFIG_FILE), info=artifacts.run_info(run),
+                    history=artifacts.read_history(run), metrics=run_metrics(run, probs, labels, data, cfg),
+                    parameters=int(model.count_params()))
+    if out.history:
+        rates = learning_rates(out.history, cfg, data.steps_per_epoch(cfg.training.steps_per_epoch))
+        out.figures["curves"] = figure(plots.curves, out.history, learning_rates=rates)
+    out.figures["confusion"] = figure(plots.confusion, np.array(out.metrics["confusion_matrix"]), data.class_names)
+    worst = confident_mistakes(probs, labels, MISTAKES)
+    images = images_at(data, split, worst)
+    mistakes = [(images[i], int(labels[j]), int(probs[j].argmax()), float(probs[j].max())) for i, j in enumerate(worst)]
+    if mistakes:
+        out.figures["mistakes"] = figure(plots.mistakes_grid, mistakes, data.class_names)
+    else:
+        out.notes["mistakes"] = f"No mistakes: every image of the {split} split is classified correctly."
+    explained = mistakes[:GRADCAM] or least_confident(probs, labels, data, split, GRADCAM)
+    gradcam_section(out, model, explained, data.class_names, echo, mistakes=bool(mistakes))
+    return out
+
+
+def run_metrics(run, probs, labels, data, cfg):
+    """The run's metrics.json (what `cnnlab evaluate` wrote), or the same scores computed now."""
+    from cnnlab.evaluate import scores
+
+    saved = files.read_json(Path(run) / artifacts.METRICS_FILE)
+    if saved and saved.get("class_names", data.class_names) == list(data.class_names):
+        return saved
+    result = scores(probs, labels, data.class_names, cfg.evaluate.top_k)
+    result.update(split=cfg.evaluate.split, computed_by="report")
+    return result
+
+
+def confident_mistakes(probs, labels, count):
+    """Indices of up to `count` misclassified examples, the most confident first."""
+    predicted = probs.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    return wrong[np.argsort(-probs[wrong].max(axis=1), kind="stable")][:count].tolist()
+
+
+def least_confident(probs, labels, data, split, count):
+    """``(image, true, predicted, confidence)`` of the `count` least confident examples."""
+    order = np.argsort(probs.max(axis=1), kind="stable")[:count].tolist()
+    images = images_at(data, split, order)
+    return [(images[i], int(labels[j]), int(probs[j].argmax()), float(probs[j].max())) for i, j in enumerate(order)]
+
+
+def images_at(data, split, indices):
+    """The images (0..255, as the model takes them) at `indices` of a split, in the order asked."""
+    wanted = {index: place for place, index in enumerate(indices)}
+    found = [None] * len(indices)
+    start = 0
+    for images, _ in data.dataset(split):
+        batch = np.asarray(images)
+        for index in range(start, start + len(batch)):
+            if index in wanted:
+                found[wanted[index]] = batch[index - start]
+        start += len(batch)
+        if all(image is not None for image in found):
+            break
+    return found
+
+
+def gradcam_section(out, model, examples, class_names, echo, mistakes=True):
+    """Grad-CAM heat-maps over `examples` (mistakes, or else the least confident answers), or why there are none."""
+    from cnnlab import plots
+    from cnnlab.gradcam import NO_CONV, GradCam, overlay
+
+    cam = GradCam(model)
+    if not cam.available:
+        out.notes["gradcam"] = NO_CONV + "."
+        return
+    if not examples:
+        out.notes["gradcam"] = "No images to explain."
+        return
+    images = np.stack([e[0] for e in examples])
+    cam.heatmaps(images[:1])  # the first call traces the graph: not part of the timing
+    started = time.perf_counter()
+    maps = cam.heatmaps(images, [e[2] for e in examples])
+    per_image = (time.perf_counter() - started) / len(examples)
+    items = [(image, overlay(image, heat), *rest) for (image, *rest), heat in zip(examples, maps)]
+    out.figures["gradcam"] = figure(plots.gradcam_grid, items, class_names, layer_name=cam.layer.name)
+    which = ("the most confident mistakes: where the model looked for the class it wrongly predicted" if mistakes
+             else "no mistakes, so the least confident answers: where the model looked for the class it predicted")
+    out.notes["gradcam"] = (f"Heat-maps over {which}. Layer {cam.layer.name} "
+                            f"({maps.shape[1]}x{maps.shape[2]} map), {per_image * 1000:.0f} ms an image.")
+    echo(f"Grad-CAM: {len(examples)} images, layer {cam.layer.name}, {per_image * 1000:.0f} ms an image")
+
+
+def figure(plot, *args, **kwargs):
+    """The PNG bytes of one of `cnnlab.plots`' functions (which take the path last-but-keywords)."""
+    buffer = io.BytesIO()
+    plot(*args, buffer, **kwargs)
+    return buffer.getvalue()
+
+
+def learning_rates(history, cfg, steps_per_epoch):
+    """The learning rate of each epoch: history.csv's own column, else what the config sets.
+
+    Without ``reduce_lr_on_plateau`` Keras logs no rate; the config then says it
+    exactly: ``training.learning_rate`` and its schedule (fine-tuning's phase 1 spans
+    ``finetune.head_epochs``), and phase 2's constant ``finetune.learning_rate``.
+    """
+    from cnnlab.training.optimizers import build_learning_rate
+
+    if all(isinstance(row.get("learning_rate"), float) for row in history):
+        return [row["learning_rate"] for row in history]
+    phase_one = cfg.finetune.head_epochs if any(row.get("phase") == 1 for row in history) else None
+    schedule = build_learning_rate(cfg.training, steps_per_epoch, phase_one)
+    rates = []
+    for row in history:
+        if row.get("phase") == 2:
+            rates.append(float(cfg.finetune.learning_rate))
+        else:
+            rates.append(float(schedule(row["epoch"] * steps_per_epoch)) if callable(schedule) else float(schedule))
+    return rates
+
+
+def wall_time(info, provenance):
+    """Seconds from the run's creation (config.yaml's provenance) to run.json's last update, or None."""
+    if isinstance(info.get("seconds"), (int, float)):
+        return float(info["seconds"])
+    try:
+        start = datetime.datetime.fromisoformat(str(provenance["created"]))
+        end = datetime.datetime.fromisoformat(str(info["updated"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+def flatten(config, prefix=""):
+    """``{"training.learning_rate": 0.001, ...}`` from a nested config dict."""
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def differing_keys(configs):
+    """The dotted config keys whose values differ between runs (provenance aside), sorted."""
+    flat = [flatten({k: v for k, v in c.items() if k != "provenance"}) for c in configs]
+    keys = sorted(set().union(*flat))
+    missing = object()
+    return [key for key in keys if len({repr(f.get(key, missing)) for f in flat}) > 1]
+
+
+# --------------------------------------------------------------------------- the page
+
+
+def render(reports):
+    """The whole HTML page for one run or several."""
+    template = Template(resources.files("cnnlab").joinpath("templates/report.html").read_text(encoding="utf-8"))
+    many = len(reports) > 1
+    body, nav = [], []
+    if many:
+        body.append(comparison_sections(reports))
+        nav += [("comparison", "Comparison"), ("validation-curves", "Validation curves"),
+                ("config-diff", "Config differences")]
+    for number, run_report in enumerate(reports, 1):
+        prefix = f"run{number}-" if many else ""
+        body.append(run_sections(run_report, prefix, heading=many))
+        nav.append((f"{prefix}metrics", run_report.label) if many else None)
+    if not many:
+        nav = [(key, TITLES[key]) for key in RUN_SECTIONS]
+    title = (f"cnnlab report: {len(reports)} runs compared" if many else f"cnnlab report: {reports[0].label}")
+    subtitle = " · ".join(str(r.run) for r in reports)
+    return template.substitute(
+        title=esc(title), subtitle=esc(subtitle), version=esc(__version__),
+        generated=esc(datetime.datetime.now().isoformat(timespec="seconds")),
+        nav="".join(f'<a href="#{esc(anchor)}">{esc(text)}</a>' for anchor, text in filter(None, nav)),
+        body="\n".join(body))
+
+
+TITLES = {"config": "Configuration", "environment": "Environment", "metrics": "Metrics",
+          "per-class": "Per-class scores", "curves": "Training curves", "confusion": "Confusion matrix",
+          "mistakes": "Most confident mistakes", "gradcam": "Grad-CAM"}
+
+
+def esc(value):
+    return html.escape(str(value), quote=True)
+
+
+def section(key, title, body, anchor=None, level=3):
+    """One ``<section>`` with its heading; ``data-section`` names it for tests and styling."""
+    return (f'<section id="{esc(anchor or key)}" data-section="{esc(key)}">\n'
+            f"<h{level}>{esc(title)}</h{level}>\n{body}\n</section>")
+
+
+def table(headers, rows, numeric=(), total=None):
+    """An HTML table (`headers` None: a key/value table); columns in `numeric` right-aligned; `total` in bold."""
+    def cells(row, tag):
+        return "".join(f'<{tag}{" class=num" if i in numeric else ""}>{esc(v)}</{tag}>' for i, v in enumerate(row))
+
+    lines = ([f"<tr>{cells(headers, 'th')}</tr>"] if headers else []) + [f"<tr>{cells(r, 'td')}</tr>" for r in rows]
+    if total:
+        lines.append(f'<tr class="total">{cells(total, "td")}</tr>')
+    return "<table>\n" + "\n".join(lines) + "\n</table>"
+
+
+def image(png, alt):
+    """An ``<img>`` holding `png` as a data URI."""
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img class="plot" alt="{esc(alt)}" src="data:image/png;base64,{data}">'
+
+
+def figure_or_note(run_report, key, alt):
+    parts = []
+    if key in run_report.figures:
+        parts.append(image(run_report.figures[key], alt))
+    if key in run_report.notes:
+        parts.append(f'<p class="note">{esc(run_report.notes[key])}</p>')
+    return "\n".join(parts) or '<p class="note">Nothing recorded.</p>'
+
+
+def run_sections(r, prefix="", heading=False):
+    """Every section about one run, in an ``<article>``."""
+    def sec(key, body):
+        return section(key, TITLES[key], body, anchor=prefix + key, level=3 if heading else 2)
+
+    parts = [f'<article class="{"run" if heading else "single"}" data-run="{esc(r.label)}">']
+    if heading:
+        parts.append(f"<h2>{esc(r.label)}</h2>")
+    parts += [sec("config", config_html(r.config)), sec("environment", environment_html(r)),
+              sec("metrics", metrics_html(r.metrics)), sec("per-class", per_class_html(r.metrics)),
+              sec("curves", figure_or_note(r, "curves", "training curves")),
+              sec("confusion", figure_or_note(r, "confusion", "confusion matrix")),
+              sec("mistakes", figure_or_note(r, "mistakes", "most confident mistakes")),
+              sec("gradcam", figure_or_note(r, "gradcam", "Grad-CAM heat-maps"))]
+    parts.append("</article>")
+    return "\n".join(parts)
+
+
+def config_html(config):
+    """The resolved config as YAML, folded away."""
+    import yaml
+
+    text = yaml.safe_dump({k: v for k, v in config.items() if k != "provenance"}, sort_keys=False)
+    return f"<details><summary>config.yaml (resolved, {len(text.splitlines())} lines)</summary>" \
+           f"<pre>{esc(text)}</pre></details>"
+
+
+def environment_html(r):
+    """Versions and git commit (from provenance), device, status, epochs, parameters and wall time."""
+    provenance = r.config.get("provenance", {}) or {}
+    rows = [("run", str(r.run)), ("status", artifacts.status(r.run)), ("kind", r.info.get("kind", "?"))]
+    if r.info.get("base"):
+        rows.append(("base", r.info["base"]))
+    rows += [(f"{name} version", version) for name, version in (provenance.get("versions") or {}).items()]
+    rows += [("git commit", provenance.get("git_commit") or "not recorded"),
+             ("device", r.info.get("device") or f"not recorded by the run; this report ran on {local_device()}"),
+             ("created", provenance.get("created", "?")), ("last update", r.info.get("updated", "?")),
+             ("epochs", len(r.history)), ("parameters", f"{r.parameters:,}"),
+             ("wall time", duration(r.wall_seconds))]
+    return table(None, rows)
+
+
+def local_device():
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return ", ".join(g.name for g in gpus) if gpus else "CPU (no GPU visible)"
+
+
+def duration(seconds):
+    if seconds is None:
+        return "not recorded"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else (f"{minutes} min {secs:02d} s" if minutes else f"{secs} s")
+
+
+def metrics_html(metrics):
+    """Headline numbers as cards: accuracy, top-k, loss, macro precision/recall/F1, images."""
+    macro = metrics.get("macro_avg", {})
+    cards = [("accuracy", pct(metrics.get("accuracy"))),
+             *((f"{k.replace('top', 'top-')} accuracy", pct(v)) for k, v in metrics.get("top_k_accuracy", {}).items()),
+             ("loss", num(metrics.get("loss"))), ("macro precision", num(macro.get("precision"))),
+             ("macro recall", num(macro.get("recall"))), ("macro F1", num(macro.get("f1"))),
+             ("images", metrics.get("images", "?"))]
+    body = "".join(f'<div class="card"><div class="value">{esc(v)}</div><div class="name">{esc(k)}</div></div>'
+                   for k, v in cards)
+    source = ("computed for this report (no metrics.json: run cnnlab evaluate to keep them)"
+              if metrics.get("computed_by") == "report" else "from metrics.json")
+    return (f'<div class="cards">{body}</div>\n<p class="note">The {esc(metrics.get("split", "?"))} split, '
+            f"{esc(source)}.</p>")
+
+
+def per_class_html(metrics):
+    rows = [(name, num(s["precision"]), num(s["recall"]), num(s["f1"]), s["support"])
+            for name, s in metrics.get("per_class", {}).items()]
+    macro = metrics.get("macro_avg", {})
+    total = ("macro avg", num(macro.get("precision")), num(macro.get("recall")), num(macro.get("f1")),
+             sum(r[4] for r in rows))
+    return f'<div class="scroll">{table(("class", "precision", "recall", "F1", "support"), rows, (1, 2, 3, 4), total)}</div>'
+
+
+def pct(value):
+    return "-" if value is None else f"{100 * value:.2f} %"
+
+
+def num(value, digits=4):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def comparison_sections(reports):
+    """The comparison table, the overlaid validation curves and the config keys that differ."""
+    from cnnlab import plots
+
+    rows = [(r.label, pct(r.metrics.get("accuracy")), num(r.metrics.get("loss")),
+             num(best(r.history, "val_accuracy", max)), len(r.history), f"{r.parameters:,}",
+             duration(r.wall_seconds), r.config.get("model", {}).get("architecture", "?")) for r in reports]
+    headers = ("run", "accuracy", "loss", "best val_accuracy", "epochs", "parameters", "wall time", "architecture")
+    curves = figure(plots.compare_curves, {r.label: r.history for r in reports})
+    keys = differing_keys([r.config for r in reports])
+    flat = [flatten(r.config) for r in reports]
+    diff_rows = [(key, *(show(f.get(key, "(absent)")) for f in flat)) for key in keys]
+    diff = (table(("key", *(r.label for r in reports)), diff_rows) if keys
+            else '<p class="note">The runs have the same config.</p>')
+    return "\n".join([
+        "<h2>Comparison</h2>",
+        section("comparison", "Runs", table(headers, rows, numeric=(1, 2, 3, 4, 5))),
+        section("validation-curves", "Validation curves", image(curves, "validation curves of every run")),
+        section("config-diff", f"Config keys that differ ({len(keys)})", diff)])
+
+
+def best(history, key, pick):
+    values = [row[key] for row in history if isinstance(row.get(key), float)]
+    return pick(values) if values else None
+
+
+def show(value):
+    """A config value as YAML would write it inline."""
+    import yaml
+
+    return value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
