@@ -260,19 +260,148 @@ def _short(base):
     return "/".join(parts[-2:]) if len(parts) > 2 else base
 
 
-def runs_table(root="runs"):
-    """Lines of a table of the runs under `root`: status, epochs, best validation accuracy,
-    test accuracy (from metrics.json) and base, newest last."""
-    rows = [("run", "status", "epochs", "best val_acc", "test acc", "base")]
-    for run in list_runs(root):
-        info, history = run_info(run), read_history(run)
-        val = [r[k] for r in history for k in ("val_accuracy", "val_predictions_accuracy")
-               if isinstance(r.get(k), float)]
-        metrics = read_json(run / METRICS_FILE, default={})
-        rows.append((str(run), status(run), str(len(history)), f"{max(val):.4f}" if val else "-",
-                     f"{metrics['accuracy']:.4f}" if "accuracy" in metrics else "-",
-                     _short(info.get("base", ""))))
-    if len(rows) == 1:
+# --------------------------------------------------------------------------- the runs table (`cnnlab runs`)
+
+RUN_COLUMNS = ("run", "name", "seed", "status", "epochs", "best_val_accuracy", "test_accuracy", "test_loss", "base")
+METRIC_COLUMNS = ("epochs", "best_val_accuracy", "test_accuracy", "test_loss")
+NUMERIC_COLUMNS = ("seed",) + METRIC_COLUMNS
+# Config keys that do not change what a run learns: runs equal but for these form a seed group.
+SEED_FREE_KEYS = ("seed", "name", "provenance", "output_dir")
+SPREAD = "mean ± sample standard deviation (n-1) over the group's runs"
+
+
+def run_records(root="runs", sort=None, reverse=False):
+    """The runs under `root` as dicts of `RUN_COLUMNS`, then one dict per seed group.
+
+    A seed group is two or more runs whose configs are equal but for `SEED_FREE_KEYS`
+    (and of the same kind: trained, fine-tuned from the same base, ensemble). Its
+    record (``"type": "seed_group"``) holds the mean, sample standard deviation, min
+    and max of each `METRIC_COLUMNS` over its runs; each run names its group.
+
+    Args:
+        root: the folder of runs.
+        sort: a column of `RUN_COLUMNS` to order runs (and groups) by; default: oldest first.
+        reverse: descending. Missing values (``-``) stay last either way.
+    """
+    runs = list_runs(root)
+    if not runs:
         raise CnnlabError(f"no runs under {str(root)!r}.")
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    records, keys = zip(*(_run_record(run) for run in runs))
+    groups = _seed_groups(records, keys)
+    return _sorted(list(records), sort, reverse) + _sorted(groups, sort, reverse)
+
+
+def _run_record(run):
+    """One run's record, and the key that seed groups compare (None: the config is unreadable)."""
+    import json
+
+    from cnnlab.config import read_yaml
+
+    info, history = run_info(run), read_history(run)
+    try:
+        config = read_yaml(run / CONFIG_FILE)
+    except CnnlabError:
+        config = {}
+    val = [r[k] for r in history for k in ("val_accuracy", "val_predictions_accuracy") if isinstance(r.get(k), float)]
+    metrics = read_json(run / METRICS_FILE, default={})
+    tested = metrics.get("split", "test") == "test"
+    record = {"type": "run", "run": str(run), "name": config.get("name"), "seed": config.get("seed"),
+              "status": status(run), "epochs": len(history), "best_val_accuracy": max(val) if val else None,
+              "test_accuracy": metrics.get("accuracy") if tested else None,
+              "test_loss": metrics.get("loss") if tested else None,
+              "base": _short(info["base"]) if info.get("base") else None, "group": None}
+    key = {k: v for k, v in config.items() if k not in SEED_FREE_KEYS}
+    key.update(kind=info.get("kind"), base=info.get("base"))
+    return record, json.dumps(key, sort_keys=True, default=str) if config else None
+
+
+def _seed_groups(records, keys):
+    """Group records of runs that differ only in seed; mark each member with its group's label."""
+    members = {}
+    for record, key in zip(records, keys):
+        if key is not None:
+            members.setdefault(key, []).append(record)
+    groups = []
+    for runs in (m for m in members.values() if len(m) > 1):
+        seeds = [r["seed"] for r in runs]
+        label = f"{runs[0]['name']} [seeds {','.join(map(str, seeds))}]"
+        for record in runs:
+            record["group"] = label
+        groups.append({"type": "seed_group", "group": label, "name": runs[0]["name"], "runs": [r["run"] for r in runs],
+                       "seeds": seeds, "spread": SPREAD, **_statistics(runs)})
+    return groups
+
+
+def _statistics(runs):
+    """Mean, sample standard deviation, min, max and count of each metric over `runs` (None-free)."""
+    stats = {"mean": {}, "std": {}, "min": {}, "max": {}, "count": {}}
+    for column in METRIC_COLUMNS:
+        values = [r[column] for r in runs if isinstance(r[column], (int, float))]
+        n = len(values)
+        mean = sum(values) / n if n else None
+        std = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else None
+        for name, value in zip(stats, (mean, std, min(values, default=None), max(values, default=None), n)):
+            stats[name][column] = value
+    return stats
+
+
+def _sorted(records, column, reverse):
+    """`records` by `column` (numbers numerically), missing values last whatever the direction."""
+    if column is None:
+        return records
+    column = column.replace("-", "_")
+    if column not in RUN_COLUMNS:
+        from cnnlab.errors import one_of
+
+        raise CnnlabError(one_of("--sort", RUN_COLUMNS, column))
+    present = [r for r in records if _sort_value(r, column) is not None]
+    missing = [r for r in records if _sort_value(r, column) is None]
+    return sorted(present, key=lambda r: _sort_value(r, column), reverse=reverse) + missing
+
+
+def _sort_value(record, column):
+    if record["type"] == "seed_group":
+        if column in METRIC_COLUMNS:
+            return record["mean"][column]
+        return record["group"] if column == "run" else None
+    value = record[column]
+    if column in NUMERIC_COLUMNS:
+        return value if isinstance(value, (int, float)) else None
+    return None if value is None else str(value)
+
+
+def runs_table(root="runs", sort=None, reverse=False):
+    """Lines of a table of the runs under `root` (see `run_records`), seed groups after them."""
+    records = run_records(root, sort, reverse)
+    rows = [RUN_COLUMNS] + [_cells(r) for r in records]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(RUN_COLUMNS))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    runs = sum(1 for r in records if r["type"] == "run")
+    if runs < len(records):
+        lines.insert(runs + 1, f"seed groups ({SPREAD}):")
+    return lines
+
+
+def _cells(record):
+    """A record's table cells: 4 decimals for metrics, ``-`` where missing, ``mean ± std`` for a group."""
+    if record["type"] == "seed_group":
+        text = {"run": record["group"], "name": record["name"] or "-", "seed": ",".join(map(str, record["seeds"])),
+                "status": f"{len(record['runs'])} runs", "base": "-"}
+        return tuple(text.get(c) or _mean_std(record, c) for c in RUN_COLUMNS)
+    return tuple(_cell(record[c], c) for c in RUN_COLUMNS)
+
+
+def _cell(value, column):
+    if value is None:
+        return "-"
+    if column in ("best_val_accuracy", "test_accuracy", "test_loss"):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _mean_std(record, column):
+    mean, std = record["mean"][column], record["std"][column]
+    if mean is None:
+        return "-"
+    digits = 1 if column == "epochs" else 4
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f}"

@@ -8,6 +8,7 @@ the installed Keras by the tests, so a Keras upgrade is noticed.
 """
 
 import difflib
+import fnmatch
 from dataclasses import dataclass, field
 
 # --------------------------------------------------------------------------- architectures
@@ -99,6 +100,67 @@ def backbone_module(architecture, weights=None):
 def is_backbone(name):
     """Whether `name` is a keras.applications backbone or a zoo twin of one (a fine-tuning base)."""
     return name in APPLICATIONS
+
+
+# --------------------------------------------------------------------------- parameter counts
+
+COUNTS_SHAPE = (224, 224, 3)
+COUNTS_CLASSES = 1000
+
+# (parameters, multiply-adds per image) of each architecture built with the model section's
+# defaults for COUNTS_SHAPE images and COUNTS_CLASSES classes; None where that shape does not
+# build. Written by `python -m cnnlab.models.summary`; tests/test_runs_models.py rebuilds a
+# sample of it (and, marked slow, all of it), so a changed architecture is noticed.
+PARAMETER_COUNTS = {
+}
+
+
+def families():
+    """The architecture families, in the order `cnnlab models` lists them."""
+    return list(dict.fromkeys(spec.family for spec in ARCHITECTURES.values()))
+
+
+def select_architectures(pattern=None, family=None):
+    """The `Architecture` entries whose name matches the glob `pattern` (as timm's ``list_models``) in `family`.
+
+    Raises:
+        CnnlabError: `family` is unknown (the message lists the families), or nothing matches.
+    """
+    from cnnlab.errors import CnnlabError, one_of
+
+    if family is not None and family not in families():
+        raise CnnlabError(one_of("--family", families(), family))
+    pattern = (pattern or "*").lower()
+    found = [spec for name, spec in ARCHITECTURES.items()
+             if fnmatch.fnmatchcase(name, pattern) and family in (None, spec.family)]
+    if not found:
+        where = f" in family {family!r}" if family else ""
+        near = closest(pattern.strip("*?[]"), ARCHITECTURES, n=3)
+        hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+        raise CnnlabError(f"no architecture matches {pattern!r}{where}: PATTERN is a glob such as 'resnet*' "
+                          f"(`cnnlab models` lists them all).{hint}")
+    return found
+
+
+def architecture_table(architectures, counts=None):
+    """Lines of ``cnnlab models``: name, family, [parameters, multiply-adds,] paper.
+
+    `counts` maps a name to ``(parameters, multiply-adds)`` or to why it has none.
+    """
+    name_width = max(len(spec.name) for spec in architectures) + 2
+    family_width = max(len(spec.family) for spec in architectures) + 2
+    header = f"{'name':<{name_width}}{'family':<{family_width}}"
+    lines = [header + (f"{'parameters':>13}{'mult-adds':>13}  " if counts is not None else "") + "paper"]
+    for spec in architectures:
+        line = f"{spec.name:<{name_width}}{spec.family:<{family_width}}"
+        if counts is not None:
+            value = counts.get(spec.name)
+            if isinstance(value, tuple):
+                line += f"{value[0]:>13,}{value[1] / 1e6:>12,.1f}M  "
+            else:
+                line += f"{'-':>13}{'-':>13}  " + (f"({str(value)[:60]}) " if value else "")
+        lines.append(line + spec.paper)
+    return lines
 
 
 # --------------------------------------------------------------------------- data

@@ -268,18 +268,49 @@ def augment_preview_command(experiment, count, output, overrides):
         click.echo(f"Wrote {path}")
 
 
+@command("ensemble")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--weights", metavar="W1,W2,...", help="One weight per run, in their order (default: equal).")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["test", "val", "train"]),
+              help="The split every member is scored on.")
+@click.option("--save", "save_dir", type=click.Path(file_okay=False),
+              help="A new folder to save the ensemble into, as a run that evaluate, predict and export accept.")
+@click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
+def ensemble_command(runs, weights, split, save_dir, unsafe):
+    """Average the class probabilities of two or more RUNS on one split; print each member's and the ensemble's."""
+    from cnnlab.ensemble import ensemble, format_ensemble
+
+    console = current_console()
+    result = ensemble(runs, weights=weights, split=split, save=save_dir, unsafe=unsafe, echo=console.info)
+    if console.quiet:
+        click.echo(format_ensemble(result).splitlines()[-1].strip())  # the ensemble's line
+
+
 @command("runs")
 @click.argument("root", default="runs", type=click.Path(file_okay=False))
-def runs_command(root):
-    """List the runs under ROOT (default: ./runs) with their status and best metrics."""
+@click.option("--sort", metavar="COLUMN", help="Order by this column (numbers numerically; missing values last).")
+@click.option("-r", "--reverse", is_flag=True, help="With --sort: descending.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list: one object per run, then per seed group.")
+def runs_command(root, sort, reverse, as_json):
+    """List the runs under ROOT (default: ./runs) with their best metrics; runs that differ only in seed are
+    also summarised as a group (mean ± sample standard deviation)."""
+    if as_json:
+        import json
+
+        from cnnlab.artifacts import run_records
+
+        click.echo(json.dumps(run_records(root, sort, reverse), indent=2))
+        return
     from cnnlab.artifacts import runs_table
 
-    for line in runs_table(root):
+    for line in runs_table(root, sort, reverse):
         click.echo(line)
 
 
 def _shape(ctx, param, text):
-    """``--input-shape``'s callback: ``"32,32,3"`` -> ``(32, 32, 3)``."""
+    """``--input-shape``'s callback: ``"32,32,3"`` -> ``(32, 32, 3)``; not given: None."""
+    if text is None:
+        return None
     try:
         shape = tuple(int(v) for v in text.split(","))
     except ValueError:
@@ -290,13 +321,26 @@ def _shape(ctx, param, text):
 
 
 @command("models")
-@click.option("--input-shape", default="224,224,3", show_default=True, callback=_shape,
-              help="H,W,C of the images.")
-@click.option("--classes", default=1000, show_default=True, type=click.IntRange(min=2), help="Output classes.")
+@click.argument("pattern", required=False)
 @click.option("--family", help="Only this family (e.g. resnet, vgg, keras.applications).")
-def models_command(input_shape, classes, family):
-    """List every architecture with its parameters and multiply-adds per image."""
-    from cnnlab.models.summary import model_rows
+@click.option("--params", is_flag=True, help="Add parameters and multiply-adds per image (stored for 224,224,3 "
+              "and 1000 classes; another shape builds every model listed, seconds each).")
+@click.option("--input-shape", callback=_shape, help="H,W,C of the images for --params (implies it)  [default: 224,224,3]")
+@click.option("--classes", type=click.IntRange(min=2), help="Output classes for --params (implies it)  [default: 1000]")
+def models_command(pattern, family, params, input_shape, classes):
+    """List the architectures whose name matches PATTERN (a glob such as 'resnet*'), with family and paper."""
+    from cnnlab import catalog
 
-    for line in model_rows(input_shape, classes, family=family):
+    architectures = catalog.select_architectures(pattern, family)
+    counts = None
+    if params or input_shape or classes:
+        shape, classes = input_shape or catalog.COUNTS_SHAPE, classes or catalog.COUNTS_CLASSES
+        counts = catalog.PARAMETER_COUNTS
+        if (shape, classes) != (catalog.COUNTS_SHAPE, catalog.COUNTS_CLASSES):
+            current_console().info(f"Building {len(architectures)} model(s) for {shape} images and {classes} "
+                                   "classes (seconds each) ...")
+            from cnnlab.models.summary import counts as build_counts
+
+            counts = build_counts([a.name for a in architectures], shape, classes)
+    for line in catalog.architecture_table(architectures, counts):
         click.echo(line)

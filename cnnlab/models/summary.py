@@ -1,14 +1,21 @@
-"""Parameter and multiply-add counts, for ``cnnlab models``."""
+"""Parameter and multiply-add counts of the architectures, by building them.
+
+Building the whole zoo takes minutes, so ``cnnlab models --params`` reads the counts
+at the default shape from `cnnlab.catalog.PARAMETER_COUNTS` and builds only for
+another ``--input-shape`` or ``--classes``. This module counts, and writes that
+table again when an architecture changes::
+
+    python -m cnnlab.models.summary   # prints PARAMETER_COUNTS for cnnlab/catalog.py
+"""
 
 import keras
 import numpy as np
 from keras import layers
 
+from cnnlab import catalog
 from cnnlab.config import ModelConfig
 from cnnlab.errors import CnnlabError
-from cnnlab.models.registry import build_model, get_model, list_models
-
-COLUMNS = (("name", 20), ("family", 18), ("parameters", 13), ("mult-adds", 11))
+from cnnlab.models.registry import build_model
 
 
 def multiply_adds(model):
@@ -23,21 +30,38 @@ def multiply_adds(model):
     return total
 
 
-def _row(cells):
-    return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, (_, w)) in enumerate(zip(cells, COLUMNS)))
+def count(name, input_shape, classes):
+    """``(parameters, multiply-adds)`` of `name` built with the model section's defaults.
 
-
-def model_rows(input_shape, classes, family=None):
-    """Yield the lines of a table: name, family, parameters, multiply-adds and paper, one model at a time."""
-    yield _row([name for name, _ in COLUMNS]) + "  paper"
-    for name in list_models():
-        entry = get_model(name)
-        if family and entry.meta["family"] != family:
-            continue
-        try:
-            model = build_model(ModelConfig(architecture=name), input_shape, classes)
-            cells = [f"{model.count_params():,}", f"{multiply_adds(model) / 1e6:,.1f}M"]
-        except CnnlabError as exc:
-            cells = ["-", f"({str(exc)[:60]})"]
+    Raises:
+        CnnlabError: the architecture cannot take `input_shape` images.
+    """
+    try:
+        model = build_model(ModelConfig(architecture=name), input_shape, classes)
+        return model.count_params(), multiply_adds(model)
+    finally:
         keras.backend.clear_session()
-        yield _row([name, entry.meta["family"], *cells]) + f"  {entry.meta['paper']}"
+
+
+def counts(names, input_shape, classes):
+    """``{name: (parameters, multiply-adds) or the reason it does not build}``, building each model."""
+    result = {}
+    for name in names:
+        try:
+            result[name] = count(name, input_shape, classes)
+        except CnnlabError as exc:
+            result[name] = str(exc)
+    return result
+
+
+def table_source(input_shape=catalog.COUNTS_SHAPE, classes=catalog.COUNTS_CLASSES):
+    """The Python text of `catalog.PARAMETER_COUNTS` (None where the shape does not build)."""
+    lines = ["PARAMETER_COUNTS = {"]
+    for name, value in counts(catalog.ARCHITECTURES, input_shape, classes).items():
+        cell = f"({value[0]:_}, {value[1]:_})" if isinstance(value, tuple) else "None"
+        lines.append(f"    {name!r}: {cell},")
+    return "\n".join([*lines, "}"])
+
+
+if __name__ == "__main__":
+    print(table_source())
