@@ -1,0 +1,171 @@
+"""`cnnlab ensemble`: averaged probabilities, the checks that refuse a bad ensemble, and the saved model."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from cnnlab import artifacts
+from cnnlab.config import build_config
+from cnnlab.ensemble import ensemble
+from cnnlab.evaluate import evaluate
+from cnnlab.target import open_target
+from tests.conftest import error_line
+
+BASE = {"seed": 1, "data": {"dataset": "digits", "validation_split": 0.2, "batch_size": 64},
+        "model": {"architecture": "mlp", "dropout": 0.1}, "training": {"epochs": 2, "learning_rate": 0.003},
+        "callbacks": {"model_checkpoint": {"monitor": "val_accuracy", "mode": "max"},
+                      "reduce_lr_on_plateau": False, "early_stopping": False}}
+
+
+def quiet(*_):
+    pass
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Three tiny digits runs: an MLP, a CNN on the same data and seed, and the MLP with another seed."""
+    from cnnlab.experiment import train
+
+    root = tmp_path_factory.mktemp("ensemble") / "runs"
+
+    def run(name, **changes):
+        cfg = build_config({**BASE, "name": name, "output_dir": str(root), **changes})
+        path = train(cfg, echo=quiet, verbose=0)
+        evaluate(path, echo=quiet)  # writes the run's own metrics.json
+        keras.backend.clear_session()
+        return path
+
+    return {"mlp": run("mlp"), "cnn": run("cnn", model={"architecture": "simple_cnn"}),
+            "seed2": run("seed2", seed=2)}
+
+
+def own_metrics(run):
+    return json.loads((run / artifacts.METRICS_FILE).read_text())
+
+
+def test_the_same_run_twice_equals_it(runs):
+    result = ensemble([runs["mlp"], runs["mlp"]], echo=quiet)
+    alone = own_metrics(runs["mlp"])
+    assert result["accuracy"] == alone["accuracy"]
+    assert result["loss"] == pytest.approx(alone["loss"], rel=1e-5)
+    assert [m["accuracy"] for m in result["members"]] == [alone["accuracy"]] * 2
+
+
+def test_two_different_runs_are_no_worse_than_the_worse(runs):
+    """Accuracy: seeded CPU training is reproducible, so this holds every time on these runs (0.95 against
+    0.94 and 0.92 when written). Loss: Jensen's inequality (-log is convex), so it holds for any members."""
+    result = ensemble([runs["mlp"], runs["cnn"]], echo=quiet)
+    members = result["members"]
+    assert result["accuracy"] >= min(m["accuracy"] for m in members)
+    assert result["loss"] <= np.mean([m["loss"] for m in members]) + 1e-6
+    assert [m["accuracy"] for m in members] == [own_metrics(runs[k])["accuracy"] for k in ("mlp", "cnn")]
+
+
+def test_weights_pick_members(runs):
+    result = ensemble([runs["mlp"], runs["cnn"]], weights="1,0", echo=quiet)
+    assert result["weights"] == [1.0, 0.0]
+    assert result["accuracy"] == result["members"][0]["accuracy"]
+    assert result["loss"] == pytest.approx(result["members"][0]["loss"], rel=1e-5)
+
+
+def test_the_report_names_each_member_and_the_ensemble(cli, runs):
+    result = cli("ensemble", runs["mlp"], runs["cnn"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "test: 360 images, 2 members"
+    assert lines[1].split()[:2] == ["member_0", str(runs["mlp"])] and "accuracy" in lines[1] and "loss" in lines[1]
+    assert lines[3].split()[0] == "ensemble"
+    result = cli("ensemble", runs["mlp"], runs["cnn"], "--quiet")
+    assert result.output.splitlines() == [lines[3].strip()]
+
+
+def refused(cli, *args):
+    result = cli("ensemble", *args)
+    assert result.exit_code == 2, result.output
+    return error_line(result)
+
+
+def copy_run(run, tmp_path, name="copy"):
+    copy = tmp_path / name
+    shutil.copytree(run, copy)
+    return copy
+
+
+def test_refuses_different_class_names_or_order(cli, runs, tmp_path):
+    copy = copy_run(runs["mlp"], tmp_path)
+    (copy / artifacts.CLASSES_FILE).write_text(json.dumps([str(i) for i in reversed(range(10))]))
+    assert "different class names or order" in refused(cli, runs["mlp"], copy)
+
+
+def test_refuses_a_different_test_split(cli, runs):
+    """digits has no test split: it is carved with the run's seed, so seeds 1 and 2 test on other images."""
+    assert "different test data" in refused(cli, runs["mlp"], runs["seed2"])
+    assert "different val data" in refused(cli, runs["mlp"], runs["seed2"], "--split", "val")
+
+
+def test_refuses_different_input_shapes(cli, runs, tmp_path):
+    copy = copy_run(runs["mlp"], tmp_path)
+    inputs = keras.Input((10, 10, 1))
+    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs))
+    keras.Model(inputs, outputs).save(copy / artifacts.MODEL_FILE)
+    assert "images of different shapes" in refused(cli, runs["mlp"], copy)
+
+
+def test_refuses_bad_usage(cli, runs, tmp_path):
+    assert "at least 2 runs" in refused(cli, runs["mlp"])
+    assert "--weights must be 2" in refused(cli, runs["mlp"], runs["cnn"], "--weights", "1,2,3")
+    assert "--weights must be 2" in refused(cli, runs["mlp"], runs["cnn"], "--weights", "0,0")
+    assert "--weights must be 2" in refused(cli, runs["mlp"], runs["cnn"], "--weights", "a,b")
+    bare = tmp_path / "bare.keras"
+    shutil.copy(runs["mlp"] / artifacts.MODEL_FILE, bare)
+    assert "outside a run folder" in refused(cli, runs["mlp"], bare)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file").write_text("")
+    assert "not an empty folder" in refused(cli, runs["mlp"], runs["cnn"], "--save", tmp_path / "taken")
+
+
+@pytest.mark.parametrize("weights", [None, "3,1"])
+def test_the_saved_ensemble_is_a_run_that_evaluate_accepts(cli, runs, tmp_path, weights):
+    saved = tmp_path / "ensemble"
+    args = [runs["mlp"], runs["cnn"], "--save", saved] + (["--weights", weights] if weights else [])
+    result = cli("ensemble", *args)
+    assert result.exit_code == 0, result.output
+    expected = json.loads((saved / artifacts.METRICS_FILE).read_text())
+    opened = open_target(saved)
+    assert opened.run == saved and opened.config().name == "ensemble"
+    assert opened.class_names() == [str(i) for i in range(10)]
+    info = artifacts.run_info(saved)
+    assert info["kind"] == "ensemble" and info["members"] == [str(runs[k].resolve()) for k in ("mlp", "cnn")]
+
+    model = opened.load_model()  # safe mode: no Lambda layer
+    assert [layer.name for layer in model.layers][1:3] == ["member_0", "member_1"]
+    assert model.layers[1].name != model.layers[2].name and model.output_shape == (None, 10)
+
+    result = cli("evaluate", saved, "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output[result.output.index("{"):])
+    assert metrics["accuracy"] == expected["accuracy"]
+    assert metrics["loss"] == pytest.approx(expected["loss"], rel=1e-4)
+    keras.backend.clear_session()
+
+
+def test_an_ensemble_of_ensembles_and_evaluate_in_python(runs, tmp_path):
+    first = ensemble([runs["mlp"], runs["cnn"]], save=tmp_path / "one", echo=quiet)
+    nested = ensemble([tmp_path / "one", runs["mlp"]], echo=quiet)
+    assert nested["members"][0]["accuracy"] == first["accuracy"]
+    assert evaluate(tmp_path / "one", echo=quiet)["accuracy"] == first["accuracy"]
+
+
+@pytest.mark.slow
+def test_ensemble_in_a_fresh_process(runs, tmp_path):
+    saved = tmp_path / "saved"
+    result = subprocess.run([sys.executable, "-m", "cnnlab", "ensemble", runs["mlp"], runs["cnn"], "--save", saved],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[3].split()[0] == "ensemble" and result.stderr == ""
+    assert (saved / artifacts.MODEL_FILE).is_file() and (saved / artifacts.CONFIG_FILE).is_file()
