@@ -199,8 +199,10 @@ def finetune_command(target, freeze, epochs, head_epochs, learning_rate, overrid
 @click.option("--data-dir", type=click.Path(exists=True, file_okay=False),
               help="Evaluate on this folder of class sub-folders instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--tta", is_flag=True, help="Test-time augmentation: average each image's flips (if the run trained "
+              "with flips) or small shifts; written to evaluations/<split>-tta/.")
 @click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
-def evaluate_command(target, split, data_dir, as_json, unsafe):
+def evaluate_command(target, split, data_dir, as_json, tta, unsafe):
     """Evaluate RUN_DIR or MODEL.keras (default: the latest run) and write metrics.json."""
     import json
 
@@ -208,12 +210,47 @@ def evaluate_command(target, split, data_dir, as_json, unsafe):
 
     console = current_console()
     silent = as_json or console.quiet
-    result = evaluate(target, split=split, data_dir=data_dir, unsafe=unsafe,
+    result = evaluate(target, split=split, data_dir=data_dir, unsafe=unsafe, tta=tta,
                       echo=(lambda _: None) if silent else click.echo)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     elif console.quiet:
         click.echo(format_metrics(result).splitlines()[0])  # the summary line
+
+
+@command("predict")
+@click.argument("arguments", nargs=-1, required=True, metavar="[TARGET] PATH...")
+@click.option("-k", "--top-k", type=click.IntRange(min=1), help="Classes per image, most probable first "
+              "(default 3; more than the model has: all of them).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the rows to this .csv or .json file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON instead of a table.")
+@click.option("--all-probs", is_flag=True, help="Add every class's probability.")
+@click.option("--tta", is_flag=True, help="Test-time augmentation: average each image's flips (if the run trained "
+              "with flips) or small shifts.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Images per batch (default: the run's data.batch_size).")
+@click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
+def predict_command(arguments, top_k, output, as_json, all_probs, tta, batch_size, unsafe):
+    """Predict the classes of image files and folders (searched recursively; hidden files skipped).
+
+    TARGET is the first argument if it is a .keras file, a run folder or a folder of runs;
+    otherwise the latest run under ./runs predicts, and every argument is a PATH. Bad files
+    are named on stderr and get an error column; exit 2 only if no image could be predicted.
+    """
+    from cnnlab.predict import json_text, predict, split_arguments, table_lines
+
+    console = current_console()
+    target, paths = split_arguments(arguments)
+    result = predict(target, paths, top_k=top_k, all_probs=all_probs, tta=tta, batch_size=batch_size,
+                     output=output, unsafe=unsafe, progress=console.fit_verbose == 1,
+                     note=lambda m: console.quiet or click.echo(m, err=True),
+                     warn=lambda m: click.echo(m, err=True))
+    if as_json:
+        click.echo(json_text(result), nl=False)
+    elif output is None:
+        for line in table_lines(result):
+            click.echo(line)
+    else:
+        console.info(f"Wrote {len(result.rows)} row(s) ({result.predicted} predicted) to {output}")
 
 
 @command("report")

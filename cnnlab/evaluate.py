@@ -23,14 +23,16 @@ def folder_data(data_dir, model, class_names, batch_size=64, on_bad_image="error
                       input_shape=tuple(model.input_shape[1:]), batch_size=batch_size, seed=0)
 
 
-def evaluate(target=None, *, split=None, data_dir=None, root="runs", unsafe=False, echo=print):
+def evaluate(target=None, *, split=None, data_dir=None, root="runs", unsafe=False, tta=False, echo=print):
     """Evaluate a run (default: the latest) or a .keras model, and write its metrics and plots.
 
     With ``data_dir``, every image of that class-sub-folder folder is the test set
     (a bare .keras model needs one); otherwise the run's own split. The run's own
     split (``evaluate.split``) writes ``metrics.json`` and ``plots/``; another split
     or a folder writes under ``evaluations/<split or folder>/``, so no evaluation
-    replaces another.
+    replaces another. With ``tta`` (test-time augmentation, `cnnlab.tta`) the
+    probabilities are averaged over a few views of each image, and the metrics,
+    marked ``"tta": true``, go to ``evaluations/<split or folder>-tta/``.
 
     Returns:
         The metrics dict that metrics.json holds.
@@ -54,10 +56,13 @@ def evaluate(target=None, *, split=None, data_dir=None, root="runs", unsafe=Fals
         split = split or cfg.evaluate.split
         data = load_data(cfg)
     _check_model_fits(model, data, opened.run or opened.model_path)
-    probs, labels, mistakes = predict_split(model, data, split)
+    plan = tta_plan(cfg, model) if tta else None
+    probs, labels, mistakes = predict_split(model, data, split, tta=plan)
     result = scores(probs, labels, data.class_names, cfg.evaluate.top_k if cfg else [1, 5])
     result.update(split=split, model=str(opened.model_path), data_dir=data_dir)
-    out = output_folder(opened, cfg, split, data_dir)
+    if plan:
+        result.update(tta=True, tta_views=list(plan.views), tta_shift=plan.step)
+    out = output_folder(opened, cfg, split, data_dir, tta=bool(plan))
     out.mkdir(parents=True, exist_ok=True)
     files.write_json(out / artifacts.METRICS_FILE, result)
     from cnnlab import plots
@@ -67,12 +72,20 @@ def evaluate(target=None, *, split=None, data_dir=None, root="runs", unsafe=Fals
     return result
 
 
-def output_folder(opened, cfg, split, data_dir):
-    """Where an evaluation's metrics go: the run itself for its own split, else ``evaluations/<what>``."""
-    own = data_dir is None and cfg is not None and split == cfg.evaluate.split
+def output_folder(opened, cfg, split, data_dir, tta=False):
+    """Where an evaluation's metrics go: the run itself for its own split, else ``evaluations/<what>[-tta]``."""
+    own = data_dir is None and cfg is not None and split == cfg.evaluate.split and not tta
     if own or (opened.run is None and data_dir is None):
         return opened.folder
-    return opened.folder / "evaluations" / (f"folder-{Path(data_dir).resolve().name}" if data_dir else split)
+    what = f"folder-{Path(data_dir).resolve().name}" if data_dir else split
+    return opened.folder / "evaluations" / (f"{what}-tta" if tta else what)
+
+
+def tta_plan(cfg, model):
+    """The test-time augmentation views for a run trained with `cfg` (None: a bare .keras model)."""
+    from cnnlab import tta
+
+    return tta.plan(cfg, tuple(model.input_shape[1:]))
 
 
 def check_input_shape(model, data, where):
@@ -103,11 +116,21 @@ def main_output(predictions):
     return np.asarray(predictions[0] if isinstance(predictions, (list, tuple)) else predictions)
 
 
-def predict_split(model, data, split):
-    """Class probabilities and true labels of a split, plus up to 25 misclassified images."""
+def predict_batch(model, images, tta=None):
+    """The main classifier's probabilities for a batch; with a `cnnlab.tta.Plan`, averaged over its views."""
+    if tta is None:
+        return main_output(model.predict_on_batch(images)).astype(np.float32)
+    return tta.average(main_output(model.predict_on_batch(tta.expand(images))).astype(np.float32))
+
+
+def predict_split(model, data, split, tta=None):
+    """Class probabilities and true labels of a split, plus up to 25 misclassified images.
+
+    ``tta``: a `cnnlab.tta.Plan` to average each image's views, or None.
+    """
     probs, labels, mistakes = [], [], []
     for images, onehot in data.dataset(split):
-        p = main_output(model.predict_on_batch(images))
+        p = predict_batch(model, images, tta)
         y = np.argmax(np.asarray(onehot), axis=1)
         wrong = np.flatnonzero(p.argmax(axis=1) != y)
         for i in wrong[: MAX_MISTAKES - len(mistakes)]:
@@ -139,7 +162,8 @@ def scores(probs, labels, class_names, top_k):
 
 def format_metrics(result):
     """A short human-readable report of `scores`."""
-    lines = [f"{result['split']}: {result['images']} images  loss {result['loss']:.4f}  "
+    split = f"{result['split']} (TTA)" if result.get("tta") else result["split"]
+    lines = [f"{split}: {result['images']} images  loss {result['loss']:.4f}  "
              f"accuracy {result['accuracy']:.4f}"
              + "".join(f"  {k} {v:.4f}" for k, v in result["top_k_accuracy"].items())]
     width = max(len(n) for n in [*result["per_class"], "macro avg"]) + 2

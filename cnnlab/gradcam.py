@@ -112,7 +112,8 @@ class GradCam:
         self._model = None
         if found:
             head, self._to_logits = _logits_head(model)
-            self._model = keras.Model(model.inputs, [found[1], head])
+            inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # a bare tensor: no structure warning
+            self._model = keras.Model(inputs, [found[1], head])
 
     @property
     def available(self):
@@ -148,11 +149,14 @@ class GradCam:
         return np.nan_to_num(cams.numpy()).astype("float32")
 
 
-def overlay(image, heatmap, alpha=0.45, colormap="jet"):
+def overlay(image, heatmap, alpha=0.45, colormap="jet", min_size=96):
     """`heatmap` (0..1, any size) resized over `image` (0..255 pixels) in a matplotlib colormap.
 
+    A small image (MNIST's 28 pixels, digits' 8) is first enlarged by a whole factor,
+    pixels kept sharp, to at least `min_size`, so the heat-map is drawn smoothly over it.
+
     Returns:
-        ``(H, W, 3)`` uint8 RGB.
+        ``(H * k, W * k, 3)`` uint8 RGB, ``k`` that whole factor (1 for an image of `min_size` or more).
     """
     from matplotlib import colormaps
     from PIL import Image
@@ -160,6 +164,8 @@ def overlay(image, heatmap, alpha=0.45, colormap="jet"):
     image = np.clip(np.asarray(image, dtype="float32"), 0, 255)
     if image.shape[-1] == 1:
         image = np.repeat(image, 3, axis=-1)
+    factor = max(1, -(-min_size // max(image.shape[:2])))
+    image = image.repeat(factor, axis=0).repeat(factor, axis=1)
     height, width = image.shape[:2]
     heat = Image.fromarray(np.uint8(np.clip(heatmap, 0, 1) * 255)).resize((width, height), Image.BILINEAR)
     colored = colormaps[colormap](np.asarray(heat) / 255.0)[..., :3] * 255

@@ -196,7 +196,7 @@ def gradcam_grid(items, class_names, path, layer_name=""):
     plt = _pyplot()
     columns = min(4, len(items))
     rows = math.ceil(len(items) / columns)
-    fig, axes = plt.subplots(rows, 2 * columns, figsize=(2.3 * columns * 2 / 1.6, 2.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, 2 * columns, figsize=(3.4 * columns, 2.0 * rows + 0.3), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i, (image, heat, true, pred, conf) in enumerate(items):

@@ -71,11 +71,11 @@ def report(targets=(), *, output=None, root="runs", unsafe=False, echo=print):
         if target.run is None:
             raise CnnlabError(f"{str(target.model_path)!r} is not inside a run folder: a report needs a run "
                               "(its config, history and data). Name a run folder made by cnnlab train.")
-    runs = list(dict.fromkeys(t.run.resolve() for t in opened))
-    reports = [gather(open_target(run), unsafe=unsafe, echo=echo) for run in runs]
-    path = Path(output) if output else (runs[0] / "report.html" if len(runs) == 1 else Path("report.html"))
+    opened = list({(t.run.resolve(), t.model_path.resolve()): t for t in opened}.values())  # each once
+    path = Path(output) if output else (opened[0].run / "report.html" if len(opened) == 1 else Path("report.html"))
     if path.is_dir():
         raise CnnlabError(f"-o {str(path)!r} is a folder: give the HTML file to write, e.g. {path / 'report.html'}.")
+    reports = [gather(target, unsafe=unsafe, echo=echo) for target in opened]
     files.write_text(path, render(reports))
     echo(f"Report made in {time.perf_counter() - started:.1f} s")
     return path
@@ -396,7 +396,8 @@ def per_class_html(metrics):
     macro = metrics.get("macro_avg", {})
     total = ("macro avg", num(macro.get("precision")), num(macro.get("recall")), num(macro.get("f1")),
              sum(r[4] for r in rows))
-    return f'<div class="scroll">{table(("class", "precision", "recall", "F1", "support"), rows, (1, 2, 3, 4), total)}</div>'
+    headers = ("class", "precision", "recall", "F1", "support")
+    return f'<div class="scroll">{table(headers, rows, numeric=(1, 2, 3, 4), total=total)}</div>'
 
 
 def pct(value):
@@ -437,4 +438,6 @@ def show(value):
     """A config value as YAML would write it inline."""
     import yaml
 
-    return value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    if isinstance(value, str):
+        return value
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()

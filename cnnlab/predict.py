@@ -1,0 +1,358 @@
+"""`predict`: a run's model on image files and folders: the top-k classes of every image.
+
+Files stream through tf.data in batches (a folder of 100,000 images is never
+loaded whole) and are decoded in parallel, to the run's own image size and
+colour mode (the model's input shape); scaling is inside the model. Folders are
+searched recursively with the training folders' rules: hidden files and folders
+are skipped, every other file is a candidate.
+
+A bad file does not stop the others. Each file's header is read with Pillow as it
+enters the stream (wrong extension, not an image, a decompression bomb); the full
+decode is TensorFlow's, and an image it cannot decode (truncated, corrupt) is
+dropped from its batch alone (``ignore_errors``) and found again by its index.
+Every bad file gets a row with its reason in the ``error`` column.
+"""
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from cnnlab import artifacts, files
+from cnnlab.data.folders import DECODABLE, IMAGE_EXTENSIONS, _files, check_image
+from cnnlab.errors import CnnlabError, DataError
+from cnnlab.target import open_target
+
+DEFAULT_TOP_K = 3
+DEFAULT_BATCH_SIZE = 64
+OUTPUT_SUFFIXES = (".csv", ".json")
+BAD_FILES_LISTED = 10  # more bad files than this: the first ones, then a summary line
+
+
+@dataclass(frozen=True)
+class Row:
+    """One file's prediction: the top classes (label, probability), every class's probability, or an error."""
+
+    path: str
+    top: tuple = ()
+    probabilities: Optional[tuple] = None
+    error: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """The rows of one `predict` call, in the order of the files, and what they mean."""
+
+    rows: list
+    class_names: list
+    top_k: int
+    all_probs: bool = False
+
+    @property
+    def predicted(self):
+        return sum(row.error is None for row in self.rows)
+
+    @property
+    def bad(self):
+        return [row for row in self.rows if row.error is not None]
+
+
+def is_target(argument):
+    """Whether a command-line argument names a model rather than images.
+
+    A target is a ``.keras`` file, a run folder (it holds ``config.yaml``), an
+    experiment's folder of runs, or a folder of those (``runs/``). A folder of
+    images is none of these.
+    """
+    path = Path(argument)
+    if path.is_file():
+        return path.suffix == ".keras"
+    return path.is_dir() and (artifacts.is_run(path) or any(path.glob(f"*/{artifacts.CONFIG_FILE}"))
+                              or any(path.glob(f"*/*/{artifacts.CONFIG_FILE}")))
+
+
+def split_arguments(arguments):
+    """``[TARGET] PATH...`` -> ``(target or None, paths)``: the first argument is TARGET if `is_target`."""
+    arguments = list(arguments)
+    if arguments and is_target(arguments[0]):
+        target, paths = arguments[0], arguments[1:]
+        if not paths:
+            raise DataError(f"{target!r} is a model or run: give the images to predict after it "
+                            "(cnnlab predict [TARGET] PATH..., PATH an image file or a folder).")
+        return target, paths
+    return None, arguments
+
+
+def image_files(paths):
+    """Every file named in `paths`, and every non-hidden file under the folders among them (recursively)."""
+    found = []
+    for path in paths:
+        if os.path.isdir(path):
+            found.extend(_files(path))
+        elif os.path.exists(path):
+            found.append(str(path))
+        else:
+            raise DataError(f"PATH {str(path)!r} does not exist: give image files "
+                            f"({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) or folders holding them.")
+    found = list(dict.fromkeys(found))  # a file named twice is predicted once
+    if not found:
+        raise DataError(f"no files in {', '.join(map(repr, map(str, paths)))}: give image files "
+                        f"({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) or folders holding them "
+                        "(hidden files and folders are skipped).")
+    return found
+
+
+def check_output(output):
+    """An ``--output`` path must end in .csv or .json."""
+    if output is not None and Path(output).suffix.lower() not in OUTPUT_SUFFIXES:
+        raise CnnlabError(f"--output must end in .csv or .json. Received: {str(output)!r}.")
+
+
+def predict(target, paths, *, top_k=None, all_probs=False, tta=False, batch_size=None, output=None,
+            unsafe=False, root="runs", progress=False, note=print, warn=print):
+    """Predict the classes of the images in `paths` with the model of `target`.
+
+    Args:
+        target: what `open_target` accepts (None: the latest run under `root`).
+        paths: image files and folders (searched recursively).
+        top_k: how many classes per image (default 3); more than the model has is clamped, with a note.
+        all_probs: also keep every class's probability.
+        tta: average over test-time augmentation views (`cnnlab.tta`).
+        batch_size: images per model call (default: the run's ``data.batch_size``, else 64).
+        output: a .csv or .json file to write the rows to (atomically), or None.
+        unsafe: load a model with Lambda layers (Keras ``safe_mode=False``).
+        progress: show a progress bar (on a terminal).
+        note: a print-like function for informational lines.
+        warn: a print-like function for the bad files (stderr).
+
+    Returns:
+        `Predictions`. Raises `DataError` if no file could be predicted.
+    """
+    check_output(output)
+    found = image_files(paths)
+    opened = open_target(target, root)
+    cfg = opened.config()
+    model = opened.load_model(unsafe)
+    shape = input_shape(model, opened.model_path)
+    class_names = class_names_of(opened, model)
+    k = clamp_top_k(top_k, len(class_names), note)
+    plan = None
+    if tta:
+        from cnnlab.evaluate import tta_plan
+
+        plan = tta_plan(cfg, model)
+        note(f"Test-time augmentation: {plan.describe()}.")
+    size = batch_size or (cfg.data.batch_size if cfg is not None else DEFAULT_BATCH_SIZE)
+    probs, problems = run_model(model, found, shape, size, plan, progress)
+    result = Predictions(make_rows(found, probs, problems, k, all_probs), class_names, k, all_probs)
+    if not result.predicted:
+        raise DataError(f"none of the {len(found)} file(s) could be predicted: {bad_summary(result.bad, 5)}.")
+    report_bad(result.bad, warn)
+    if output is not None:
+        write(result, output)
+    return result
+
+
+def input_shape(model, where):
+    """``(H, W, C)`` the model takes; a model without a fixed image size cannot be fed files."""
+    shape = model.input_shape
+    if isinstance(shape, list) or len(shape) != 4 or None in shape[1:]:
+        raise CnnlabError(f"the model in {str(where)!r} takes inputs of shape {shape}: predict needs one "
+                          "image input of a fixed (height, width, channels).")
+    return tuple(int(v) for v in shape[1:])
+
+
+def class_names_of(opened, model):
+    """The run's class names, or the class indices as text for a bare model without class_names.json."""
+    from cnnlab.evaluate import main_output_shape
+
+    classes = main_output_shape(model)[-1]
+    names = opened.class_names()
+    if names is None:
+        return [str(i) for i in range(classes)]
+    if len(names) != classes:
+        raise CnnlabError(f"{opened.folder / artifacts.CLASSES_FILE} names {len(names)} classes but the model "
+                          f"predicts {classes}: the class names do not belong to this model.")
+    return [str(name) for name in names]
+
+
+def clamp_top_k(top_k, classes, note):
+    """`top_k`, at most `classes` (saying so when the user asked for more); default 3."""
+    if top_k is None:
+        return min(DEFAULT_TOP_K, classes)
+    if top_k > classes:
+        note(f"--top-k {top_k} is more than the model's {classes} classes: showing all {classes}.")
+        return classes
+    return top_k
+
+
+def header_problem(path):
+    """Why `path` is no image TensorFlow could decode, judged from its name and header; None if it may be."""
+    from PIL import Image
+
+    if not path.lower().endswith(IMAGE_EXTENSIONS):
+        return f"not an image file (allowed: {', '.join(e[1:] for e in IMAGE_EXTENSIONS)})"
+    try:
+        if os.path.getsize(path) == 0:
+            return "empty file (0 bytes)"
+        with Image.open(path) as image:  # reads the header only
+            if image.format not in DECODABLE:
+                return f"{image.format} data, not jpg, png, bmp or gif"
+    except Image.DecompressionBombError:
+        return f"image too large to decode safely (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels)"
+    except (OSError, SyntaxError, ValueError) as exc:
+        return f"unreadable image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    return None
+
+
+def decode_problem(path):
+    """Why TensorFlow could not decode `path` (asked of Pillow, which says more)."""
+    try:
+        check_image(path)
+    except ValueError as exc:
+        return str(exc)
+    return "unreadable image (TensorFlow could not decode it)"
+
+
+def image_stream(found, shape, batch_size, problems):
+    """Batches of ``(file indices, images float32 (B, *shape))``; the bad files' reasons land in `problems`.
+
+    Files failing `header_problem` never enter the stream; files TensorFlow fails
+    to decode are dropped alone (their batch goes on without them).
+    """
+    import tensorflow as tf
+
+    from cnnlab.data.pipeline import decode_image, fit_images
+
+    def candidates():
+        for index, path in enumerate(found):
+            problem = header_problem(path)
+            if problem is None:
+                yield index, os.fsencode(path)
+            else:
+                problems[index] = problem
+
+    def load(index, path):
+        return index, fit_images(decode_image(path), shape)
+
+    signature = (tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.string))
+    ds = tf.data.Dataset.from_generator(candidates, output_signature=signature)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def run_model(model, found, shape, batch_size, plan, progress):
+    """``(probabilities by file index, problems by file index)`` of the files in `found`."""
+    import keras
+
+    from cnnlab.evaluate import predict_batch
+
+    probs, problems = {}, {}
+    bar = keras.utils.Progbar(len(found), unit_name="image") if progress else None
+    for indices, images in image_stream(found, shape, batch_size, problems):
+        batch = predict_batch(model, images, plan)
+        probs.update(zip(indices.numpy().tolist(), batch))
+        if bar is not None:
+            bar.update(int(indices[-1]) + 1)
+    if bar is not None:
+        bar.update(len(found), finalize=True)
+    return probs, problems
+
+
+def make_rows(found, probs, problems, k, all_probs):
+    """One `Row` per file, in order: the top `k` classes by probability, or the file's problem."""
+    rows = []
+    for index, path in enumerate(found):
+        p = probs.get(index)
+        if p is None:
+            rows.append(Row(path, error=problems.get(index) or decode_problem(path)))
+            continue
+        best = np.argsort(-p, kind="stable")[:k]  # ties keep class order
+        rows.append(Row(path, tuple((int(c), float(p[c])) for c in best),
+                        tuple(float(v) for v in p) if all_probs else None))
+    return rows
+
+
+def bad_summary(bad, limit):
+    """``path: reason; ...`` for the first `limit` bad rows, then how many more."""
+    listed = "; ".join(f"{row.path}: {row.error}" for row in bad[:limit])
+    return listed + (f" and {len(bad) - limit} more" if len(bad) > limit else "")
+
+
+def report_bad(bad, warn):
+    """Name the bad files, one line each, or the first few and a summary line when there are many."""
+    for row in bad[:BAD_FILES_LISTED]:
+        warn(f"Cannot predict {row.path}: {row.error}")
+    if len(bad) > BAD_FILES_LISTED:
+        warn(f"Cannot predict {len(bad) - BAD_FILES_LISTED} more file(s) ({len(bad)} bad in all; "
+             "see the error column).")
+
+
+# --------------------------------------------------------------------------- output
+
+
+def columns(result):
+    """The CSV header: path, ``top<i>_label`` and ``top<i>_prob``, optionally ``prob_<class>``, error."""
+    top = [f"top{i}_{what}" for i in range(1, result.top_k + 1) for what in ("label", "prob")]
+    every = [f"prob_{name}" for name in result.class_names] if result.all_probs else []
+    return ["path", *top, *every, "error"]
+
+
+def csv_text(result):
+    """The rows as CSV text, one line per file, probabilities rounded to 6 decimals."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns(result))
+    for row in result.rows:
+        top = [v for c, p in row.top for v in (result.class_names[c], round(p, 6))]
+        top += [""] * (2 * result.top_k - len(top))
+        every = ([round(p, 6) for p in row.probabilities] if row.probabilities else
+                 [""] * len(result.class_names)) if result.all_probs else []
+        writer.writerow([row.path, *top, *every, row.error or ""])
+    return buffer.getvalue()
+
+
+def json_records(result):
+    """The rows as JSON-ready dicts: path, top (label, probability), [probabilities], error."""
+    records = []
+    for row in result.rows:
+        record = {"path": row.path,
+                  "top": [{"label": result.class_names[c], "probability": p} for c, p in row.top]}
+        if result.all_probs:
+            record["probabilities"] = (dict(zip(result.class_names, row.probabilities))
+                                       if row.probabilities else None)
+        record["error"] = row.error
+        records.append(record)
+    return records
+
+
+def json_text(result):
+    return json.dumps(json_records(result), indent=2) + "\n"
+
+
+def table_lines(result):
+    """An aligned table: path, ``top1 .. topk`` as ``label  0.982``, [every class], error (when any)."""
+    heads = ["path", *(f"top{i}" for i in range(1, result.top_k + 1))]
+    heads += list(result.class_names) if result.all_probs else []
+    has_errors = bool(result.bad)
+    cells = [heads + (["error"] if has_errors else [])]
+    for row in result.rows:
+        top = [f"{result.class_names[c]} {p:.3f}" for c, p in row.top] or [""] * result.top_k
+        every = ([f"{p:.3f}" for p in row.probabilities] if row.probabilities else
+                 [""] * len(result.class_names)) if result.all_probs else []
+        cells.append([row.path, *top, *every] + ([row.error or ""] if has_errors else []))
+    widths = [max(len(line[i]) for line in cells) for i in range(len(heads))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(line, widths + [0])).rstrip()
+            for line in cells]
+
+
+def write(result, output):
+    """Write the rows to `output` atomically: CSV or JSON by its suffix."""
+    check_output(output)
+    text = json_text(result) if Path(output).suffix.lower() == ".json" else csv_text(result)
+    files.write_text(output, text)
