@@ -273,8 +273,9 @@ SPREAD = "mean ± sample standard deviation (n-1) over the group's runs"
 def run_records(root="runs", sort=None, reverse=False):
     """The runs under `root` as dicts of `RUN_COLUMNS`, then one dict per seed group.
 
-    A seed group is two or more runs whose configs are equal but for `SEED_FREE_KEYS`
-    (and of the same kind: trained, fine-tuned from the same base, ensemble). Its
+    A seed group is two or more completed runs whose configs are equal but for
+    `SEED_FREE_KEYS` (and of the same kind: trained, fine-tuned from the same base,
+    ensemble); an unfinished run stays out, its metrics being partial. Its
     record (``"type": "seed_group"``) holds the mean, sample standard deviation, min
     and max of each `METRIC_COLUMNS` over its runs; each run names its group.
 
@@ -319,7 +320,7 @@ def _seed_groups(records, keys):
     """Group records of runs that differ only in seed; mark each member with its group's label."""
     members = {}
     for record, key in zip(records, keys):
-        if key is not None:
+        if key is not None and record["status"] == "completed":
             members.setdefault(key, []).append(record)
     groups = []
     for runs in (m for m in members.values() if len(m) > 1):
