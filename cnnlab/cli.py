@@ -266,6 +266,25 @@ def report_command(targets, output, unsafe):
     click.echo(f"Wrote {path}")
 
 
+@command("export")
+@click.argument("target", required=False, type=click.Path(exists=True))
+@click.option("--format", "fmt", required=True, metavar="FORMAT",
+              help="savedmodel (a TensorFlow SavedModel folder), tflite (LiteRT), onnx, or openvino (IR .xml + .bin).")
+@click.option("--quantize", default="none", show_default=True, metavar="none|float16|int8",
+              help="tflite only: float16 weights, or full-integer int8 calibrated on training images.")
+@click.option("-o", "--output", type=click.Path(), help="Where to write (default: <run>/export/model[-QUANTIZE].EXT).")
+@click.option("--data-dir", type=click.Path(exists=True, file_okay=False),
+              help="Check the export on this folder of class sub-folders instead of the run's test split.")
+@click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
+def export_command(target, fmt, quantize, output, data_dir, unsafe):
+    """Export RUN_DIR or MODEL.keras (default: the latest run), checked in its own runtime against Keras."""
+    from cnnlab.export import export
+
+    result = export(target, fmt=fmt, quantize=quantize, output=output, data_dir=data_dir, unsafe=unsafe,
+                    echo=current_console().info)
+    click.echo(f"Exported: {result['path']}")
+
+
 @command("check")
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
