@@ -242,7 +242,7 @@ def predict_command(arguments, top_k, output, as_json, all_probs, tta, batch_siz
     target, paths = split_arguments(arguments)
     result = predict(target, paths, top_k=top_k, all_probs=all_probs, tta=tta, batch_size=batch_size,
                      output=output, unsafe=unsafe, progress=console.fit_verbose == 1,
-                     note=lambda m: console.quiet or click.echo(m, err=True),
+                     note=(lambda _: None) if console.quiet else (lambda m: click.echo(m, err=True)),
                      warn=lambda m: click.echo(m, err=True))
     if as_json:
         click.echo(json_text(result), nl=False)

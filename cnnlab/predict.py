@@ -108,9 +108,13 @@ def image_files(paths):
 
 
 def check_output(output):
-    """An ``--output`` path must end in .csv or .json."""
-    if output is not None and Path(output).suffix.lower() not in OUTPUT_SUFFIXES:
+    """An ``--output`` path must end in .csv or .json, in a folder that exists (checked before predicting)."""
+    if output is None:
+        return
+    if Path(output).suffix.lower() not in OUTPUT_SUFFIXES:
         raise CnnlabError(f"--output must end in .csv or .json. Received: {str(output)!r}.")
+    if not Path(output).resolve().parent.is_dir():
+        raise CnnlabError(f"--output {str(output)!r}: the folder {str(Path(output).parent)!r} does not exist.")
 
 
 def predict(target, paths, *, top_k=None, all_probs=False, tta=False, batch_size=None, output=None,
