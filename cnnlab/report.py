@@ -199,8 +199,9 @@ def learning_rates(history, cfg, steps_per_epoch):
     """The learning rate of each epoch: history.csv's own column, else what the config sets.
 
     Without ``reduce_lr_on_plateau`` Keras logs no rate; the config then says it
-    exactly: ``training.learning_rate`` and its schedule (fine-tuning's phase 1 spans
-    ``finetune.head_epochs``), and phase 2's constant ``finetune.learning_rate``.
+    exactly: ``training.learning_rate`` and its schedule at the epoch's first step
+    (fine-tuning's phase 1 spans ``finetune.head_epochs``), and phase 2's constant
+    ``finetune.learning_rate``.
     """
     from cnnlab.training.optimizers import build_learning_rate
 

@@ -236,6 +236,20 @@ def test_gradcam_heatmap_has_the_conv_layers_shape_and_is_normalised():
     assert picture.dtype == np.uint8 and picture.shape == (96, 96, 3)
 
 
+def test_gradcam_under_mixed_precision_is_float32_and_finite():
+    import keras
+
+    from cnnlab.gradcam import GradCam
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = tiny_cnn()
+    finally:
+        keras.config.set_dtype_policy("float32")
+    maps = GradCam(model).heatmaps(np.random.default_rng(2).uniform(0, 255, (3, 12, 12, 1)))
+    assert maps.dtype == np.float32 and maps.shape == (3, 10, 10) and np.isfinite(maps).all()
+
+
 def test_gradcam_scores_the_logits_without_touching_the_softmax():
     """keras-io removes the last softmax to score logits; here they are computed beside it: the
     logits' softmax is the model's output, and the model still ends in its softmax."""
