@@ -13,6 +13,7 @@ import difflib
 from pathlib import Path
 
 from cnnlab import artifacts, files
+from cnnlab.catalog import APPLICATIONS, is_backbone
 from cnnlab.training import resume
 from cnnlab.config import apply_overrides, build_config, load_config, option_overrides, read_yaml
 from cnnlab.errors import ConfigError, did_you_mean
@@ -29,7 +30,7 @@ def resolve_config(target, overrides=(), root="runs", **updates):
     rather than fine-tuning the fine-tune.
     """
     if target is not None and Path(target).is_file() and str(target).endswith((".yaml", ".yml")):
-        return load_config(target, overrides, **updates)
+        return load_config(target, overrides, check_paths=True, **updates)
     run = open_target(target, root).run
     if run is None:
         raise ConfigError(f"`cnnlab finetune` takes an experiment file or a run folder; to start from the "
@@ -51,7 +52,7 @@ def backbone_scaling(cfg):
     experiment chose a scaling itself."""
     arch = cfg.finetune.base if cfg.finetune.base is not None else cfg.model.architecture
     pretrained = cfg.finetune.base is not None or cfg.model.weights
-    if "scaling" in cfg.data.model_fields_set or not pretrained or not _is_backbone(arch):
+    if "scaling" in cfg.data.model_fields_set or not pretrained or not is_backbone(arch):
         return cfg
     return cfg.model_copy(update={"data": cfg.data.model_copy(update={"scaling": "backbone"})})
 
@@ -59,7 +60,6 @@ def backbone_scaling(cfg):
 def base_model(cfg, data, unsafe=False):
     """The model to fine-tune, its head fitted to `data`; and a description of where it came from."""
     from cnnlab.experiment import build
-    from cnnlab.models.registry import list_models
 
     base = cfg.finetune.base
     if base is None:
@@ -70,20 +70,12 @@ def base_model(cfg, data, unsafe=False):
     path = Path(base)
     if path.exists():
         return _loaded_base(path, data, unsafe), str(path)
-    if not _is_backbone(base):
-        names = [n for n in list_models() if _is_backbone(n)]
+    if not is_backbone(base):
         raise ConfigError(f"`finetune.base` must be a run folder, a .keras file or a keras.applications name "
                           f"(e.g. mobilenet_v2, resnet50). Received: {base!r} (no such file or folder)."
-                          f"{did_you_mean(base, names)}")
+                          f"{did_you_mean(base, APPLICATIONS)}")
     model_cfg = cfg.model.model_copy(update={"architecture": base, "weights": cfg.model.weights or "imagenet"})
     return build(cfg.model_copy(update={"model": model_cfg}), data), f"{base} with weights {model_cfg.weights}"
-
-
-def _is_backbone(name):
-    from cnnlab.models.applications import TWINS
-    from cnnlab.models.registry import MODELS, list_models
-
-    return name in list_models() and (MODELS.get(name).meta["family"] == "keras.applications" or name in TWINS)
 
 
 def _loaded_base(path, data, unsafe):
