@@ -334,12 +334,12 @@ def augment_preview_command(experiment, count, output, overrides):
 @click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
 def ensemble_command(runs, weights, split, save_dir, unsafe):
     """Average the class probabilities of two or more RUNS on one split; print each member's and the ensemble's."""
-    from cnnlab.ensemble import ensemble, format_ensemble
+    from cnnlab.ensemble import ensemble, summary_line
 
     console = current_console()
     result = ensemble(runs, weights=weights, split=split, save=save_dir, unsafe=unsafe, echo=console.info)
     if console.quiet:
-        click.echo(format_ensemble(result).splitlines()[-1].strip())  # the ensemble's line
+        click.echo(summary_line(result))
 
 
 @command("runs")
@@ -381,8 +381,10 @@ def _shape(ctx, param, text):
 @click.option("--family", help="Only this family (e.g. resnet, vgg, keras.applications).")
 @click.option("--params", is_flag=True, help="Add parameters and multiply-adds per image (stored for 224,224,3 "
               "and 1000 classes; another shape builds every model listed, seconds each).")
-@click.option("--input-shape", callback=_shape, help="H,W,C of the images for --params (implies it)  [default: 224,224,3]")
-@click.option("--classes", type=click.IntRange(min=2), help="Output classes for --params (implies it)  [default: 1000]")
+@click.option("--input-shape", callback=_shape,
+              help="H,W,C of the images for --params (implies it)  [default: 224,224,3]")
+@click.option("--classes", type=click.IntRange(min=2),
+              help="Output classes for --params (implies it)  [default: 1000]")
 def models_command(pattern, family, params, input_shape, classes):
     """List the architectures whose name matches PATTERN (a glob such as 'resnet*'), with family and paper."""
     from cnnlab import catalog

@@ -198,6 +198,12 @@ def format_ensemble(result):
     return "\n".join(lines)
 
 
+def summary_line(result):
+    """The ensemble's result in one line (``--quiet``)."""
+    return (f"{result['split']}: {result['images']} images, {len(result['members'])} members  "
+            f"ensemble accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}")
+
+
 # --------------------------------------------------------------------------- one model, saved as a run
 
 
