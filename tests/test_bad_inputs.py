@@ -387,11 +387,44 @@ def _test_folder(ws):
     return root
 
 
+def _lambda_model(ws):
+    import keras
+
+    inputs = keras.Input((8, 8, 1))
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(
+        keras.layers.Lambda(lambda x: x / 255.0)(inputs)))
+    path = ws.root / "lambda.keras"
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
+def _truncated_model(ws):
+    path = ws.root / "cut.keras"
+    path.write_bytes(b"PK\x03\x04" + bytes(100))
+    return path
+
+
+TARGETS = [  # what a command opens: runs and models (the earlier run's model.keras is not a zip)
+    ("evaluate-latest-run-corrupt-model", lambda ws: ["evaluate"], "truncated or corrupt"),
+    ("evaluate-not-a-run", lambda ws: ["evaluate", _mkdir(ws.root / "empty")], "is not a run folder"),
+    ("finetune-not-a-run", lambda ws: ["finetune", _mkdir(ws.root / "empty")], "is not a run folder"),
+    ("runs-none", lambda ws: ["runs", _mkdir(ws.root / "empty")], "no runs under"),
+    ("evaluate-bare-model-without-data", lambda ws: ["evaluate", _truncated_model(ws)], "--data-dir"),
+    ("evaluate-truncated-model", lambda ws: ["evaluate", _truncated_model(ws), "--data-dir", ws.folder(IMAGES)],
+     "truncated or corrupt"),
+    ("evaluate-lambda-model-safe-mode", lambda ws: ["evaluate", _lambda_model(ws), "--data-dir", ws.folder(IMAGES)],
+     "--unsafe"),
+    ("train-unwritable-output", lambda ws: ["train", ws.config(), "--output-dir", "/proc/cnnlab-runs"],
+     "cannot create the run folder"),
+    ("finetune-freeze-negative-in-file", config({"finetune": {"freeze": -1}}), "finetune.freeze"),
+]
+
+
 CORPUS = [(f"{group}/{name}", build, expected)
           for group, cases in (("yaml", YAML_SYNTAX), ("top", NOT_A_MAPPING), ("unknown", UNKNOWN_KEYS),
                                ("type", WRONG_TYPES), ("name", BAD_NAMES), ("number", NUMBERS),
                                ("contain", CONTAINMENT), ("set", BAD_SET), ("path", PATHS), ("npz", NPZ),
-                               ("folder", FOLDERS))
+                               ("folder", FOLDERS), ("target", TARGETS))
           for name, build, expected in cases]
 
 
