@@ -42,7 +42,7 @@ def export_copy(model):
             new.set_weights(old.get_weights())
         if len(copy.outputs) > 1:  # auxiliary classifiers: the main one comes first
             notes.append(f"main output only ({len(copy.outputs) - 1} auxiliary outputs left out)")
-            copy = keras.Model(copy.inputs, copy.outputs[0], name=copy.name)
+            copy = keras.Model(copy.input, copy.outputs[0], name=copy.name)
         copy(np.zeros((1, *model.input_shape[1:]), np.float32))  # ONNX export needs a called model
     return copy, notes
 
