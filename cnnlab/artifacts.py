@@ -15,6 +15,7 @@ import os
 import platform
 import re
 import subprocess
+import time
 from pathlib import Path
 
 from cnnlab import __version__
@@ -168,27 +169,35 @@ UNFINISHED = ("running", "interrupted")
 def running(run, **info):
     """Lock `run` and mark it running; when the block ends mark it completed, interrupted or failed.
 
-    A failure keeps what the run had (its best model, its resume state); only a
+    run.json also records the training's wall time (``seconds``, summed over resumed
+    sessions). A failure keeps what the run had (its best model, its resume state); only a
     NaN loss (`TrainingError`) drops the resume state, as there is nothing to go on from.
     """
     lock(run)
+    started = time.monotonic()
+    seconds = run_info(run).get("seconds", 0.0)  # a resumed run adds its time to the earlier sessions'
+
+    def mark(status, **fields):
+        update_run_info(run, status=status, pid=None, seconds=round(seconds + time.monotonic() - started, 1),
+                        **fields)
+
     try:
         remove_partials(run)
         remove_partials(Path(run) / BACKUP_DIR)
         update_run_info(run, status="running", pid=os.getpid(), error=None, **info)
         yield run
     except KeyboardInterrupt:
-        update_run_info(run, status="interrupted", pid=None)
+        mark("interrupted")
         raise
     except BaseException as exc:
-        update_run_info(run, status="failed", pid=None, error=str(exc).splitlines()[0] if str(exc) else repr(exc))
+        mark("failed", error=str(exc).splitlines()[0] if str(exc) else repr(exc))
         if isinstance(exc, TrainingError):
             from cnnlab.training.resume import discard
 
             discard(run)
         raise
     else:
-        update_run_info(run, status="completed", pid=None)
+        mark("completed")
     finally:
         unlock(run)
 

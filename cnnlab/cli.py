@@ -152,7 +152,7 @@ def train_command(experiment, overrides, epochs, output_dir, dry_run, fresh):
     from cnnlab.config import load_config
 
     console = current_console()
-    cfg = load_config(experiment, overrides, **{"training.epochs": epochs})
+    cfg = load_config(experiment, overrides, check_paths=True, **{"training.epochs": epochs})
     if dry_run:
         from cnnlab.experiment import check
 
@@ -295,10 +295,11 @@ def check_command(experiment, overrides, layers):
     import yaml
 
     from cnnlab.config import load_config
-    from cnnlab.experiment import check
 
     console = current_console()
-    cfg = load_config(experiment, overrides)
+    cfg = load_config(experiment, overrides, check_paths=True)  # before TensorFlow: a typo answers at once
+    from cnnlab.experiment import check
+
     summary = []  # held back until the model is built: nothing is printed for an invalid file
     check(cfg, echo=summary.append, layers=layers)
     console.info(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
@@ -319,7 +320,7 @@ def augment_preview_command(experiment, count, output, overrides):
     from cnnlab.experiment import augment_preview
 
     console = current_console()
-    path = augment_preview(load_config(experiment, overrides), count, output, echo=console.info)
+    path = augment_preview(load_config(experiment, overrides, check_paths=True), count, output, echo=console.info)
     if console.quiet:
         click.echo(f"Wrote {path}")
 

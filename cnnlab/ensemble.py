@@ -55,7 +55,7 @@ def ensemble(runs, *, weights=None, split="test", save=None, root="runs", unsafe
         The ensemble's `scores` dict, with ``split``, ``weights`` and ``members`` (each
         member's run, weight, accuracy and loss).
     """
-    from cnnlab.evaluate import _check_model_fits, predict_split, scores
+    from cnnlab.evaluate import check_model_fits, predict_split, scores
 
     weights = normalized_weights(weights, len(runs))
     if save is not None:
@@ -65,7 +65,7 @@ def ensemble(runs, *, weights=None, split="test", save=None, root="runs", unsafe
     bundle = common_split(members, split)
     probabilities = []
     for member in members:
-        _check_model_fits(member.model, bundle, member.where)
+        check_model_fits(member.model, bundle, member.where)
         probs, labels, _ = predict_split(member.model, bundle, split)
         probabilities.append(probs)
     top_k = members[0].cfg.evaluate.top_k

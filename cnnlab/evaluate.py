@@ -55,7 +55,7 @@ def evaluate(target=None, *, split=None, data_dir=None, root="runs", unsafe=Fals
 
         split = split or cfg.evaluate.split
         data = load_data(cfg)
-    _check_model_fits(model, data, opened.run or opened.model_path)
+    check_model_fits(model, data, opened.run or opened.model_path)
     plan = tta_plan(cfg, model) if tta else None
     probs, labels, mistakes = predict_split(model, data, split, tta=plan)
     result = scores(probs, labels, data.class_names, cfg.evaluate.top_k if cfg else [1, 5])
@@ -97,7 +97,7 @@ def check_input_shape(model, data, where):
                         f"data.color_mode to {'grayscale' if shape[-1] == 1 else 'rgb'}.")
 
 
-def _check_model_fits(model, data, where):
+def check_model_fits(model, data, where):
     check_input_shape(model, data, where)
     out = main_output_shape(model)[-1]
     if out != data.classes:

@@ -22,6 +22,13 @@ def setup(cfg):
     keras.config.set_dtype_policy(cfg.training.precision)
 
 
+def device():
+    """The devices Keras computes on, e.g. ``cpu:0`` (recorded in run.json)."""
+    import keras
+
+    return ", ".join(keras.distribution.list_devices())
+
+
 def build(cfg, data):
     """The experiment's model for `data`, scaling included."""
     from cnnlab.data.scaling import needs_stats
@@ -130,7 +137,7 @@ def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto"):
     preflight(cfg, data)
     compile_model(model, cfg, data.classes, data.steps_per_epoch(cfg.training.steps_per_epoch))
     run = start_run(cfg, Path(output_dir or cfg.output_dir), fresh, echo)
-    with artifacts.running(run, kind="train"):
+    with artifacts.running(run, kind="train", device=device()):
         files.write_json(run / artifacts.CLASSES_FILE, data.class_names)
         state = resume.load(run)
         echo(f"Run: {run}" + (f" (going on after epoch {state['epoch']})" if state else ""))

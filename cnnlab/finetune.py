@@ -197,7 +197,7 @@ def finetune(target=None, *, overrides=(), freeze=None, epochs=None, head_epochs
     Re-running the same command after an interruption resumes the run, in the phase it was in.
     """
     from cnnlab.data.pipeline import load_data
-    from cnnlab.experiment import describe, finish, preflight, setup, start_run
+    from cnnlab.experiment import describe, device, finish, preflight, setup, start_run
 
     cfg = backbone_scaling(resolve_config(target, overrides, root, **{
         "finetune.freeze": freeze, "finetune.epochs": epochs, "finetune.head_epochs": head_epochs,
@@ -209,7 +209,7 @@ def finetune(target=None, *, overrides=(), freeze=None, epochs=None, head_epochs
     first = freeze_index(model, cfg.finetune.freeze, echo)  # a bad --freeze fails before any training
     preflight(cfg, data)
     run = start_run(cfg, Path(output_dir or cfg.output_dir), fresh, echo)
-    with artifacts.running(run, kind="finetune", base=origin):
+    with artifacts.running(run, kind="finetune", base=origin, device=device()):
         files.write_json(run / artifacts.CLASSES_FILE, data.class_names)
         echo(f"Run: {run}\nBase: {origin}")
         _phases(model, data, cfg, run, first, data.steps_per_epoch(cfg.training.steps_per_epoch), echo, verbose)

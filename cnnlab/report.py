@@ -89,7 +89,7 @@ def gather(opened, *, unsafe=False, echo=print):
     from cnnlab import plots
     from cnnlab.config import read_yaml
     from cnnlab.data.pipeline import load_data
-    from cnnlab.evaluate import _check_model_fits, predict_split  # the checks evaluate makes
+    from cnnlab.evaluate import check_model_fits, predict_split  # the checks evaluate makes
     from cnnlab.experiment import setup
 
     run = opened.run
@@ -97,7 +97,7 @@ def gather(opened, *, unsafe=False, echo=print):
     setup(cfg)
     model = opened.load_model(unsafe)
     data = load_data(cfg)
-    _check_model_fits(model, data, run)
+    check_model_fits(model, data, run)
     split = cfg.evaluate.split
     echo(f"{run}: predicting its {split} split ({len(data.split(split))} images)")
     probs, labels, _ = predict_split(model, data, split)
@@ -347,24 +347,19 @@ def config_html(config):
 
 def environment_html(r):
     """Versions and git commit (from provenance), device, status, epochs, parameters and wall time."""
+    from cnnlab.experiment import device
+
     provenance = r.config.get("provenance", {}) or {}
     rows = [("run", str(r.run)), ("status", artifacts.status(r.run)), ("kind", r.info.get("kind", "?"))]
     if r.info.get("base"):
         rows.append(("base", r.info["base"]))
     rows += [(f"{name} version", version) for name, version in (provenance.get("versions") or {}).items()]
     rows += [("git commit", provenance.get("git_commit") or "not recorded"),
-             ("device", r.info.get("device") or f"not recorded by the run; this report ran on {local_device()}"),
+             ("device", r.info.get("device") or f"not recorded by the run; this report ran on {device()}"),
              ("created", provenance.get("created", "?")), ("last update", r.info.get("updated", "?")),
              ("epochs", len(r.history)), ("parameters", f"{r.parameters:,}"),
              ("wall time", duration(r.wall_seconds))]
     return table(None, rows)
-
-
-def local_device():
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    return ", ".join(g.name for g in gpus) if gpus else "CPU (no GPU visible)"
 
 
 def duration(seconds):

@@ -117,7 +117,8 @@ class Checkpointer(keras.callbacks.Callback):
         weights = f"epoch-{epoch + 1:04d}.weights.h5"
         files.save_weights(self.model, self.folder / weights)
         self._save_best_weights(epoch)
-        self.rows.append({"epoch": epoch, **{k: _row_value(v) for k, v in logs.items()}})
+        rate = {"learning_rate": float(self.model.optimizer.learning_rate)}  # also when no callback logs it
+        self.rows.append({"epoch": epoch, **rate, **{k: _row_value(v) for k, v in logs.items()}})
         if self.write_history:
             write_history(self.history_path, self.rows)
         self.state = {"epoch": epoch + 1, "phase": self.phase, "weights": weights, "history": self.rows,
