@@ -87,6 +87,9 @@ def check_data(opened, model, data_dir):
         from cnnlab.data.pipeline import load_data
 
         bundle, what = load_data(cfg), "test images"
+        if bundle.test is None:
+            raise DataError(f"the run {opened.run} has no test split to check the export on: give --data-dir, "
+                            "a folder of class sub-folders.")
     where = opened.run or opened.model_path
     check_input_shape(model, bundle, where)
     if main_output_shape(model)[-1] != bundle.classes:
