@@ -77,7 +77,7 @@ def export(target=None, *, fmt, quantize="none", output=None, data_dir=None, roo
 
 def check_data(opened, model, data_dir):
     """The images the check runs on (``--data-dir`` or the run's data) and how to call them."""
-    from cnnlab.evaluate import check_input_shape, folder_data, main_output_shape
+    from cnnlab.evaluate import check_model_fits, folder_data
 
     cfg = opened.config()
     if data_dir:
@@ -90,11 +90,7 @@ def check_data(opened, model, data_dir):
         if bundle.test is None:
             raise DataError(f"the run {opened.run} has no test split to check the export on: give --data-dir, "
                             "a folder of class sub-folders.")
-    where = opened.run or opened.model_path
-    check_input_shape(model, bundle, where)
-    if main_output_shape(model)[-1] != bundle.classes:
-        raise DataError(f"the model in {where} predicts {main_output_shape(model)[-1]} classes but the data "
-                        f"has {bundle.classes}: check the export on data with the model's classes.")
+    check_model_fits(model, bundle, opened.run or opened.model_path)
     return bundle, what
 
 
