@@ -57,6 +57,8 @@ def ensemble(runs, *, weights=None, split="test", save=None, root="runs", unsafe
     """
     from cnnlab.evaluate import check_model_fits, predict_split, scores
 
+    if len(runs) < 2:
+        raise CnnlabError(f"an ensemble needs at least 2 runs. Received: {len(runs)}. Name two or more run folders.")
     weights = normalized_weights(weights, len(runs))
     if save is not None:
         check_new_folder(save)
@@ -81,9 +83,7 @@ def ensemble(runs, *, weights=None, split="test", save=None, root="runs", unsafe
 
 
 def normalized_weights(weights, count):
-    """`weights` (numbers, or text such as ``"2,1"``) as floats summing to 1; None: equal weights."""
-    if count < 2:
-        raise CnnlabError(f"an ensemble needs at least 2 runs. Received: {count}. Name two or more run folders.")
+    """`weights` (numbers, or text such as ``"2,1"``) as `count` floats summing to 1; None: equal weights."""
     if weights is None:
         return [1.0 / count] * count
     if isinstance(weights, str):
