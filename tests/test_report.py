@@ -95,7 +95,7 @@ def test_one_run_has_every_section_and_nothing_external(one_report):
     assert sections(page) == list(SECTIONS)
     assert_self_contained(page)
     assert page.count('src="data:image/png;base64,') == 4  # curves, confusion, mistakes, Grad-CAM
-    assert "Heat-maps over the most confident mistakes" in page and "block1_conv1_relu" in page
+    assert "Heat-maps over the most confident mistakes" in page and "block1_conv1" in page
     assert "computed for this report" in page  # no metrics.json: scores computed, not read
     assert "tensorflow version" in page and "keras version" in page and "wall time" in page
     assert "<details>" in page  # the config folds away

@@ -20,15 +20,17 @@ def conv_bn_act(x, filters, kernel_size, cfg, name, *, strides=1, padding="same"
     Layers are named ``{name}{conv_suffix}``, ``{name}_bn`` and ``{name}_{activation}``
     (Keras's ResNet names: ``conv2_block1_1_conv``; VGG's pass ``conv_suffix=""``:
     ``block1_conv1``). The convolution has a bias unless BatchNormalization follows,
-    or as `use_bias` says.
+    or as `use_bias` says. Without BatchNormalization the activation is the
+    convolution's own (one fused op, the same result: a leaner, faster graph).
     """
     batch_norm = cfg.batch_norm if batch_norm is None else batch_norm
-    x = layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
+    fused = cfg.activation if activation and not batch_norm else None
+    x = layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, activation=fused,
                       use_bias=not batch_norm if use_bias is None else use_bias,
                       name=f"{name}{conv_suffix}", **conv_kwargs(cfg))(x)
     if batch_norm:
         x = layers.BatchNormalization(epsilon=1.001e-5, name=f"{name}_bn")(x)
-    if activation:
+    if activation and not fused:
         x = layers.Activation(cfg.activation, name=f"{name}_{cfg.activation}")(x)
     return x
 

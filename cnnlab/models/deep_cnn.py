@@ -31,8 +31,9 @@ def deep_cnn(x, classes, cfg):
     for b, convs in enumerate(DEEP_CNN_SPEC, start=1):
         for c, (filters, pad) in enumerate(convs, start=1):
             name = f"block{b}_conv{c}"
-            x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
-            x = conv_bn_act(x, filters, 3, cfg, name, padding="valid", conv_suffix="")
+            if pad != 1:  # padding 1 around a 3x3 kernel is the convolution's own "same" (one op, not two)
+                x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
+            x = conv_bn_act(x, filters, 3, cfg, name, padding="same" if pad == 1 else "valid", conv_suffix="")
         x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)  # 28 -> 14 -> 8 -> 4
     x = pool_features(x, cfg.head)
     x = dense_act(x, 50, cfg, "fc1", dropout=cfg.dropout)
