@@ -32,6 +32,8 @@ def resolve_config(target, overrides=(), root="runs", **updates):
     if target is not None and Path(target).is_file() and str(target).endswith((".yaml", ".yml")):
         return load_config(target, overrides, check_paths=True, **updates)
     run = open_target(target, root).run
+    if run is not None and artifacts.run_info(run).get("kind") == "ensemble":
+        raise ConfigError(f"{run} is an ensemble (cnnlab ensemble --save): fine-tune one of its members instead.")
     if run is None:
         raise ConfigError(f"`cnnlab finetune` takes an experiment file or a run folder; to start from the "
                           f".keras file {target!r}, set finetune.base to it in an experiment file.")

@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 
 from cnnlab import artifacts, files
-from cnnlab.data.folders import DECODABLE, IMAGE_EXTENSIONS, _files, check_image
+from cnnlab.data.folders import DECODABLE, IMAGE_EXTENSIONS, check_image, visible_files
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.target import open_target
 
@@ -93,7 +93,7 @@ def image_files(paths):
     found = []
     for path in paths:
         if os.path.isdir(path):
-            found.extend(_files(path))
+            found.extend(visible_files(path))
         elif os.path.exists(path):
             found.append(str(path))
         else:

@@ -41,7 +41,8 @@ def class_folders(root, key):
     return folders
 
 
-def _files(folder):
+def visible_files(folder):
+    """Every file under `folder`, recursively and sorted, hidden files and folders (``.name``) left out."""
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
@@ -84,7 +85,7 @@ def scan_folder(root, *, on_bad_image="error", key="data.path", class_names=None
     for label, name in enumerate(names):
         folder = Path(root) / name
         count = 0
-        for path in _files(folder) if folder.is_dir() else ():
+        for path in visible_files(folder) if folder.is_dir() else ():
             try:
                 h, w, is_gray = check_image(path)
             except ValueError as exc:
