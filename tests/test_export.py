@@ -250,7 +250,7 @@ def test_normalization_as_rescaling_is_the_same_function():
 
     from cnnlab.export.prepare import normalization_as_rescaling
 
-    normalization = keras.layers.Normalization(mean=[10.0, 200.0], variance=[4.0, 900.0])
+    normalization = keras.layers.Normalization(mean=[10.0, 200.0], variance=[4.0, 900.0], dtype="float32")
     normalization.build((None, 3, 3, 2))
     x = np.random.default_rng(0).uniform(0, 255, (4, 3, 3, 2)).astype(np.float32)
     rescaling = normalization_as_rescaling(normalization)
