@@ -98,11 +98,12 @@ def check_input_shape(model, data, where):
 
 
 def check_model_fits(model, data, where):
+    """A model must take the data's images and predict its classes (evaluate, export, ensemble, report)."""
     check_input_shape(model, data, where)
     out = main_output_shape(model)[-1]
     if out != data.classes:
         raise DataError(f"the model in {where} predicts {out} classes but the data has {data.classes} "
-                        f"({', '.join(data.class_names[:10])}): evaluate it on data with the same classes.")
+                        f"({', '.join(data.class_names[:10])}): use data with the same classes.")
 
 
 def main_output_shape(model):

@@ -14,6 +14,16 @@ from click.testing import CliRunner
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist.npz"
 
 
+@pytest.fixture(autouse=True)
+def float32_policy_after_each_test():
+    """A run sets Keras's global dtype policy to its precision; no test inherits another's."""
+    yield
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].config.set_dtype_policy("float32")
+
+
 @pytest.fixture
 def runner():
     return CliRunner()
