@@ -116,7 +116,10 @@ _held = {}  # run folder -> the open lock file this process holds
 
 
 def lock(run):
-    """Take the run's exclusive lock for this process, or raise naming the process that has it."""
+    """Take the run's exclusive lock for this process (held already: nothing to do), or raise naming
+    the process that has it."""
+    if str(run) in _held:
+        return
     path = Path(run) / LOCK_FILE
     handle = open(path, "a+")
     try:
@@ -157,8 +160,12 @@ def is_locked(run):
 
 
 def status(run):
-    """The run's status; ``running`` only while a process holds its lock, else ``interrupted``."""
-    state = run_info(run).get("status", "?")
+    """The run's status; ``running`` only while a process holds its lock, else ``interrupted``.
+
+    A run folder without run.json was made by a process that died before training
+    started: ``interrupted`` too, so the same command takes it up.
+    """
+    state = run_info(run).get("status", "running")
     return "interrupted" if state == "running" and not is_locked(run) else state
 
 

@@ -107,12 +107,14 @@ def augment_preview(cfg, n=16, output="preview.png", echo=print):
 
 
 def start_run(cfg, output_dir, fresh, echo):
-    """Resume the newest interrupted run of this exact config, or make a new run folder."""
+    """Resume the newest interrupted run of this exact config, or make a new run folder; either locked."""
     run = None if fresh else artifacts.find_resumable(output_dir, cfg.name, cfg.to_dict())
     if run is not None:
+        artifacts.lock(run)
         echo(f"Resuming the interrupted run {run} (pass --fresh to start a new one)")
         return run
     run = artifacts.new_run_dir(output_dir, cfg.name)
+    artifacts.lock(run)  # before config.yaml makes it a run that another process could take up
     full = cfg.model_copy(update={"provenance": artifacts.provenance()})
     files.write_text(run / artifacts.CONFIG_FILE, yaml.safe_dump(full.to_dict(), sort_keys=False))
     return run

@@ -185,6 +185,22 @@ def test_a_run_held_by_another_process_is_refused_naming_it(tmp_path):
     assert artifacts.status(run) == "interrupted"  # died without marking itself
 
 
+def test_a_run_that_died_before_training_started_is_taken_up(tmp_path):
+    from cnnlab.config import build_config
+    from cnnlab.experiment import start_run
+
+    cfg = build_config({"name": "x", "data": {"dataset": "digits"}})
+    run = start_run(cfg, tmp_path, fresh=False, echo=print)  # locked, config written, no run.json yet
+    assert artifacts.is_locked(run) and artifacts.status(run) == "running"
+    artifacts.unlock(run)  # as if the process died here
+    assert artifacts.status(run) == "interrupted"
+    notes = []
+    assert start_run(cfg, tmp_path, fresh=False, echo=notes.append) == run and "Resuming" in notes[0]
+    assert start_run(cfg, tmp_path, fresh=False, echo=print) != run  # held by "another" run now: a new folder
+    for held in artifacts.list_runs(tmp_path):
+        artifacts.unlock(held)
+
+
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
     first, second = artifacts.new_run_dir(tmp_path, "x"), artifacts.new_run_dir(tmp_path, "x")
     assert first != second and first.parent == second.parent
