@@ -9,6 +9,7 @@ Both read the same `AugmentationConfig`; augmentation touches training data only
 import math
 from contextlib import contextmanager
 
+from cnnlab.precision import float32_policy
 from cnnlab.registry import Registry
 
 ENGINES = Registry("augmentation.engine")
@@ -41,25 +42,6 @@ def _shift_fraction(value, size):
 def _zoom_bounds(zoom):
     low, high = (1 - zoom, 1 + zoom) if isinstance(zoom, (int, float)) else zoom
     return low, high
-
-
-@contextmanager
-def float32_policy():
-    """Build layers under the float32 dtype policy, whatever ``training.precision`` set globally.
-
-    Augmentation runs on the input pipeline, in float32 pixels 0..255; the model's
-    first layer casts to its own compute dtype. Keras's preprocessing layers (and
-    the inner layers RandAugment and RandomColorJitter make) otherwise take the
-    global policy and mix bfloat16 or float16 with float32 (MixUp, CutMix, contrast).
-    """
-    import keras
-
-    before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(before)
 
 
 def _batch_seeds_class():

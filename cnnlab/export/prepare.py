@@ -12,9 +12,9 @@ Verified on TF 2.21 / Keras 3.15, each of these would otherwise break an export:
 The trained model itself is left untouched.
 """
 
-import contextlib
-
 import numpy as np
+
+from cnnlab.precision import float32_policy
 
 
 def export_copy(model):
@@ -68,14 +68,3 @@ def normalization_as_rescaling(layer):
                                   name=layer.name, dtype="float32")
 
 
-@contextlib.contextmanager
-def float32_policy():
-    """Keras's global dtype policy float32 for the block (a mixed-precision training may have set it)."""
-    import keras
-
-    before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(before)
