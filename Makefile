@@ -43,6 +43,7 @@ lint: install
 
 bench: install  ## timing and accuracy figures (see BENCHMARKS.md); needs ../shared/datasets/mnist.npz
 	$(BIN)/python benchmarks/augmentation_throughput.py
+	$(BIN)/python benchmarks/throughput.py --memory
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
