@@ -195,14 +195,10 @@ def check_counts(name):
         f"{name}'s stored counts are stale: regenerate with `python -m cnnlab.models.summary`")
 
 
-@pytest.mark.parametrize("name", ["mlp", "deep_cnn", "resnet18", "resnet20", "googlenet", "mobilenet_v3_small"])
+# Every zoo builder once, and a keras.applications backbone: the table is built by the same code
+# for all 55, so a stale table shows here. A full check rebuilds all 55 (minutes):
+# `python -m cnnlab.models.summary` regenerates the table and its diff shows what changed.
+@pytest.mark.parametrize("name", ["slp", "mlp", "simple_cnn", "deep_cnn", "alexnet", "vgg11", "googlenet",
+                                  "resnet18", "resnet20", "mobilenet_v3_small"])
 def test_stored_counts_match_a_real_build(name):
-    check_counts(name)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in catalog.ARCHITECTURES
-                                  if n not in ("mlp", "deep_cnn", "resnet18", "resnet20", "googlenet",
-                                               "mobilenet_v3_small")])
-def test_every_stored_count_matches_a_real_build(name):
     check_counts(name)
