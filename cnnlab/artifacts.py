@@ -391,8 +391,9 @@ def runs_table(root="runs", sort=None, reverse=False):
     """Lines of a table of the runs under `root` (see `run_records`), seed groups after them."""
     records = run_records(root, sort, reverse)
     rows = [RUN_COLUMNS] + [_cells(r) for r in records]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(RUN_COLUMNS))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    from cnnlab.console import aligned
+
+    lines = aligned(rows)
     runs = sum(1 for r in records if r["type"] == "run")
     if runs < len(records):
         lines.insert(runs + 1, f"seed groups ({SPREAD}):")

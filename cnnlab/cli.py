@@ -317,10 +317,12 @@ def check_command(experiment, overrides, layers):
 def augment_preview_command(experiment, count, output, overrides):
     """Write a PNG grid of training images next to their augmented versions."""
     from cnnlab.config import load_config
-    from cnnlab.experiment import augment_preview
 
     console = current_console()
-    path = augment_preview(load_config(experiment, overrides, check_paths=True), count, output, echo=console.info)
+    cfg = load_config(experiment, overrides, check_paths=True)  # before TensorFlow: a typo answers at once
+    from cnnlab.experiment import augment_preview
+
+    path = augment_preview(cfg, count, output, echo=console.info)
     if console.quiet:
         click.echo(f"Wrote {path}")
 

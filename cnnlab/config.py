@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from cnnlab import catalog
 from cnnlab.errors import ConfigError, did_you_mean
+from cnnlab.files import write_text
 
 NonNegFloat = Annotated[float, Field(ge=0.0)]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -579,8 +580,8 @@ def _yaml_scalar(value):
 
 
 def save_config(cfg, path):
-    """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+    """Write the resolved config as YAML, atomically."""
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 # --------------------------------------------------------------------------- error messages

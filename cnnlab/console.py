@@ -169,3 +169,15 @@ def _loggers_at(level):
     finally:
         for logger, old in zip(loggers, before):
             logger.setLevel(old)
+
+
+def aligned(rows, right=()):
+    """Lines of a plain-text table: each column as wide as its widest cell, two spaces apart.
+
+    Args:
+        rows: lists of cell strings, the header first.
+        right: indices of the columns aligned right (numbers).
+    """
+    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(max(map(len, rows)))]
+    return ["  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+            .rstrip() for row in rows]

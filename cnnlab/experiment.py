@@ -3,9 +3,8 @@
 import os
 from pathlib import Path
 
-import yaml
-
 from cnnlab import artifacts, files
+from cnnlab.config import save_config
 from cnnlab.training import resume
 
 
@@ -76,12 +75,11 @@ def check(cfg, echo=print, layers=False):
 
 def layer_table(model):
     """Lines of a table of every layer: index, name, type and parameters (what ``--freeze`` counts)."""
+    from cnnlab.console import aligned
+
     rows = [(str(i), layer.name, type(layer).__name__, f"{layer.count_params():,}")
             for i, layer in enumerate(model.layers)]
-    widths = [max(len(r[c]) for r in [("index", "name", "type", "parameters"), *rows]) for c in range(4)]
-    header = ("index", "name", "type", "parameters")
-    return ["  ".join(cell.rjust(w) if c in (0, 3) else cell.ljust(w) for c, (cell, w) in enumerate(zip(r, widths)))
-            .rstrip() for r in [header, *rows]]
+    return aligned([("index", "name", "type", "parameters"), *rows], right=(0, 3))
 
 
 def augment_preview(cfg, n=16, output="preview.png", echo=print):
@@ -115,8 +113,7 @@ def start_run(cfg, output_dir, fresh, echo):
         return run
     run = artifacts.new_run_dir(output_dir, cfg.name)
     artifacts.lock(run)  # before config.yaml makes it a run that another process could take up
-    full = cfg.model_copy(update={"provenance": artifacts.provenance()})
-    files.write_text(run / artifacts.CONFIG_FILE, yaml.safe_dump(full.to_dict(), sort_keys=False))
+    save_config(cfg.model_copy(update={"provenance": artifacts.provenance()}), run / artifacts.CONFIG_FILE)
     return run
 
 

@@ -24,6 +24,7 @@ from typing import Optional
 import numpy as np
 
 from cnnlab import artifacts, files
+from cnnlab.console import aligned
 from cnnlab.data.folders import DECODABLE, IMAGE_EXTENSIONS, check_image, visible_files
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.target import open_target
@@ -350,9 +351,7 @@ def table_lines(result):
         every = ([f"{p:.3f}" for p in row.probabilities] if row.probabilities else
                  [""] * len(result.class_names)) if result.all_probs else []
         cells.append([row.path, *top, *every] + ([row.error or ""] if has_errors else []))
-    widths = [max(len(line[i]) for line in cells) for i in range(len(heads))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(line, widths + [0])).rstrip()
-            for line in cells]
+    return aligned(cells)
 
 
 def write(result, output):
