@@ -1,6 +1,7 @@
 """Augmentation engines behind ImageDataGenerator's keyword names.
 
-``layers``: Keras preprocessing layers mapped over training batches in tf.data.
+``layers``: Keras preprocessing layers mapped over training batches in tf.data,
+with rotation, shifts, shear and zoom composed into one affine transform.
 ``generator``: the real ``ImageDataGenerator`` (``.flow`` over arrays and
 ``.flow_from_dataframe`` over an image folder's files), fed straight to ``fit``.
 Both read the same `AugmentationConfig`; augmentation touches training data only.
@@ -91,6 +92,7 @@ class LayersAugmenter:
     def __init__(self, cfg, shape, classes, seed):
         self.cfg, self.shape, self.seed = cfg, shape, seed
         self.seeds = _batch_seeds_class()(seed)
+        self.shifts = 1 if cfg.crop_padding else 0  # geometric[:shifts] come before the affine transform
         with float32_policy():
             self.geometric = self._geometric()
             self.photometric = self._photometric()
@@ -107,7 +109,6 @@ class LayersAugmenter:
         from keras import layers
 
         cfg, (h, w, _), seed = self.cfg, self.shape, self.seed
-        fill = {"fill_mode": cfg.fill_mode, "fill_value": cfg.cval, "seed": seed}
         out = []
         if cfg.crop_padding:
             # Zero-padding by p and a random crop back is a shift by a whole number of pixels in
@@ -115,18 +116,6 @@ class LayersAugmenter:
             p = cfg.crop_padding
             out.append(layers.RandomTranslation(p / h, p / w, fill_mode="constant", fill_value=0.0,
                                                 interpolation="nearest", seed=seed))
-        if cfg.rotation_range:
-            out.append(layers.RandomRotation(cfg.rotation_range / 360.0, **fill))
-        if cfg.width_shift_range or cfg.height_shift_range:
-            out.append(layers.RandomTranslation(_shift_fraction(cfg.height_shift_range, h),
-                                                _shift_fraction(cfg.width_shift_range, w), **fill))
-        if cfg.shear_range:
-            # ImageDataGenerator shears by an angle in degrees; RandomShear by tan(angle).
-            out.append(layers.RandomShear(x_factor=math.tan(math.radians(cfg.shear_range)), **fill))
-        if cfg.zoom_range:
-            low, high = _zoom_bounds(cfg.zoom_range)
-            # RandomZoom's factor f scales the view by 1 + f, as ImageDataGenerator's zoom does.
-            out.append(layers.RandomZoom((low - 1, high - 1), (low - 1, high - 1), **fill))
         flips = {(True, False): "horizontal", (False, True): "vertical", (True, True): "horizontal_and_vertical"}
         mode = flips.get((cfg.horizontal_flip, cfg.vertical_flip))
         if mode:
@@ -167,7 +156,10 @@ class LayersAugmenter:
         """Augment one batch; its randomness is a function of `key` (int64, shape [2]) alone."""
         with self.seeds.keyed(key):
             x = images
-            for layer in self.geometric:
+            for layer in self.geometric[:self.shifts]:
+                x = layer(x, training=True)
+            x = self._affine(x)
+            for layer in self.geometric[self.shifts:]:
                 x = layer(x, training=True)
             x = self._scale_and_shift(x)
             for layer in self.photometric:
@@ -177,6 +169,51 @@ class LayersAugmenter:
                 out = layer({"images": x, "labels": labels}, training=True)
                 x, labels = out["images"], out["labels"]
         return x, labels
+
+    def _affine(self, x):
+        """Rotation, shifts, shear and zoom composed as ImageDataGenerator composes them, then one resampling.
+
+        Keras has one layer per transform, and each resamples the whole batch: on a CPU
+        the resampling is most of augmentation's cost (three layers cost three times one;
+        BENCHMARKS.md). So the batch's matrices are composed here, about the image's
+        centre and in ImageDataGenerator's order (rotation, shift, shear, zoom, with its
+        ranges), and `keras.ops.image.affine_transform` resamples each image once.
+        """
+        import tensorflow as tf
+        from keras import ops
+
+        cfg, (h, w, _) = self.cfg, self.shape
+        n = tf.shape(x)[:1]
+        zero, one = tf.zeros(n), tf.ones(n)
+
+        def uniform(low, high):
+            return tf.random.stateless_uniform(n, self.seeds.next(), low, high)
+
+        def matrices(a, b, c, d, e, f):  # per image [[a, b, c], [d, e, f], [0, 0, 1]]
+            return tf.reshape(tf.stack([a, b, c, d, e, f, zero, zero, one], axis=-1), (-1, 3, 3))
+
+        steps = []
+        if cfg.rotation_range:
+            theta = uniform(-cfg.rotation_range, cfg.rotation_range) * (math.pi / 180)
+            steps.append(matrices(tf.cos(theta), -tf.sin(theta), zero, tf.sin(theta), tf.cos(theta), zero))
+        if cfg.width_shift_range or cfg.height_shift_range:
+            dx, dy = _shift_fraction(cfg.width_shift_range, w) * w, _shift_fraction(cfg.height_shift_range, h) * h
+            steps.append(matrices(one, zero, uniform(-dx, dx), zero, one, uniform(-dy, dy)))
+        if cfg.shear_range:
+            shear = uniform(-cfg.shear_range, cfg.shear_range) * (math.pi / 180)
+            steps.append(matrices(one, -tf.sin(shear), zero, zero, tf.cos(shear), zero))
+        if cfg.zoom_range:
+            low, high = _zoom_bounds(cfg.zoom_range)
+            steps.append(matrices(uniform(low, high), zero, zero, zero, uniform(low, high), zero))
+        if not steps:
+            return x
+        cx, cy = (w - 1) / 2, (h - 1) / 2
+        transform = matrices(one, zero, cx * one, zero, one, cy * one)  # output pixel -> input pixel, centred
+        for step in steps:
+            transform = transform @ step
+        transform = transform @ matrices(one, zero, -cx * one, zero, one, -cy * one)
+        return ops.image.affine_transform(x, tf.reshape(transform, (-1, 9))[:, :8], interpolation="bilinear",
+                                          fill_mode=cfg.fill_mode, fill_value=cfg.cval)
 
     def _scale_and_shift(self, x):
         """ImageDataGenerator's brightness (a multiplier) and channel shift (one intensity added to every channel)."""
