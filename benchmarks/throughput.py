@@ -88,13 +88,27 @@ CASES = {
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Seconds of the last epoch: from its start to the end of training (every callback's epoch end included)."""
+    """The last epoch, from its start to the end of training (every callback's epoch end included).
+
+    ``seconds``: its wall time; ``share``: the CPU seconds this process got per wall second
+    (about 1.9 when both cores train; near 1.0 in the repetitions the host slows down).
+    """
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
+        self.start, self.cpu = time.perf_counter(), time.process_time()
 
     def on_train_end(self, logs=None):
         self.seconds = time.perf_counter() - self.start
+        self.share = (time.process_time() - self.cpu) / self.seconds
+
+    def measure(self, images):
+        return Measure(images / self.seconds, self.share)
+
+
+@dataclass(frozen=True)
+class Measure:
+    rate: float  # images per second of the timed epoch
+    share: float  # CPU seconds per wall second of this process in that epoch
 
 
 # --------------------------------------------------------------------------- data
@@ -169,7 +183,7 @@ def run_cnnlab(cfg, epochs, workdir):
             fit_module.fit(model, bundle, cfg, run, epochs=epochs, verbose=2)  # 2: a run's progress off a terminal
     finally:
         shutil.rmtree(run, ignore_errors=True)
-    return len(bundle.train) / timer.seconds
+    return timer.measure(len(bundle.train))
 
 
 def run_cnnlab_bare(cfg, epochs):
@@ -178,7 +192,7 @@ def run_cnnlab_bare(cfg, epochs):
     timer = EpochTimer()
     model.fit(bundle.train_dataset(epochs=epochs), steps_per_epoch=bundle.steps_per_epoch(), epochs=epochs,
               callbacks=[timer], verbose=0, shuffle=False)
-    return len(bundle.train) / timer.seconds
+    return timer.measure(len(bundle.train))
 
 
 # --------------------------------------------------------------------------- the hand-written script
@@ -281,7 +295,7 @@ def run_keras(case, x, y, aug, precision, epochs, seed):
         model.fit(keras_augmented(x, y, case, seed), epochs=epochs, callbacks=[timer], verbose=0, shuffle=False)
     else:
         model.fit(x, y, batch_size=case.batch, epochs=epochs, callbacks=[timer], verbose=0)
-    return len(x) / timer.seconds
+    return timer.measure(len(x))
 
 
 # --------------------------------------------------------------------------- one run, the same network
@@ -314,7 +328,7 @@ def check_same_network(name, case, npz, seed, workdir):
 
 
 def run_one(contender, case, npz, aug, precision, args, workdir):
-    """Images/s of one contender's run, from a clean session; the float32 policy is restored after."""
+    """The `Measure` of one contender's run, from a clean session; the float32 policy is restored after."""
     keras.backend.clear_session()
     try:
         if contender == "keras":
@@ -339,14 +353,15 @@ def schedule(args, rep):
 
 
 def time_case(name, npz, args, workdir):
-    """``{(aug, precision, contender): [images/s per repetition]}`` of one case."""
-    case, rates = CASES[name], {}
+    """``{(aug, precision, contender): [images/s per repetition]}`` and the same of CPU shares, of one case."""
+    case, rates, shares = CASES[name], {}, {}
     for rep in range(args.reps):
         for aug, precision, contender in schedule(args, rep):
-            rate = run_one(contender, case, npz, aug, precision, args, workdir)
-            rates.setdefault((aug, precision, contender), []).append(rate)
+            measure = run_one(contender, case, npz, aug, precision, args, workdir)
+            rates.setdefault((aug, precision, contender), []).append(measure.rate)
+            shares.setdefault((aug, precision, contender), []).append(measure.share)
         print(f"  {name}: repetition {rep + 1}/{args.reps} done", flush=True)
-    return rates
+    return rates, shares
 
 
 def stats(rates):
@@ -371,16 +386,17 @@ def aug_name(aug):
     return "aug" if aug else "none"
 
 
-def print_case(name, rates, args):
-    """Per (aug, precision, contender): median, best, min-max, median/best, half-speed repetitions."""
+def print_case(name, rates, shares, args):
+    """Per (aug, precision, contender): median, best, min-max, median/best, CPU shares, half-speed repetitions."""
     print(f"\n{name}: images/s of the last of {args.epochs} epochs, {args.reps} repetitions")
     print(f"{'aug':<5}{'precision':<16}{'contender':<13}{'median':>9}{'best':>9}{'min-max':>17}"
-          f"{'med/best':>10}  half speed (<{HALF_SPEED}x best)")
+          f"{'med/best':>10}  {'CPU share per rep':<30}half speed (<{HALF_SPEED}x best)")
     for (aug, precision, contender), values in rates.items():
         s = stats(values)
         spread = f"{s['min']:.0f}-{s['max']:.0f}"
+        cpu = " ".join(f"{v:.2f}" for v in shares[(aug, precision, contender)])
         print(f"{aug_name(aug):<5}{precision:<16}{contender:<13}{s['median']:>9.0f}{s['best']:>9.0f}{spread:>17}"
-              f"{s['median'] / s['best']:>10.2f}  {', '.join(f'rep {i}' for i in s['half']) or '-'}")
+              f"{s['median'] / s['best']:>10.2f}  {cpu:<30}{', '.join(f'rep {i}' for i in s['half']) or '-'}")
     for line in ratio_lines(rates, args):
         print(line)
 
@@ -438,7 +454,7 @@ def child(args):
     case = CASES[args.cases[0]]
     with tempfile.TemporaryDirectory() as workdir:
         rate = run_one(args.only, case, Path(args.child_data), args.aug[0] == "aug", args.precisions[0], args,
-                       workdir)
+                       workdir).rate
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(json.dumps({"rate": rate, "peak_mib": peak}))
 
@@ -518,8 +534,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as folder:
         npzs = prepare(args, folder)
         for name, npz in npzs.items() if args.reps else ():
-            results[name] = time_case(name, npz, args, folder)
-            print_case(name, results[name], args)
+            results[name], shares = time_case(name, npz, args, folder)
+            print_case(name, results[name], shares, args)
         memory = memory_table(npzs, args) if args.memory else []
     print(f"\n{started}  {command}")
     for line in (summary_table(results) if results else []) + ([""] if results and memory else []) + memory:
