@@ -42,8 +42,11 @@ lint: install
 	$(BIN)/ruff check cnnlab tests benchmarks
 
 bench: install  ## timing and accuracy figures (see BENCHMARKS.md); needs ../shared/datasets/mnist.npz
+	$(BIN)/python benchmarks/host_check.py --seconds 10
 	$(BIN)/python benchmarks/augmentation_throughput.py
 	$(BIN)/python benchmarks/throughput.py --memory
+	$(BIN)/python benchmarks/time_to_accuracy.py experiments/mnist_fast.yaml
+	$(BIN)/python benchmarks/time_to_accuracy.py experiments/mnist_fast.yaml --set training.precision=float32
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
