@@ -44,6 +44,8 @@ def main():
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--spinners", type=int, default=os.cpu_count())
     args = parser.parse_args()
+    if args.seconds < 1 or args.spinners < 1:
+        parser.error("--seconds and --spinners must be at least 1")
     queue = multiprocessing.Queue()
     before = cpu_times()
     workers = [multiprocessing.Process(target=spin, args=(args.seconds, queue)) for _ in range(args.spinners)]

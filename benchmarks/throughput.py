@@ -10,7 +10,9 @@ Three contenders train the same network on the same images, in one process:
   (the difference to ``cnnlab`` is what the callbacks cost);
 - ``keras``: the script a user writes by hand: ``keras.Input`` -> ``Rescaling`` ->
   the layers written directly, ``model.fit`` on numpy arrays (with augmentation:
-  a ``keras.Sequential`` of the same preprocessing layers mapped in tf.data).
+  a ``keras.Sequential`` of Keras's preprocessing layers for the same keys, mapped in
+  tf.data, as a user writes it: one layer, and one resampling, per transform, where
+  cnnlab's ``layers`` engine composes them and resamples once).
 
 Before timing, each case asserts that cnnlab's model and the hand-written one
 have the same parameter count and the same sequence of convolution output shapes.
@@ -264,7 +266,7 @@ def keras_model(case):
 
 
 def keras_augmentation(case, seed):
-    """The same preprocessing layers cnnlab's ``layers`` engine makes for these keys, kept in float32."""
+    """Keras's preprocessing layers for cnnlab's keys, kept in float32: what a user writes by hand."""
     a, fill = case.augmentation, {"fill_mode": "nearest", "seed": seed, "dtype": "float32"}
     out = [layers.RandomRotation(a["rotation_range"] / 360, **fill),
            layers.RandomTranslation(a["height_shift_range"], a["width_shift_range"], **fill)]

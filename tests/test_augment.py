@@ -58,6 +58,28 @@ def test_shifts_rotations_and_zooms_have_the_same_spread(keys, measure, expected
         assert generator_spread == pytest.approx(expected, rel=0.2)
 
 
+@pytest.mark.parametrize("params", [
+    {"theta": 25.0}, {"dx": 3.0, "dy": -5.0}, {"shear": 20.0}, {"zx": 0.8, "zy": 1.2},
+    {"theta": -15.0, "dx": 2.5, "dy": 1.0, "shear": 10.0, "zx": 1.1, "zy": 0.9},
+])
+def test_one_resampling_is_image_data_generators_transform(params):
+    """The layers engine's composed matrix resamples as ImageDataGenerator's apply_affine_transform."""
+    from keras import ops
+    from keras.src.legacy.preprocessing.image import apply_affine_transform
+
+    from cnnlab.data.augment import affine_transforms
+
+    rows, cols = np.mgrid[:SIZE, :SIZE]
+    image = (127 + 60 * np.sin(rows / 3.0) + 60 * np.cos(cols / 5.0)).astype("float32")[..., None]
+    ours = ops.image.affine_transform(image[None], affine_transforms(
+        SIZE, SIZE, **{k: np.array([v], "float32") for k, v in params.items()}), fill_mode="nearest")
+    theirs = apply_affine_transform(image, theta=params.get("theta", 0), tx=params.get("dx", 0),
+                                    ty=params.get("dy", 0), shear=params.get("shear", 0), zx=params.get("zx", 1),
+                                    zy=params.get("zy", 1), row_axis=0, col_axis=1, channel_axis=2,
+                                    fill_mode="nearest", order=1)
+    np.testing.assert_allclose(np.asarray(ours)[0], theirs, atol=0.05)
+
+
 def test_brightness_multiplies_alike():
     gray = 128.0  # mid-grey, so no multiplier is clipped at 255
     means = {e: augmented(e, gray, brightness_range=[0.5, 1.5]).mean(axis=(1, 2, 3)) / blob_images(value=gray)[0].mean()

@@ -84,8 +84,15 @@ def first_batch(batches):
 @pytest.mark.parametrize("key, engine", CASES)
 def test_one_training_step(key, engine, precision):
     augmentation = AugmentationConfig(engine=engine, **{key: ACTIVE[key]})
-    images, labels = (np.asarray(t) for t in first_batch(bundle(augmentation).train_dataset(epochs=1)))
+    data = bundle(augmentation)
+    batches = data.train_dataset(epochs=1)
+    images, labels = (np.asarray(t) for t in first_batch(batches))
     assert images.shape == (BATCH, *SHAPE) and images.dtype == np.float32
+    epoch = [np.asarray(x) for x, _ in (batches[i] for i in range(len(batches)))] if engine == "generator" else [
+        np.asarray(x) for x, _ in batches]
+    originals = data.train.images.astype(np.float32)
+    changed = [not (image == originals).all(axis=(1, 2, 3)).any() for image in np.concatenate(epoch)]
+    assert any(changed), f"{key} changed none of the epoch's images"
     assert labels.shape == (BATCH, CLASSES) and labels.dtype == np.float32
     assert np.isfinite(images).all() and 0 <= images.min() and images.max() <= 255
     assert np.allclose(labels.sum(axis=1), 1.0, atol=1e-5)

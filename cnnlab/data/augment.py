@@ -92,7 +92,6 @@ class LayersAugmenter:
     def __init__(self, cfg, shape, classes, seed):
         self.cfg, self.shape, self.seed = cfg, shape, seed
         self.seeds = _batch_seeds_class()(seed)
-        self.shifts = 1 if cfg.crop_padding else 0  # geometric[:shifts] come before the affine transform
         with float32_policy():
             self.geometric = self._geometric()
             self.photometric = self._photometric()
@@ -156,10 +155,8 @@ class LayersAugmenter:
         """Augment one batch; its randomness is a function of `key` (int64, shape [2]) alone."""
         with self.seeds.keyed(key):
             x = images
-            for layer in self.geometric[:self.shifts]:
-                x = layer(x, training=True)
             x = self._affine(x)
-            for layer in self.geometric[self.shifts:]:
+            for layer in self.geometric:
                 x = layer(x, training=True)
             x = self._scale_and_shift(x)
             for layer in self.photometric:
@@ -171,49 +168,37 @@ class LayersAugmenter:
         return x, labels
 
     def _affine(self, x):
-        """Rotation, shifts, shear and zoom composed as ImageDataGenerator composes them, then one resampling.
+        """Rotation, shifts, shear and zoom drawn per image as ImageDataGenerator draws them, then one resampling.
 
         Keras has one layer per transform, and each resamples the whole batch: on a CPU
-        the resampling is most of augmentation's cost (three layers cost three times one;
-        BENCHMARKS.md). So the batch's matrices are composed here, about the image's
-        centre and in ImageDataGenerator's order (rotation, shift, shear, zoom, with its
-        ranges), and `keras.ops.image.affine_transform` resamples each image once.
+        the resampling is most of augmentation's cost (BENCHMARKS.md). So the draws
+        become one matrix per image (`affine_transforms`) and
+        `keras.ops.image.affine_transform` resamples each image once.
         """
         import tensorflow as tf
         from keras import ops
 
         cfg, (h, w, _) = self.cfg, self.shape
         n = tf.shape(x)[:1]
-        zero, one = tf.zeros(n), tf.ones(n)
 
         def uniform(low, high):
             return tf.random.stateless_uniform(n, self.seeds.next(), low, high)
 
-        def matrices(a, b, c, d, e, f):  # per image [[a, b, c], [d, e, f], [0, 0, 1]]
-            return tf.reshape(tf.stack([a, b, c, d, e, f, zero, zero, one], axis=-1), (-1, 3, 3))
-
-        steps = []
+        draws = {}
         if cfg.rotation_range:
-            theta = uniform(-cfg.rotation_range, cfg.rotation_range) * (math.pi / 180)
-            steps.append(matrices(tf.cos(theta), -tf.sin(theta), zero, tf.sin(theta), tf.cos(theta), zero))
+            draws["theta"] = uniform(-cfg.rotation_range, cfg.rotation_range)
         if cfg.width_shift_range or cfg.height_shift_range:
             dx, dy = _shift_fraction(cfg.width_shift_range, w) * w, _shift_fraction(cfg.height_shift_range, h) * h
-            steps.append(matrices(one, zero, uniform(-dx, dx), zero, one, uniform(-dy, dy)))
+            draws["dx"], draws["dy"] = uniform(-dx, dx), uniform(-dy, dy)
         if cfg.shear_range:
-            shear = uniform(-cfg.shear_range, cfg.shear_range) * (math.pi / 180)
-            steps.append(matrices(one, -tf.sin(shear), zero, zero, tf.cos(shear), zero))
+            draws["shear"] = uniform(-cfg.shear_range, cfg.shear_range)
         if cfg.zoom_range:
             low, high = _zoom_bounds(cfg.zoom_range)
-            steps.append(matrices(uniform(low, high), zero, zero, zero, uniform(low, high), zero))
-        if not steps:
+            draws["zx"], draws["zy"] = uniform(low, high), uniform(low, high)
+        if not draws:
             return x
-        cx, cy = (w - 1) / 2, (h - 1) / 2
-        transform = matrices(one, zero, cx * one, zero, one, cy * one)  # output pixel -> input pixel, centred
-        for step in steps:
-            transform = transform @ step
-        transform = transform @ matrices(one, zero, -cx * one, zero, one, -cy * one)
-        return ops.image.affine_transform(x, tf.reshape(transform, (-1, 9))[:, :8], interpolation="bilinear",
-                                          fill_mode=cfg.fill_mode, fill_value=cfg.cval)
+        return ops.image.affine_transform(x, affine_transforms(h, w, **draws), interpolation="bilinear",
+                                          fill_mode=cfg.fill_mode, fill_value=cfg.cval, data_format="channels_last")
 
     def _scale_and_shift(self, x):
         """ImageDataGenerator's brightness (a multiplier) and channel shift (one intensity added to every channel)."""
@@ -233,6 +218,41 @@ class LayersAugmenter:
         import tensorflow as tf
 
         return tf.clip_by_value(x, 0.0, 255.0)
+
+
+def affine_transforms(height, width, theta=None, dx=None, dy=None, shear=None, zx=None, zy=None):
+    """Per-image ``[a0, a1, a2, b0, b1, b2, 0, 0]`` for `keras.ops.image.affine_transform`.
+
+    ImageDataGenerator's ``apply_affine_transform`` for a batch: rotation by `theta`
+    degrees, a shift by (`dx`, `dy`) pixels (columns, rows), a shear of `shear`
+    degrees and a zoom by (`zx`, `zy`), composed in that order about the image's
+    centre; each argument is a float32 tensor of one value per image, or None for
+    none of that transform. The matrix maps an output pixel to the input pixel it
+    samples, as Keras's transform does. (ImageDataGenerator takes the centre's x
+    from the height; here it is the width's, which only differs off the square.)
+    """
+    import tensorflow as tf
+
+    given = next(v for v in (theta, dx, dy, shear, zx, zy) if v is not None)
+    zero, one = tf.zeros_like(given), tf.ones_like(given)
+
+    def matrices(a, b, c, d, e, f):  # per image [[a, b, c], [d, e, f], [0, 0, 1]]
+        return tf.reshape(tf.stack([a, b, c, d, e, f, zero, zero, one], axis=-1), (-1, 3, 3))
+
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    transform = matrices(one, zero, cx * one, zero, one, cy * one)
+    if theta is not None:
+        t = theta * (math.pi / 180)
+        transform @= matrices(tf.cos(t), -tf.sin(t), zero, tf.sin(t), tf.cos(t), zero)
+    if dx is not None or dy is not None:
+        transform @= matrices(one, zero, zero if dx is None else dx, zero, one, zero if dy is None else dy)
+    if shear is not None:
+        s = shear * (math.pi / 180)
+        transform @= matrices(one, -tf.sin(s), zero, zero, tf.cos(s), zero)
+    if zx is not None or zy is not None:
+        transform @= matrices(one if zx is None else zx, zero, zero, zero, one if zy is None else zy, zero)
+    transform @= matrices(one, zero, -cx * one, zero, one, -cy * one)
+    return tf.reshape(transform, (-1, 9))[:, :8]
 
 
 def _jitter(bounds):
