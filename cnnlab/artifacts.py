@@ -211,12 +211,20 @@ def running(run, **info):
 
 def find_resumable(output_dir, name, config_dict):
     """The newest unfinished run of `name` with the same config whose process is gone, or None."""
+    return find_run(output_dir, name, config_dict, "interrupted")
+
+
+def find_run(output_dir, name, config_dict, wanted):
+    """The newest run of `name` under `output_dir` with the same config and status `wanted`, or None.
+
+    An interrupted run still locked by a live process is not taken.
+    """
     parent = Path(output_dir) / name
     if not parent.is_dir():
         return None
-    wanted = _comparable(config_dict)
+    comparable = _comparable(config_dict)
     for run in reversed(sorted((p.parent for p in parent.glob(f"*/{CONFIG_FILE}")), key=lambda p: p.name)):
-        if status(run) != "interrupted" or is_locked(run):
+        if status(run) != wanted or is_locked(run):
             continue
         from cnnlab.config import read_yaml
 
@@ -224,7 +232,7 @@ def find_resumable(output_dir, name, config_dict):
             saved = read_yaml(run / CONFIG_FILE)
         except CnnlabError:
             continue
-        if _comparable(saved) == wanted:
+        if _comparable(saved) == comparable:
             return run
     return None
 
@@ -349,6 +357,20 @@ def _seed_groups(records, keys):
     return groups
 
 
+def seed_groups(runs):
+    """The seed groups (see `run_records`) among the run folders `runs`."""
+    records, keys = zip(*(_run_record(Path(run)) for run in runs))
+    return _seed_groups(records, keys)
+
+
+def group_summary(group):
+    """One line of a seed group's test metrics: ``test_accuracy 0.9951 ± 0.0003 (0.9947-0.9954), ...``."""
+    parts = [f"{column} {mean_std(group, column)} ({group['min'][column]:.4f}-{group['max'][column]:.4f})"
+             for column in ("test_accuracy", "test_loss") if group["mean"][column] is not None]
+    seeds = ",".join(map(str, group["seeds"]))
+    return f"{', '.join(parts) or 'no test metrics'} over seeds {seeds} ({SPREAD})"
+
+
 def _statistics(runs):
     """Mean, sample standard deviation, min, max and count of each metric over `runs` (None-free)."""
     stats = {"mean": {}, "std": {}, "min": {}, "max": {}, "count": {}}
@@ -405,7 +427,7 @@ def _cells(record):
     if record["type"] == "seed_group":
         text = {"run": record["group"], "name": record["name"] or "-", "seed": ",".join(map(str, record["seeds"])),
                 "status": f"{len(record['runs'])} runs", "base": "-"}
-        return tuple(text.get(c) or _mean_std(record, c) for c in RUN_COLUMNS)
+        return tuple(text.get(c) or mean_std(record, c) for c in RUN_COLUMNS)
     return tuple(_cell(record[c], c) for c in RUN_COLUMNS)
 
 
@@ -417,7 +439,7 @@ def _cell(value, column):
     return str(value)
 
 
-def _mean_std(record, column):
+def mean_std(record, column):
     mean, std = record["mean"][column], record["std"][column]
     if mean is None:
         return "-"

@@ -140,29 +140,52 @@ def main():
     """Train, fine-tune and evaluate classic CNNs with Keras 3 from YAML experiment files."""
 
 
+def _seeds(ctx, param, text):
+    """``--seeds``'s callback: ``"42,1,2"`` -> ``(42, 1, 2)``, distinct non-negative integers; not given: None."""
+    if text is None:
+        return None
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"give seeds as integers separated by commas, e.g. 42,1,2. "
+                                 f"Received: {text!r}.") from None
+    if len(set(seeds)) != len(seeds) or any(not 0 <= seed < 2**32 for seed in seeds):
+        raise click.BadParameter(f"give distinct seeds from 0 to 2**32-1, e.g. 42,1,2. Received: {text!r}.")
+    return seeds
+
+
 @command("train")
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--epochs", type=click.IntRange(min=1), help="Shorthand for --set training.epochs=N.")
+@click.option("--seeds", metavar="S1,S2,...", callback=_seeds,
+              help="Train once per seed into sibling runs and evaluate each; `cnnlab runs` and `report` show "
+                   "their mean ± spread. Run again, it goes on from the first seed not completed.")
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Where runs go (default: output_dir).")
 @click.option("--dry-run", is_flag=True, help="Validate, build the model and print its summary; no training.")
 @click.option("--fresh", is_flag=True, help="Start a new run even if an interrupted one could be resumed.")
-def train_command(experiment, overrides, epochs, output_dir, dry_run, fresh):
+def train_command(experiment, overrides, epochs, seeds, output_dir, dry_run, fresh):
     """Train EXPERIMENT.yaml into runs/<name>/<timestamp>/ (resumes an interrupted run)."""
     from cnnlab.config import load_config
 
     console = current_console()
-    cfg = load_config(experiment, overrides, check_paths=True, **{"training.epochs": epochs})
+    cfgs = [load_config(experiment, overrides, check_paths=True, **{"training.epochs": epochs, "seed": seed})
+            for seed in seeds or [None]]
     if dry_run:
         from cnnlab.experiment import check
 
-        check(cfg, echo=console.info)
+        check(cfgs[0], echo=console.info)
         click.echo(f"Valid: {experiment}")
         return
-    from cnnlab.experiment import train
+    from cnnlab.experiment import train, train_seeds
 
     _interrupt_on_sigterm()
-    run = train(cfg, output_dir=output_dir, fresh=fresh, echo=console.info, verbose=console.fit_verbose)
+    options = dict(output_dir=output_dir, fresh=fresh, echo=console.info, verbose=console.fit_verbose)
+    if seeds:
+        runs = train_seeds(cfgs, **options)
+        click.echo("Done: " + " ".join(map(str, runs)))
+        return
+    run = train(cfgs[0], **options)
     click.echo(f"Done: {run}")
 
 
@@ -325,6 +348,45 @@ def augment_preview_command(experiment, count, output, overrides):
     path = augment_preview(cfg, count, output, echo=console.info)
     if console.quiet:
         click.echo(f"Wrote {path}")
+
+
+@command("lr-find")
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--start", default=1e-7, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="The first learning rate.")
+@click.option("--end", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="The last learning rate (the sweep stops earlier if the loss diverges).")
+@click.option("--steps", default=100, show_default=True, type=click.IntRange(min=5),
+              help="Batches in the sweep, one rate each.")
+@click.option("-o", "--output", default="lr_find.png", show_default=True, type=click.Path(dir_okay=False),
+              help="The PNG of loss against learning rate.")
+@click.option("--json", "as_json", is_flag=True, help="Print the sweep and its suggestions as JSON.")
+def lr_find_command(experiment, overrides, start, end, steps, output, as_json):
+    """Learning-rate range test: train a few batches at rising rates; plot the loss and suggest a rate."""
+    from cnnlab.config import load_config
+
+    if start >= end:
+        raise click.BadParameter(f"--start must be below --end. Received: {start:g} and {end:g}.")
+    console = current_console()
+    cfg = load_config(experiment, overrides, check_paths=True)
+    from cnnlab.lr_find import lr_find
+
+    result = lr_find(cfg, start=start, end=end, steps=steps, output=output,
+                     echo=(lambda _: None) if as_json else console.info)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    if result.suggestion is None:
+        click.echo(f"Wrote {output}. No rate to suggest: the loss did not fall over the sweep; "
+                   "try a lower --start or more --steps.")
+        return
+    others = ", ".join(f"{name} {rate:.2g}" for name, rate in (("steepest descent", result.steepest),
+                                                               ("minimum / 10", result.minimum_tenth)) if rate)
+    click.echo(f"Wrote {output}. Suggested learning rate: {result.suggestion:.2g} (the valley; {others}). "
+               f"Use it with --set training.learning_rate={result.suggestion:.2g}")
 
 
 @command("ensemble")

@@ -147,6 +147,36 @@ def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto"):
     return run
 
 
+def train_seeds(cfgs, *, output_dir=None, fresh=False, echo=print, verbose="auto"):
+    """Train one experiment once per seed into sibling runs, each evaluated; return the runs.
+
+    `cfgs` are the experiment's configs, equal but for ``seed``. Each run is trained
+    (resuming an interrupted one, as `train` does), then evaluated on its
+    ``evaluate.split`` so that `cnnlab runs` and `report` show the group's mean and
+    spread. The same command run again goes on where it stopped: a seed whose config
+    already has a completed run is not trained again (``fresh`` trains every seed anew).
+    """
+    import keras
+
+    from cnnlab.evaluate import evaluate
+
+    runs = []
+    for number, cfg in enumerate(cfgs, 1):
+        keras.backend.clear_session()  # each seed starts from what a fresh process has
+        echo(f"Seed {cfg.seed} ({number} of {len(cfgs)})")
+        root = Path(output_dir or cfg.output_dir)
+        done = None if fresh else artifacts.find_run(root, cfg.name, cfg.to_dict(), "completed")
+        if done is not None:
+            echo(f"Seed {cfg.seed} is trained already: {done} (pass --fresh to train it again)")
+        run = done or train(cfg, output_dir=output_dir, fresh=fresh, echo=echo, verbose=verbose)
+        if done is None or not (run / artifacts.METRICS_FILE).is_file():
+            evaluate(run, echo=echo)
+        runs.append(run)
+    for group in artifacts.seed_groups(runs):
+        echo(f"{group['group']}: {artifacts.group_summary(group)}")
+    return runs
+
+
 def finish(run, model, cfg):
     """Keep the final model when no checkpoint chose a best one."""
     path = Path(run) / artifacts.MODEL_FILE

@@ -210,3 +210,24 @@ def gradcam_grid(items, class_names, path, layer_name=""):
     if layer_name:
         fig.suptitle(f"heat-maps of layer {layer_name}", fontsize=9)
     _save(fig, path)
+
+
+def lr_find(result, path):
+    """The range test's loss (raw and smoothed) against the learning rate, log scale, its rates marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(result.rates, result.losses, color="0.75", linewidth=1, label="loss per batch")
+    ax.plot(result.rates, result.smoothed, color="C0", label="smoothed")
+    marks = ((result.valley, "valley (suggested)", "C3"), (result.steepest, "steepest", "C1"),
+             (result.minimum_tenth, "minimum / 10", "C2"))
+    for rate, name, color in marks:
+        if rate:
+            ax.axvline(rate, color=color, linestyle="--", label=f"{name}: {rate:.2g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    finite = [v for v in (*result.losses, *result.smoothed) if math.isfinite(v)]
+    if finite:  # the divergence at the end would flatten the rest
+        ax.set_ylim(min(finite) * 0.9, min(max(finite), 1.5 * result.smoothed[0]) * 1.05)
+    ax.legend()
+    _save(fig, path)

@@ -421,8 +421,21 @@ def comparison_sections(reports):
     return "\n".join([
         "<h2>Comparison</h2>",
         section("comparison", "Runs", table(headers, rows, numeric=(1, 2, 3, 4, 5))),
+        seed_groups_section([r.run for r in reports]),
         section("validation-curves", "Validation curves", image(curves, "validation curves of every run")),
         section("config-diff", f"Config keys that differ ({len(keys)})", diff)])
+
+
+def seed_groups_section(runs):
+    """A table of the runs that differ only in seed: each test metric's mean ± spread (empty if none)."""
+    groups = artifacts.seed_groups(runs)
+    if not groups:
+        return ""
+    rows = [(g["group"], len(g["runs"]), *(artifacts.mean_std(g, c) for c in ("test_accuracy", "test_loss")),
+             num(g["min"]["test_accuracy"]), num(g["max"]["test_accuracy"])) for g in groups]
+    headers = ("seed group", "runs", "test accuracy", "test loss", "lowest accuracy", "highest accuracy")
+    note = f'<p class="note">{esc(artifacts.SPREAD)}.</p>'
+    return section("seed-groups", "Seed groups", table(headers, rows, numeric=(1, 2, 3, 4, 5)) + note)
 
 
 def best(history, key, pick):
