@@ -5,7 +5,9 @@ for ``finetune.head_epochs``. Phase 2 makes every layer after the first
 ``finetune.freeze`` layers (or after the named layer) trainable, keeps
 BatchNormalization frozen (in Keras 3 a frozen BatchNormalization layer runs in
 inference mode) unless ``finetune.train_batch_norm``, recompiles at the low
-``finetune.learning_rate`` and trains on, its epochs counted on from phase 1.
+``finetune.learning_rate`` (under ``finetune.lr_schedule`` if set, e.g. one cycle; with
+``finetune.lr_mult`` the earlier layers learn more slowly: discriminative rates) and
+trains on, its epochs counted on from phase 1.
 Both phases write one history.csv (with a ``phase`` column) and one best model.
 """
 
@@ -181,6 +183,25 @@ def unfreeze_after(model, first, train_batch_norm=False):
         layer.trainable = index >= start or (index >= first and (train_batch_norm or not is_bn))
 
 
+def rate_multipliers(model, first, lr_mult):
+    """Discriminative rates for phase 2: ``{variable path: factor}``, or None when ``lr_mult`` is 1.
+
+    The trainable layers from index `first` up to the head learn at rates rising
+    geometrically, layer by layer, from ``1 / lr_mult`` of ``finetune.learning_rate``
+    to the full rate, which the head gets (fastai's ``slice(lr / lr_mult, lr)``, by layer
+    rather than by layer group).
+    """
+    if lr_mult == 1.0:
+        return None
+    start = head_start(model)
+    layers = [layer for layer in model.layers[first:start] if layer.trainable_weights]
+    factors = {}
+    for position, layer in enumerate(layers):
+        factor = lr_mult ** (position / len(layers) - 1)  # 1 / lr_mult for the first, towards 1 at the head
+        factors.update({weight.path: factor for weight in layer.trainable_weights})
+    return factors
+
+
 def parameter_counts(model):
     """``(trainable, frozen)`` parameter counts."""
     import numpy as np
@@ -232,19 +253,24 @@ def _phases(model, data, cfg, run, first, steps, echo, verbose):
         state = _fit_phase(model, data, cfg, run, steps, phase=1, state=state, verbose=verbose)
     if ft.epochs:
         unfreeze_after(model, first, ft.train_batch_norm)
+        rate = f"learning rate {ft.learning_rate}" + (f" ({ft.lr_schedule.name})" if ft.lr_schedule else "") + (
+            f", the first trainable layer's {ft.lr_mult:g}x lower" if ft.lr_mult != 1.0 else "")
         _report(model, 2, f"layers {first}.. trainable, BatchNormalization "
-                          f"{'trainable' if ft.train_batch_norm else 'frozen'}, learning rate {ft.learning_rate}",
-                echo)
-        _fit_phase(model, data, cfg, run, steps, phase=2, state=state, verbose=verbose)
+                          f"{'trainable' if ft.train_batch_norm else 'frozen'}, {rate}", echo)
+        _fit_phase(model, data, cfg, run, steps, phase=2, state=state, verbose=verbose,
+                   multipliers=rate_multipliers(model, first, ft.lr_mult))
 
 
-def _fit_phase(model, data, cfg, run, steps, *, phase, state, verbose):
+def _fit_phase(model, data, cfg, run, steps, *, phase, state, verbose, multipliers=None):
     from cnnlab.training.fit import compile_model, fit
 
     ft = cfg.finetune
     start, span = (0, ft.head_epochs) if phase == 1 else (ft.head_epochs, ft.epochs)
-    compile_model(model, cfg, data.classes, steps, learning_rate=None if phase == 1 else ft.learning_rate,
-                  epochs=span)
+    if phase == 1:
+        compile_model(model, cfg, data.classes, steps, epochs=span)
+    else:
+        compile_model(model, cfg, data.classes, steps, learning_rate=ft.learning_rate, schedule=ft.lr_schedule,
+                      epochs=span, multipliers=multipliers)
     return fit(model, data, cfg, run, epochs=start + span, initial_epoch=start, phase=phase, state=state,
                steps_per_epoch=cfg.training.steps_per_epoch, verbose=verbose)
 

@@ -62,6 +62,7 @@ def load_model(path, *, unsafe=False, run=None):
     import keras
 
     import cnnlab.models  # noqa: F401  (registers cnnlab's custom layers for deserialisation)
+    import cnnlab.training.optimizers  # noqa: F401  (and its discriminative optimizers)
 
     path = Path(path)
     if not path.is_file():

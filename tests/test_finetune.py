@@ -180,3 +180,69 @@ def test_keras_application_base_with_local_weights(write_experiment, tmp_path):
     assert model.get_layer("scaling").__class__.__name__ == "BackbonePreprocessing"  # chosen for the backbone
     assert "scaling: backbone" in (run / "config.yaml").read_text()
     assert model.output_shape == (None, 2)
+
+
+def test_discriminative_rates_rise_layer_by_layer_to_the_head():
+    from cnnlab.finetune import rate_multipliers
+
+    model = small_cnn()
+    first = freeze_index(model, "block1_pool")
+    unfreeze_after(model, first)
+    assert rate_multipliers(model, first, 1.0) is None
+    factors = rate_multipliers(model, first, 100.0)
+    weighted = [layer for layer in model.layers[first:head_start(model)] if layer.trainable_weights]
+    per_layer = [factors[layer.trainable_weights[0].path] for layer in weighted]
+    assert per_layer[0] == pytest.approx(0.01)  # the first trainable layer: 1 / lr_mult
+    assert all(b > a for a, b in zip(per_layer, per_layer[1:])) and per_layer[-1] < 1.0
+    head = model.layers[head_start(model):]
+    assert not any(w.path in factors for layer in head for w in layer.trainable_weights)  # the head: full rate
+    frozen_bn = model.get_layer("block2_conv1_bn")
+    assert not any(w.path in factors for w in frozen_bn.weights)
+
+
+def test_a_discriminative_optimizer_scales_each_variable_and_saves(tmp_path):
+    import tensorflow as tf
+
+    from cnnlab.target import load_model
+    from cnnlab.training.optimizers import with_multipliers
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="b")(keras.layers.Dense(3, name="a")(inputs)))
+    model.compile(with_multipliers(keras.optimizers.SGD(0.1), {"a/kernel": 0.0, "a/bias": 0.5}), "mse")
+    x, y = np.ones((8, 4), "float32"), np.ones((8, 2), "float32")
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(keras.losses.mean_squared_error(y, model(x)))
+    grads = {w.path: g.numpy() for w, g in zip(model.trainable_weights, tape.gradient(loss, model.trainable_weights))}
+    before = {w.path: w.numpy().copy() for w in model.weights}
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    step = {w.path: before[w.path] - w.numpy() for w in model.weights}
+    assert not step["a/kernel"].any()  # factor 0: untouched
+    np.testing.assert_allclose(step["a/bias"], 0.05 * grads["a/bias"], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(step["b/kernel"], 0.1 * grads["b/kernel"], rtol=1e-4, atol=1e-7)
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    assert loaded.optimizer.lr_multipliers == {"a/kernel": 0.0, "a/bias": 0.5}
+
+
+@pytest.mark.slow
+def test_phase2_one_cycle_with_discriminative_rates_from_the_cli(cli, pretrained, npz_pair, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("finetune", pretrained, "--freeze", "block1_pool", "--head-epochs", "1", "--epochs", "2",
+                 "--set", f"data.path={npz_pair[1]}", "--set", "finetune.lr_schedule=onecycle",
+                 "--set", "finetune.lr_mult=10", "--set", "callbacks.reduce_lr_on_plateau=false",
+                 "--learning-rate", "1e-3")
+    assert result.exit_code == 0, result.output
+    assert "learning rate 0.001 (onecycle), the first trainable layer's 10x lower" in result.output
+    run = artifacts.latest_run(tmp_path / "runs")
+    with open(run / "history.csv") as f:
+        rates = [float(r["learning_rate"]) for r in csv.DictReader(f) if r["phase"] == "2"]
+    assert len(rates) == 2 and rates[0] != rates[1]  # the cycle moves the rate within phase 2
+    assert cli("evaluate", run).exit_code == 0  # the best model, whichever phase saved it, loads
+
+
+def test_a_phase2_schedule_beside_reduce_on_plateau_is_one_error(cli, pretrained, tmp_path):
+    result = cli("finetune", pretrained, "--set", "finetune.lr_schedule=onecycle",
+                 "--set", "callbacks.reduce_lr_on_plateau=true")  # the run's config keeps the callback
+    assert result.exit_code == 2
+    line = error_line(result)
+    assert "finetune.lr_schedule and callbacks.reduce_lr_on_plateau" in line

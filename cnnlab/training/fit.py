@@ -7,7 +7,7 @@ import keras
 from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.training import resume
 from cnnlab.training.callbacks import EpochLine, make_callbacks
-from cnnlab.training.optimizers import build_learning_rate, build_optimizer
+from cnnlab.training.optimizers import build_learning_rate, build_optimizer, with_multipliers
 
 AUX_LOSS_WEIGHT = 0.3
 LOSSES = {"auto": keras.losses.CategoricalCrossentropy,
@@ -22,27 +22,32 @@ def metrics(classes, top_k):
     return out
 
 
-def compile_model(model, cfg, classes, steps_per_epoch, *, learning_rate=None, epochs=None):
+def compile_model(model, cfg, classes, steps_per_epoch, *, learning_rate=None, schedule=None, epochs=None,
+                  multipliers=None):
     """Compile with the configured optimizer, schedule, loss and metrics.
 
     Args:
         cfg: the ExperimentConfig.
-        learning_rate: a constant rate instead of ``training.learning_rate`` and its
-            schedule (fine-tuning's phase 2).
+        learning_rate: a rate instead of ``training.learning_rate`` and its schedule
+            (fine-tuning's phase 2), with `schedule` (a ScheduleConfig) or constant.
         epochs: the epochs the schedule spans (default ``training.epochs``).
+        multipliers: ``{variable path: factor}`` on the rate (discriminative rates), or None.
     """
     training = cfg.training
     if learning_rate is not None:
-        training = training.model_copy(update={"learning_rate": learning_rate, "lr_schedule": None})
+        training = training.model_copy(update={"learning_rate": learning_rate, "lr_schedule": schedule})
     lr = build_learning_rate(training, steps_per_epoch, epochs)
+    optimizer = build_optimizer(training, lr)
+    if multipliers:
+        optimizer = with_multipliers(optimizer, multipliers)
     loss = LOSSES[training.loss](label_smoothing=training.label_smoothing)
     scores = metrics(classes, cfg.evaluate.top_k)
     extra = len(model.outputs) - 1  # GoogLeNet's auxiliary classifiers, weighted 0.3 as in the paper
     if extra:
-        model.compile(optimizer=build_optimizer(training, lr), loss=[loss] * (extra + 1),
+        model.compile(optimizer=optimizer, loss=[loss] * (extra + 1),
                       loss_weights=[1.0] + [AUX_LOSS_WEIGHT] * extra, metrics=[scores] + [[]] * extra)
     else:
-        model.compile(optimizer=build_optimizer(training, lr), loss=loss, metrics=scores)
+        model.compile(optimizer=optimizer, loss=loss, metrics=scores)
     return model
 
 

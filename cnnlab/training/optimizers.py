@@ -18,6 +18,42 @@ for _name, _spec in catalog.OPTIMIZERS.items():
 SCHEDULES = Registry("training.lr_schedule.name")
 
 
+def _discriminative(base):
+    """`base` (a Keras optimizer class) whose learning rate is multiplied per variable.
+
+    ``lr_multipliers`` maps a variable's ``path`` (``block2_conv1/kernel``) to a factor;
+    variables not named keep the rate. Registered with Keras (``cnnlab>DiscriminativeAdam``),
+    so a model saved with it loads where cnnlab is imported (or with ``compile=False``).
+    Weight decay (AdamW's, ``weight_decay``) is applied at the unscaled rate.
+    """
+
+    def __init__(self, *args, lr_multipliers=None, **kwargs):
+        base.__init__(self, *args, **kwargs)
+        self.lr_multipliers = dict(lr_multipliers or {})
+
+    def update_step(self, gradient, variable, learning_rate):
+        path = self._trainable_variables[self._get_variable_index(variable)].path  # a backend variable has none
+        factor = self.lr_multipliers.get(path)
+        return base.update_step(self, gradient, variable, learning_rate if factor is None else learning_rate * factor)
+
+    def get_config(self):
+        return {**base.get_config(self), "lr_multipliers": self.lr_multipliers}
+
+    name = f"Discriminative{base.__name__}"
+    members = {"__init__": __init__, "update_step": update_step, "get_config": get_config, "__module__": __name__}
+    return keras.saving.register_keras_serializable(package="cnnlab", name=name)(type(name, (base,), members))
+
+
+DISCRIMINATIVE = {spec.keras_class: _discriminative(getattr(keras.optimizers, spec.keras_class))
+                  for spec in catalog.OPTIMIZERS.values()}
+
+
+def with_multipliers(optimizer, multipliers):
+    """A copy of the Keras `optimizer` whose rate is multiplied by ``multipliers[variable.path]``."""
+    cls = DISCRIMINATIVE[type(optimizer).__name__]
+    return cls.from_config({**optimizer.get_config(), "lr_multipliers": multipliers})  # a schedule too
+
+
 def build_optimizer(cfg, learning_rate):
     """A Keras optimizer from a TrainingConfig; `learning_rate` is a float or a schedule.
 
