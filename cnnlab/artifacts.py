@@ -311,9 +311,14 @@ def run_records(root="runs", sort=None, reverse=False):
     runs = list_runs(root)
     if not runs:
         raise CnnlabError(f"no runs under {str(root)!r}.")
-    records, keys = zip(*(_run_record(run) for run in runs))
-    groups = _seed_groups(records, keys)
-    return _sorted(list(records), sort, reverse) + _sorted(groups, sort, reverse)
+    records, groups = _records_and_groups(runs)
+    return _sorted(records, sort, reverse) + _sorted(groups, sort, reverse)
+
+
+def _records_and_groups(runs):
+    """The records of `runs` and their seed groups."""
+    records, keys = zip(*(_run_record(Path(run)) for run in runs))
+    return list(records), _seed_groups(records, keys)
 
 
 def _run_record(run):
@@ -359,8 +364,7 @@ def _seed_groups(records, keys):
 
 def seed_groups(runs):
     """The seed groups (see `run_records`) among the run folders `runs`."""
-    records, keys = zip(*(_run_record(Path(run)) for run in runs))
-    return _seed_groups(records, keys)
+    return _records_and_groups(runs)[1]
 
 
 def group_summary(group):
@@ -440,6 +444,7 @@ def _cell(value, column):
 
 
 def mean_std(record, column):
+    """A seed group's ``mean ± std`` of `column` as text (1 decimal for epochs, else 4), ``-`` if none."""
     mean, std = record["mean"][column], record["std"][column]
     if mean is None:
         return "-"

@@ -176,7 +176,8 @@ class FinetuneConfig(Section):
     head_epochs: NonNegInt = 5
     epochs: NonNegInt = 10
     learning_rate: Annotated[float, Field(gt=0.0)] = 1.0e-5
-    lr_schedule: Annotated[ScheduleConfig, pydantic.BeforeValidator(_by_name)] | None = None  # phase 2's
+    lr_schedule: Annotated[ScheduleConfig, pydantic.BeforeValidator(_by_name)] | None = None  # phase 2's; replaces
+    # callbacks.reduce_lr_on_plateau in phase 2
     lr_mult: Annotated[float, Field(ge=1.0)] = 1.0  # phase 2: the head's rate / the first trainable layer's
     train_batch_norm: bool = False
 
@@ -227,10 +228,9 @@ class ExperimentConfig(Section):
     @model_validator(mode="before")
     @classmethod
     def _schedule_replaces_plateau(cls, data):
-        """A learning-rate schedule (training's or phase 2's) switches ReduceLROnPlateau off unless the file
-        asks for both."""
-        sections = [data.get(key) for key in ("training", "finetune")] if isinstance(data, dict) else []
-        if any(isinstance(section, dict) and section.get("lr_schedule") for section in sections):
+        """A learning-rate schedule switches ReduceLROnPlateau off unless the file asks for both."""
+        training = data.get("training") if isinstance(data, dict) else None
+        if isinstance(training, dict) and training.get("lr_schedule"):
             callbacks = data.get("callbacks") or {}
             if isinstance(callbacks, dict) and "reduce_lr_on_plateau" not in callbacks:
                 data = {**data, "callbacks": {**callbacks, "reduce_lr_on_plateau": None}}
@@ -331,10 +331,9 @@ def _check_mixing(cfg):
 
 
 def _check_schedule(cfg):
-    for key in ("training", "finetune"):
-        if getattr(cfg, key).lr_schedule is not None and cfg.callbacks.reduce_lr_on_plateau is not None:
-            raise ValueError(f"{key}.lr_schedule and callbacks.reduce_lr_on_plateau both set the learning rate: "
-                             "keep one (set callbacks.reduce_lr_on_plateau: false to use the schedule)")
+    if cfg.training.lr_schedule is not None and cfg.callbacks.reduce_lr_on_plateau is not None:
+        raise ValueError("training.lr_schedule and callbacks.reduce_lr_on_plateau both set the learning rate: "
+                         "keep one (set callbacks.reduce_lr_on_plateau: false to use the schedule)")
 
 
 CHECKS = [_check_paths, _check_model, _check_optimizer, _check_lr_schedule, _check_monitors, _check_class_weight,

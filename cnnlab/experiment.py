@@ -5,6 +5,7 @@ from pathlib import Path
 
 from cnnlab import artifacts, files
 from cnnlab.config import save_config
+from cnnlab.errors import CnnlabError, DataError
 from cnnlab.training import resume
 
 
@@ -104,14 +105,20 @@ def augment_preview(cfg, n=16, output="preview.png", echo=print):
     return Path(output)
 
 
+def runs_root(cfg, output_dir=None):
+    """Where the runs of `cfg` go: ``--output-dir`` if given, else ``output_dir`` of the config."""
+    return Path(output_dir or cfg.output_dir)
+
+
 def start_run(cfg, output_dir, fresh, echo):
     """Resume the newest interrupted run of this exact config, or make a new run folder; either locked."""
-    run = None if fresh else artifacts.find_resumable(output_dir, cfg.name, cfg.to_dict())
+    root = runs_root(cfg, output_dir)
+    run = None if fresh else artifacts.find_resumable(root, cfg.name, cfg.to_dict())
     if run is not None:
         artifacts.lock(run)
         echo(f"Resuming the interrupted run {run} (pass --fresh to start a new one)")
         return run
-    run = artifacts.new_run_dir(output_dir, cfg.name)
+    run = artifacts.new_run_dir(root, cfg.name)
     artifacts.lock(run)  # before config.yaml makes it a run that another process could take up
     save_config(cfg.model_copy(update={"provenance": artifacts.provenance()}), run / artifacts.CONFIG_FILE)
     return run
@@ -135,7 +142,7 @@ def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto"):
     model = build(cfg, data)
     preflight(cfg, data)
     compile_model(model, cfg, data.classes, data.steps_per_epoch(cfg.training.steps_per_epoch))
-    run = start_run(cfg, Path(output_dir or cfg.output_dir), fresh, echo)
+    run = start_run(cfg, output_dir, fresh, echo)
     with artifacts.running(run, kind="train", device=device()):
         files.write_json(run / artifacts.CLASSES_FILE, data.class_names)
         state = resume.load(run)
@@ -148,33 +155,50 @@ def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto"):
 
 
 def train_seeds(cfgs, *, output_dir=None, fresh=False, echo=print, verbose="auto"):
-    """Train one experiment once per seed into sibling runs, each evaluated; return the runs.
+    """Train one experiment once per seed into sibling runs, each evaluated; return the completed runs.
 
     `cfgs` are the experiment's configs, equal but for ``seed``. Each run is trained
     (resuming an interrupted one, as `train` does), then evaluated on its
     ``evaluate.split`` so that `cnnlab runs` and `report` show the group's mean and
     spread. The same command run again goes on where it stopped: a seed whose config
     already has a completed run is not trained again (``fresh`` trains every seed anew).
+    A seed that fails (a NaN loss, say) does not stop the others; the failures are
+    raised together at the end.
     """
+    failed, runs = [], []
+    for number, cfg in enumerate(cfgs, 1):
+        echo(f"Seed {cfg.seed} ({number} of {len(cfgs)})")
+        try:
+            runs.append(_train_seed(cfg, output_dir, fresh, echo, verbose))
+        except CnnlabError as exc:
+            echo(f"Seed {cfg.seed} failed: {exc}")
+            failed.append(f"seed {cfg.seed}: {exc}")
+    if len(runs) > 1:
+        for group in artifacts.seed_groups(runs):
+            echo(f"{group['group']}: {artifacts.group_summary(group)}")
+    if failed:
+        raise CnnlabError(f"{len(failed)} of {len(cfgs)} seeds failed ({'; '.join(failed)}); the others completed. "
+                          "Fix the cause and run the same command again: completed seeds are kept.")
+    return runs
+
+
+def _train_seed(cfg, output_dir, fresh, echo, verbose):
+    """One seed of `train_seeds`: its completed run, or a new (or resumed) one; evaluated."""
     import keras
 
     from cnnlab.evaluate import evaluate
 
-    runs = []
-    for number, cfg in enumerate(cfgs, 1):
-        keras.backend.clear_session()  # each seed starts from what a fresh process has
-        echo(f"Seed {cfg.seed} ({number} of {len(cfgs)})")
-        root = Path(output_dir or cfg.output_dir)
-        done = None if fresh else artifacts.find_run(root, cfg.name, cfg.to_dict(), "completed")
-        if done is not None:
-            echo(f"Seed {cfg.seed} is trained already: {done} (pass --fresh to train it again)")
-        run = done or train(cfg, output_dir=output_dir, fresh=fresh, echo=echo, verbose=verbose)
-        if done is None or not (run / artifacts.METRICS_FILE).is_file():
+    keras.backend.clear_session()  # each seed starts from what a fresh process has
+    done = None if fresh else artifacts.find_run(runs_root(cfg, output_dir), cfg.name, cfg.to_dict(), "completed")
+    if done is not None:
+        echo(f"Seed {cfg.seed} is trained already: {done} (pass --fresh to train it again)")
+    run = done or train(cfg, output_dir=output_dir, fresh=fresh, echo=echo, verbose=verbose)
+    if not (run / artifacts.METRICS_FILE).is_file():
+        try:
             evaluate(run, echo=echo)
-        runs.append(run)
-    for group in artifacts.seed_groups(runs):
-        echo(f"{group['group']}: {artifacts.group_summary(group)}")
-    return runs
+        except DataError as exc:  # e.g. data.test_split: 0 leaves no split to score
+            echo(f"Note: seed {cfg.seed} is not evaluated: {exc}")
+    return run
 
 
 def finish(run, model, cfg):

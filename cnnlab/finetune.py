@@ -184,17 +184,18 @@ def unfreeze_after(model, first, train_batch_norm=False):
 
 
 def rate_multipliers(model, first, lr_mult):
-    """Discriminative rates for phase 2: ``{variable path: factor}``, or None when ``lr_mult`` is 1.
+    """Discriminative rates for phase 2: ``{variable path: factor}``; None when ``lr_mult`` is 1 or no base
+    layer trains.
 
     The trainable layers from index `first` up to the head learn at rates rising
     geometrically, layer by layer, from ``1 / lr_mult`` of ``finetune.learning_rate``
     to the full rate, which the head gets (fastai's ``slice(lr / lr_mult, lr)``, by layer
     rather than by layer group).
     """
-    if lr_mult == 1.0:
-        return None
     start = head_start(model)
     layers = [layer for layer in model.layers[first:start] if layer.trainable_weights]
+    if lr_mult == 1.0 or not layers:
+        return None
     factors = {}
     for position, layer in enumerate(layers):
         factor = lr_mult ** (position / len(layers) - 1)  # 1 / lr_mult for the first, towards 1 at the head
@@ -231,7 +232,7 @@ def finetune(target=None, *, overrides=(), freeze=None, epochs=None, head_epochs
     model, origin = base_model(cfg, data, unsafe)
     first = freeze_index(model, cfg.finetune.freeze, echo)  # a bad --freeze fails before any training
     preflight(cfg, data)
-    run = start_run(cfg, Path(output_dir or cfg.output_dir), fresh, echo)
+    run = start_run(cfg, output_dir, fresh, echo)
     with artifacts.running(run, kind="finetune", base=origin, device=device()):
         files.write_json(run / artifacts.CLASSES_FILE, data.class_names)
         echo(f"Run: {run}\nBase: {origin}")
@@ -253,12 +254,12 @@ def _phases(model, data, cfg, run, first, steps, echo, verbose):
         state = _fit_phase(model, data, cfg, run, steps, phase=1, state=state, verbose=verbose)
     if ft.epochs:
         unfreeze_after(model, first, ft.train_batch_norm)
+        multipliers = rate_multipliers(model, first, ft.lr_mult)
         rate = f"learning rate {ft.learning_rate}" + (f" ({ft.lr_schedule.name})" if ft.lr_schedule else "") + (
-            f", the first trainable layer's {ft.lr_mult:g}x lower" if ft.lr_mult != 1.0 else "")
+            f", the first trainable layer's {ft.lr_mult:g}x lower" if multipliers else "")
         _report(model, 2, f"layers {first}.. trainable, BatchNormalization "
                           f"{'trainable' if ft.train_batch_norm else 'frozen'}, {rate}", echo)
-        _fit_phase(model, data, cfg, run, steps, phase=2, state=state, verbose=verbose,
-                   multipliers=rate_multipliers(model, first, ft.lr_mult))
+        _fit_phase(model, data, cfg, run, steps, phase=2, state=state, verbose=verbose, multipliers=multipliers)
 
 
 def _fit_phase(model, data, cfg, run, steps, *, phase, state, verbose, multipliers=None):
@@ -271,6 +272,8 @@ def _fit_phase(model, data, cfg, run, steps, *, phase, state, verbose, multiplie
     else:
         compile_model(model, cfg, data.classes, steps, learning_rate=ft.learning_rate, schedule=ft.lr_schedule,
                       epochs=span, multipliers=multipliers)
+        if ft.lr_schedule is not None:  # the schedule sets phase 2's rate: no plateau callback beside it
+            cfg = cfg.model_copy(update={"callbacks": cfg.callbacks.model_copy(update={"reduce_lr_on_plateau": None})})
     return fit(model, data, cfg, run, epochs=start + span, initial_epoch=start, phase=phase, state=state,
                steps_per_epoch=cfg.training.steps_per_epoch, verbose=verbose)
 

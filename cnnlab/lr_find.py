@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnnlab.errors import TrainingError
+
 SMOOTHING = 0.98  # fastai's
 DIVERGED = 4.0  # the loss at this multiple of its lowest ends the sweep
 
@@ -82,13 +84,13 @@ def suggest(rates, losses):
     search = np.asarray(smoothed[first:last])
     if len(search) < 3:
         return RangeTest(list(rates), list(losses), smoothed, None, None, None)
-    at = lambda i: float(rates[first + i])  # noqa: E731
+    searched = np.asarray(rates[first:last], dtype=float)
     low = int(np.argmin(search))
-    slopes = np.gradient(search, np.log(np.asarray(rates[first:last])))
+    slopes = np.gradient(search, np.log(searched))
     steep = int(np.argmin(slopes[:low + 1]))
     valley = longest_valley(list(search))
-    return RangeTest(list(rates), list(losses), smoothed, None if valley is None else at(valley),
-                     at(steep) if slopes[steep] < 0 else None, at(low) / 10)
+    return RangeTest(list(rates), list(losses), smoothed, None if valley is None else float(searched[valley]),
+                     float(searched[steep]) if slopes[steep] < 0 else None, float(searched[low]) / 10)
 
 
 def _sweep_callback(rates):
@@ -118,7 +120,8 @@ def lr_find(cfg, *, start=1e-7, end=10.0, steps=100, output="lr_find.png", echo=
 
     Each step is one Keras epoch of one batch, so the loss Keras logs is that batch's
     own (within an epoch Keras logs a running mean). The optimizer, its arguments,
-    the loss (label smoothing included), precision and augmentation are the experiment's.
+    the loss (label smoothing included), precision and augmentation are the experiment's;
+    for GoogLeNet the loss includes its auxiliary classifiers' (weighted 0.3).
     """
     from cnnlab import plots
     from cnnlab.data.pipeline import load_data
@@ -136,6 +139,9 @@ def lr_find(cfg, *, start=1e-7, end=10.0, steps=100, output="lr_find.png", echo=
     batches = data.train_dataset(epochs=steps, steps_per_epoch=1, outputs=len(model.outputs))
     model.fit(batches, epochs=steps, steps_per_epoch=1, callbacks=[sweep], verbose=0, shuffle=False)
     finite = [i for i, loss in enumerate(sweep.losses) if math.isfinite(loss)]
+    if not finite:
+        raise TrainingError(f"the loss was not finite at the first learning rate, --start {start:g} (received "
+                            f"{sweep.losses[0]}): check the data's scaling or the model, or lower --start.")
     result = suggest([float(rates[i]) for i in finite], [sweep.losses[i] for i in finite])
     plots.lr_find(result, output)
     return result

@@ -200,14 +200,17 @@ def test_discriminative_rates_rise_layer_by_layer_to_the_head():
     assert not any(w.path in factors for w in frozen_bn.weights)
 
 
-def test_a_discriminative_optimizer_scales_each_variable_and_saves(tmp_path):
+def _two_dense():
+    inputs = keras.Input((4,))
+    return keras.Model(inputs, keras.layers.Dense(2, name="b")(keras.layers.Dense(3, name="a")(inputs)))
+
+
+def test_a_discriminative_optimizer_scales_each_variable():
     import tensorflow as tf
 
-    from cnnlab.target import load_model
     from cnnlab.training.optimizers import with_multipliers
 
-    inputs = keras.Input((4,))
-    model = keras.Model(inputs, keras.layers.Dense(2, name="b")(keras.layers.Dense(3, name="a")(inputs)))
+    model = _two_dense()
     model.compile(with_multipliers(keras.optimizers.SGD(0.1), {"a/kernel": 0.0, "a/bias": 0.5}), "mse")
     x, y = np.ones((8, 4), "float32"), np.ones((8, 2), "float32")
     with tf.GradientTape() as tape:
@@ -219,9 +222,38 @@ def test_a_discriminative_optimizer_scales_each_variable_and_saves(tmp_path):
     assert not step["a/kernel"].any()  # factor 0: untouched
     np.testing.assert_allclose(step["a/bias"], 0.05 * grads["a/bias"], rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(step["b/kernel"], 0.1 * grads["b/kernel"], rtol=1e-4, atol=1e-7)
+
+
+def test_adamw_decays_each_variable_at_its_own_rate():
+    from cnnlab.training.optimizers import with_multipliers
+
+    model = _two_dense()
+    model.compile(with_multipliers(keras.optimizers.AdamW(0.1, weight_decay=0.5), {"a/kernel": 0.0}), "mse")
+    before = model.get_layer("a").kernel.numpy().copy()
+    x = np.ones((8, 4), "float32")
+    model.fit(x, np.zeros((8, 2), "float32"), batch_size=8, epochs=3, verbose=0)
+    assert np.array_equal(model.get_layer("a").kernel.numpy(), before)  # no update, no decay either
+
+
+def test_a_model_trained_with_discriminative_rates_loads_in_plain_keras(tmp_path):
+    import subprocess
+    import sys
+
+    from cnnlab.training.fit import compile_model
+    from cnnlab.config import build_config
+
+    model = _two_dense()
+    cfg = build_config({"data": {"dataset": "digits"}})
+    compile_model(model, cfg, 2, 10, learning_rate=1e-3, multipliers={"a/kernel": 0.1})
+    assert type(model.optimizer).__name__ == "DiscriminativeAdam"
+    model.fit(np.ones((8, 4), "float32"), np.ones((8, 2), "float32"), epochs=1, verbose=0)
     model.save(tmp_path / "m.keras")
-    loaded = load_model(tmp_path / "m.keras")
-    assert loaded.optimizer.lr_multipliers == {"a/kernel": 0.0, "a/bias": 0.5}
+    code = ("import keras, sys; m = keras.saving.load_model(sys.argv[1]); "
+            "print(type(m.optimizer).__name__, 'cnnlab' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.keras")], capture_output=True, text=True,
+                         env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["Adam", "False"]
 
 
 @pytest.mark.slow
@@ -240,9 +272,18 @@ def test_phase2_one_cycle_with_discriminative_rates_from_the_cli(cli, pretrained
     assert cli("evaluate", run).exit_code == 0  # the best model, whichever phase saved it, loads
 
 
-def test_a_phase2_schedule_beside_reduce_on_plateau_is_one_error(cli, pretrained, tmp_path):
-    result = cli("finetune", pretrained, "--set", "finetune.lr_schedule=onecycle",
-                 "--set", "callbacks.reduce_lr_on_plateau=true")  # the run's config keeps the callback
-    assert result.exit_code == 2
-    line = error_line(result)
-    assert "finetune.lr_schedule and callbacks.reduce_lr_on_plateau" in line
+@pytest.mark.slow
+def test_a_phase2_schedule_replaces_reduce_on_plateau_in_phase2_only(pretrained, npz_pair, monkeypatch):
+    from cnnlab.training import fit as fit_module
+
+    seen = []
+    original = fit_module.fit
+
+    def spy(model, data, cfg, *args, **kwargs):
+        seen.append((kwargs["phase"], cfg.callbacks.reduce_lr_on_plateau is not None))
+        return original(model, data, cfg, *args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "fit", spy)
+    overrides = [f"data.path={npz_pair[1]}", "finetune.lr_schedule=onecycle", "callbacks.reduce_lr_on_plateau=true"]
+    finetune(pretrained, head_epochs=1, epochs=1, overrides=overrides, **QUIET)
+    assert seen == [(1, True), (2, False)]

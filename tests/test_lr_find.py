@@ -59,11 +59,29 @@ def test_lr_find_sweeps_plots_and_suggests(cli, write_experiment, tmp_path):
 
 
 def test_lr_find_says_the_rate_to_use(cli, write_experiment, tmp_path):
-    result = cli("lr-find", write_experiment(), "--steps", 30, "-o", tmp_path / "lr.png")
+    result = cli("lr-find", write_experiment(), "--steps", 60, "--start", 1e-5, "-o", tmp_path / "lr.png")
     assert result.exit_code == 0, result.output
     last = result.output.strip().splitlines()[-1]
-    assert last.startswith(f"Wrote {tmp_path / 'lr.png'}.")
-    assert "--set training.learning_rate=" in last or "No rate to suggest" in last
+    assert last.startswith(f"Wrote {tmp_path / 'lr.png'}. Suggested learning rate: ")
+    rate = last.split("--set training.learning_rate=")[1]
+    assert 1e-5 < float(rate) < 10
+
+
+def test_a_loss_that_is_nan_from_the_start_is_one_error(cli, write_experiment, monkeypatch):
+    from cnnlab import lr_find as module
+
+    original = module._sweep_callback
+
+    def nan_sweep(rates):  # the model's loss is NaN at every step, as with unscaled data gone wrong
+        sweep = original(rates)
+        record = sweep.on_epoch_end
+        sweep.on_epoch_end = lambda epoch, logs=None: record(epoch, {"loss": float("nan")})
+        return sweep
+
+    monkeypatch.setattr(module, "_sweep_callback", nan_sweep)
+    result = cli("lr-find", write_experiment(), "--steps", 10)
+    assert result.exit_code == 2
+    assert "the loss was not finite at the first learning rate, --start 1e-07 (received nan)" in error_line(result)
 
 
 @pytest.mark.parametrize("args, says", [(("--start", "1", "--end", "0.1"), "--start must be below --end"),

@@ -84,3 +84,31 @@ def test_bad_seeds_are_one_error_line(cli, write_experiment, tmp_path):
         line = error_line(result)
         assert "--seeds" in line and says in line and repr(text) in line
     assert not (tmp_path / "runs").exists()
+
+
+def test_seeds_without_a_test_split_train_every_seed_and_say_why_none_is_scored(cli, write_experiment, tmp_path):
+    experiment = write_experiment({"data": {"dataset": "digits", "validation_split": 0.2, "test_split": 0.0,
+                                            "batch_size": 64}})
+    result = cli("train", experiment, "--seeds", "3,4")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("is not evaluated: the data has no test split") == 2
+    assert len(_runs(tmp_path / "runs")) == 2
+
+
+def test_a_failing_seed_does_not_stop_the_others(cli, write_experiment, tmp_path, monkeypatch):
+    from cnnlab import experiment as experiment_module
+    from cnnlab.errors import TrainingError
+
+    original = experiment_module.train
+
+    def train(cfg, **kwargs):
+        if cfg.seed == 3:
+            raise TrainingError("the loss became NaN at epoch 1")
+        return original(cfg, **kwargs)
+
+    monkeypatch.setattr(experiment_module, "train", train)
+    result = cli("train", write_experiment(), "--seeds", "3,4,5")
+    assert result.exit_code == 2
+    line = error_line(result)
+    assert "1 of 3 seeds failed (seed 3: the loss became NaN at epoch 1)" in line and "completed" in line
+    assert "[seeds 4,5]" in result.output  # the others trained and were summarised

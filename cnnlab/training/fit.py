@@ -37,9 +37,8 @@ def compile_model(model, cfg, classes, steps_per_epoch, *, learning_rate=None, s
     if learning_rate is not None:
         training = training.model_copy(update={"learning_rate": learning_rate, "lr_schedule": schedule})
     lr = build_learning_rate(training, steps_per_epoch, epochs)
-    optimizer = build_optimizer(training, lr)
-    if multipliers:
-        optimizer = with_multipliers(optimizer, multipliers)
+    plain = build_optimizer(training, lr)
+    optimizer = with_multipliers(plain, multipliers) if multipliers else plain
     loss = LOSSES[training.loss](label_smoothing=training.label_smoothing)
     scores = metrics(classes, cfg.evaluate.top_k)
     extra = len(model.outputs) - 1  # GoogLeNet's auxiliary classifiers, weighted 0.3 as in the paper
@@ -48,6 +47,10 @@ def compile_model(model, cfg, classes, steps_per_epoch, *, learning_rate=None, s
                       loss_weights=[1.0] + [AUX_LOSS_WEIGHT] * extra, metrics=[scores] + [[]] * extra)
     else:
         model.compile(optimizer=optimizer, loss=loss, metrics=scores)
+    if optimizer is not plain and hasattr(model, "_compile_config"):
+        # model.keras records the plain optimizer, so it loads in Keras without cnnlab (the per-layer rates
+        # are phase 2's training detail; resume rebuilds them from the config)
+        model._compile_config.config["optimizer"] = plain
     return model
 
 

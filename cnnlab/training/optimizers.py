@@ -18,30 +18,46 @@ for _name, _spec in catalog.OPTIMIZERS.items():
 SCHEDULES = Registry("training.lr_schedule.name")
 
 
-def _discriminative(base):
-    """`base` (a Keras optimizer class) whose learning rate is multiplied per variable.
+class DiscriminativeMixin:
+    """A Keras optimizer's learning rate multiplied per variable (discriminative rates).
 
     ``lr_multipliers`` maps a variable's ``path`` (``block2_conv1/kernel``) to a factor;
-    variables not named keep the rate. Registered with Keras (``cnnlab>DiscriminativeAdam``),
-    so a model saved with it loads where cnnlab is imported (or with ``compile=False``).
-    Weight decay (AdamW's, ``weight_decay``) is applied at the unscaled rate.
+    variables not named keep the rate. Weight decay (AdamW's ``weight_decay``) is scaled
+    by the same factor, as parameter groups do in PyTorch and fastai.
     """
 
     def __init__(self, *args, lr_multipliers=None, **kwargs):
-        base.__init__(self, *args, **kwargs)
+        super().__init__(*args, **kwargs)
         self.lr_multipliers = dict(lr_multipliers or {})
 
+    def _factor(self, variable):
+        if not isinstance(variable, keras.Variable):  # a backend variable: find the Keras one by its index
+            variable = self._trainable_variables[self._get_variable_index(variable)]
+        return self.lr_multipliers.get(variable.path)
+
     def update_step(self, gradient, variable, learning_rate):
-        path = self._trainable_variables[self._get_variable_index(variable)].path  # a backend variable has none
-        factor = self.lr_multipliers.get(path)
-        return base.update_step(self, gradient, variable, learning_rate if factor is None else learning_rate * factor)
+        factor = self._factor(variable)
+        return super().update_step(gradient, variable, learning_rate if factor is None else learning_rate * factor)
+
+    def _apply_weight_decay(self, variables):
+        """Keras's decoupled weight decay (``variable -= variable * weight_decay * rate``), at each one's rate."""
+        if self.weight_decay is None:
+            return
+        for variable in variables:
+            if self._use_weight_decay(variable):
+                factor = self._factor(variable)
+                rate = keras.ops.cast(self.learning_rate, variable.dtype) * (1.0 if factor is None else factor)
+                variable.assign(variable - variable * keras.ops.cast(self.weight_decay, variable.dtype) * rate)
 
     def get_config(self):
-        return {**base.get_config(self), "lr_multipliers": self.lr_multipliers}
+        return {**super().get_config(), "lr_multipliers": self.lr_multipliers}
 
+
+def _discriminative(base):
+    """`DiscriminativeMixin` over the Keras optimizer class `base`, registered as ``cnnlab>Discriminative<Base>``."""
     name = f"Discriminative{base.__name__}"
-    members = {"__init__": __init__, "update_step": update_step, "get_config": get_config, "__module__": __name__}
-    return keras.saving.register_keras_serializable(package="cnnlab", name=name)(type(name, (base,), members))
+    cls = type(name, (DiscriminativeMixin, base), {"__module__": __name__})
+    return keras.saving.register_keras_serializable(package="cnnlab", name=name)(cls)
 
 
 DISCRIMINATIVE = {spec.keras_class: _discriminative(getattr(keras.optimizers, spec.keras_class))
@@ -51,7 +67,10 @@ DISCRIMINATIVE = {spec.keras_class: _discriminative(getattr(keras.optimizers, sp
 def with_multipliers(optimizer, multipliers):
     """A copy of the Keras `optimizer` whose rate is multiplied by ``multipliers[variable.path]``."""
     cls = DISCRIMINATIVE[type(optimizer).__name__]
-    return cls.from_config({**optimizer.get_config(), "lr_multipliers": multipliers})  # a schedule too
+    try:
+        return cls.from_config({**optimizer.get_config(), "lr_multipliers": multipliers})  # a schedule too
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"training.optimizer with finetune.lr_mult: {exc}") from None
 
 
 def build_optimizer(cfg, learning_rate):
