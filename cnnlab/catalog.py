@@ -252,6 +252,7 @@ DATASETS = {
 }
 SCALINGS = ("unit", "symmetric", "standardize", "none", "backbone")
 ENGINES = ("layers", "generator")
+BACKENDS = ("tensorflow", "jax")  # Keras backends cnnlab runs on (runtime.backend)
 
 # --------------------------------------------------------------------------- training
 

@@ -182,6 +182,10 @@ class FinetuneConfig(Section):
     train_batch_norm: bool = False
 
 
+class RuntimeConfig(Section):
+    backend: Literal[catalog.BACKENDS] = "tensorflow"  # Keras's backend; the data pipeline is tf.data on either
+
+
 class EvaluateConfig(Section):
     split: Literal["test", "val", "train"] = "test"
     top_k: list[PositiveInt] = [1, 5]
@@ -223,6 +227,7 @@ class ExperimentConfig(Section):
     callbacks: CallbacksConfig = CallbacksConfig()
     finetune: FinetuneConfig = FinetuneConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
     provenance: dict[str, Any] | None = None  # written by cnnlab into a run's config.yaml
 
     @model_validator(mode="before")

@@ -119,9 +119,10 @@ def main_output(predictions):
 
 def predict_batch(model, images, tta=None):
     """The main classifier's probabilities for a batch; with a `cnnlab.tta.Plan`, averaged over its views."""
-    if tta is None:
-        return main_output(model.predict_on_batch(images)).astype(np.float32)
-    return tta.average(main_output(model.predict_on_batch(tta.expand(images))).astype(np.float32))
+    batch = images if tta is None else tta.expand(images)
+    # NumPy in: tf.data's tensors are TensorFlow's, and the model may run on another backend (JAX)
+    probs = main_output(model.predict_on_batch(np.asarray(batch))).astype(np.float32)
+    return probs if tta is None else tta.average(probs)
 
 
 def predict_split(model, data, split, tta=None):

@@ -6,16 +6,24 @@ from pathlib import Path
 from cnnlab import artifacts, files
 from cnnlab.config import save_config
 from cnnlab.errors import CnnlabError, DataError
-from cnnlab.training import resume
 
 
-def setup(cfg):
-    """Seed every generator and set the dtype policy before anything is built."""
+def setup(cfg, backend=False):
+    """Seed every generator and set the dtype policy before anything is built.
+
+    With `backend` (the commands that train: train, finetune, lr-find), first make Keras
+    run on ``runtime.backend``. The others run on whatever Keras runs on (TensorFlow
+    unless ``KERAS_BACKEND`` says otherwise): a model's weights load on any backend.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if backend:
+        from cnnlab.runtime import use_backend
+
+        use_backend(cfg.runtime.backend)
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
-    if cfg.deterministic:
+    if cfg.deterministic and keras.backend.backend() == "tensorflow":  # JAX's CPU kernels are deterministic
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
@@ -133,10 +141,11 @@ def preflight(cfg, data):
 
 def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto"):
     """Train the experiment `cfg` into a new (or resumed) run folder and return its path."""
+    setup(cfg, backend=True)
     from cnnlab.data.pipeline import load_data
+    from cnnlab.training import resume
     from cnnlab.training.fit import compile_model, fit
 
-    setup(cfg)
     data = load_data(cfg)
     describe(data, echo)
     model = build(cfg, data)
@@ -184,6 +193,7 @@ def train_seeds(cfgs, *, output_dir=None, fresh=False, echo=print, verbose="auto
 
 def _train_seed(cfg, output_dir, fresh, echo, verbose):
     """One seed of `train_seeds`: its completed run, or a new (or resumed) one; evaluated."""
+    setup(cfg, backend=True)  # the backend first: Keras is imported next
     import keras
 
     from cnnlab.evaluate import evaluate

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from cnnlab import artifacts, files
 from cnnlab.catalog import APPLICATIONS, is_backbone
-from cnnlab.training import resume
 from cnnlab.config import apply_overrides, build_config, load_config, option_overrides, read_yaml
 from cnnlab.errors import ConfigError, did_you_mean
 from cnnlab.target import open_target
@@ -226,7 +225,8 @@ def finetune(target=None, *, overrides=(), freeze=None, epochs=None, head_epochs
     cfg = backbone_scaling(resolve_config(target, overrides, root, **{
         "finetune.freeze": freeze, "finetune.epochs": epochs, "finetune.head_epochs": head_epochs,
         "finetune.learning_rate": learning_rate}))
-    setup(cfg)
+    setup(cfg, backend=True)
+    from cnnlab.training import resume
     data = load_data(cfg)
     describe(data, echo)
     model, origin = base_model(cfg, data, unsafe)
@@ -244,6 +244,8 @@ def finetune(target=None, *, overrides=(), freeze=None, epochs=None, head_epochs
 
 def _phases(model, data, cfg, run, first, steps, echo, verbose):
     """Phase 1 (base frozen, head trained), then phase 2 (layers from `first` on), each resumable."""
+    from cnnlab.training import resume
+
     ft = cfg.finetune
     state = resume.load(run)
     if state is not None:

@@ -110,7 +110,12 @@ class GradCam:
         found = last_conv_output(model)
         self.layer = found[0] if found else None
         self._model = None
-        if found:
+        self.unavailable = None if found else NO_CONV
+        if found and keras.backend.backend() != "tensorflow":
+            self.unavailable = (f"Grad-CAM takes its gradients with TensorFlow, and Keras runs on "
+                                f"{keras.backend.backend()} in this process (KERAS_BACKEND): run the command "
+                                "with the tensorflow backend, which loads any run's model")
+        elif found:
             head, self._to_logits = _logits_head(model)
             inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # a bare tensor: no structure warning
             self._model = keras.Model(inputs, [found[1], head])
@@ -133,7 +138,7 @@ class GradCam:
         import tensorflow as tf
 
         if not self.available:
-            raise CnnlabError(NO_CONV)
+            raise CnnlabError(self.unavailable)
         images = tf.convert_to_tensor(np.asarray(images, dtype="float32"))
         with tf.GradientTape() as tape:
             features, head = self._model(images, training=False)

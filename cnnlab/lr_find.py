@@ -123,12 +123,13 @@ def lr_find(cfg, *, start=1e-7, end=10.0, steps=100, output="lr_find.png", echo=
     the loss (label smoothing included), precision and augmentation are the experiment's;
     for GoogLeNet the loss includes its auxiliary classifiers' (weighted 0.3).
     """
+    from cnnlab.experiment import build, describe, setup
+
+    setup(cfg, backend=True)
     from cnnlab import plots
     from cnnlab.data.pipeline import load_data
-    from cnnlab.experiment import build, describe, setup
     from cnnlab.training.fit import compile_model
 
-    setup(cfg)
     data = load_data(cfg)
     describe(data, echo)
     model = build(cfg, data)

@@ -165,11 +165,11 @@ def images_at(data, split, indices):
 def gradcam_section(out, model, examples, class_names, echo, mistakes=True):
     """Grad-CAM heat-maps over `examples` (mistakes, or else the least confident answers), or why there are none."""
     from cnnlab import plots
-    from cnnlab.gradcam import NO_CONV, GradCam, overlay
+    from cnnlab.gradcam import GradCam, overlay
 
     cam = GradCam(model)
     if not cam.available:
-        out.notes["gradcam"] = NO_CONV + "."
+        out.notes["gradcam"] = cam.unavailable + "."
         return
     if not examples:
         out.notes["gradcam"] = "No images to explain."

@@ -172,11 +172,10 @@ class LayersAugmenter:
 
         Keras has one layer per transform, and each resamples the whole batch: on a CPU
         the resampling is most of augmentation's cost (BENCHMARKS.md). So the draws
-        become one matrix per image (`affine_transforms`) and
-        `keras.ops.image.affine_transform` resamples each image once.
+        become one matrix per image (`affine_transforms`) and TensorFlow's projective
+        transform (what `keras.ops.image.affine_transform` calls) resamples each image once.
         """
         import tensorflow as tf
-        from keras import ops
 
         cfg, (h, w, _) = self.cfg, self.shape
         n = tf.shape(x)[:1]
@@ -197,8 +196,12 @@ class LayersAugmenter:
             draws["zx"], draws["zy"] = uniform(low, high), uniform(low, high)
         if not draws:
             return x
-        return ops.image.affine_transform(x, affine_transforms(h, w, **draws), interpolation="bilinear",
-                                          fill_mode=cfg.fill_mode, fill_value=cfg.cval, data_format="channels_last")
+        # The op `keras.ops.image.affine_transform` runs on TensorFlow, called directly: tf.data runs
+        # TensorFlow whatever Keras's backend (under JAX, keras.ops would be JAX's).
+        out = tf.raw_ops.ImageProjectiveTransformV3(
+            images=x, transforms=affine_transforms(h, w, **draws), output_shape=tf.shape(x)[1:3],
+            fill_value=float(cfg.cval), interpolation="BILINEAR", fill_mode=cfg.fill_mode.upper())
+        return tf.ensure_shape(out, x.shape)
 
     def _scale_and_shift(self, x):
         """ImageDataGenerator's brightness (a multiplier) and channel shift (one intensity added to every channel)."""
