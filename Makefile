@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install browser demo test test-fast lint bench clean
+.PHONY: install browser demo test test-fast lint bench accuracy clean
 
 install: $(VENV)/.installed
 
@@ -47,6 +47,17 @@ bench: install  ## timing and accuracy figures (see BENCHMARKS.md); needs ../sha
 	$(BIN)/python benchmarks/throughput.py --memory
 	$(BIN)/python benchmarks/time_to_accuracy.py experiments/mnist_fast.yaml
 	$(BIN)/python benchmarks/time_to_accuracy.py experiments/mnist_fast.yaml --set training.precision=float32
+	$(BIN)/python benchmarks/setup_search.py
+	$(BIN)/python benchmarks/backends.py
+
+accuracy: install  ## the accuracy table (README.md) and transfer figures: hours on 2 cores; runs kept in runs-accuracy/
+	$(BIN)/python benchmarks/accuracy_table.py experiments/mnist_best.yaml --seeds 42,1,2,3,4 --ensemble 3,5
+	$(BIN)/python benchmarks/accuracy_table.py experiments/digits_cnn.yaml
+	$(BIN)/python benchmarks/accuracy_table.py experiments/mnist_deep_cnn.yaml experiments/mnist_augment.yaml \
+	  experiments/mnist_batch_norm.yaml experiments/mnist_onecycle.yaml experiments/mnist_label_smoothing.yaml \
+	  experiments/mnist_step_decay.yaml --set training.precision=mixed_bfloat16
+	$(BIN)/python benchmarks/accuracy_table.py experiments/mnist_best.yaml --set training.precision=float32
+	$(BIN)/python benchmarks/transfer_mnist.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
