@@ -67,8 +67,10 @@ def test_lr_find_says_the_rate_to_use(cli, write_experiment, tmp_path):
     assert 1e-5 < float(rate) < 10
 
 
-def test_a_loss_that_is_nan_from_the_start_is_one_error(cli, write_experiment, monkeypatch):
+def test_a_loss_that_is_nan_from_the_start_is_one_error(cli, write_experiment, monkeypatch, tmp_path):
     from cnnlab import lr_find as module
+
+    monkeypatch.chdir(tmp_path)  # the default -o lr_find.png would land here
 
     original = module._sweep_callback
 
@@ -82,6 +84,7 @@ def test_a_loss_that_is_nan_from_the_start_is_one_error(cli, write_experiment, m
     result = cli("lr-find", write_experiment(), "--steps", 10)
     assert result.exit_code == 2
     assert "the loss was not finite at the first learning rate, --start 1e-07 (received nan)" in error_line(result)
+    assert not (tmp_path / "lr_find.png").exists()
 
 
 @pytest.mark.parametrize("args, says", [(("--start", "1", "--end", "0.1"), "--start must be below --end"),
