@@ -11,6 +11,7 @@ import os
 import sys
 
 from cnnlab.errors import ConfigError
+
 EXTRA = {"jax": "pip install 'cnnlab[jax]' (or: pip install 'jax[cpu]')"}
 
 

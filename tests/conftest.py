@@ -118,3 +118,24 @@ def error_line(result):
     lines = [line for line in output.splitlines() if line.startswith("Error:")]
     assert len(lines) == 1, output
     return lines[0]
+
+
+def sigkill_after_epoch(command, cwd, epoch=2, timeout=180):
+    """Start `command` (a training) in `cwd`, SIGKILL it once its resume state has `epoch` epochs; its run."""
+    import signal
+    import subprocess
+    import time
+
+    from cnnlab import artifacts
+    from cnnlab.training import resume
+
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        runs = artifacts.list_runs(Path(cwd) / "runs")
+        if runs and (resume.load(runs[-1]) or {}).get("epoch", 0) >= epoch:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return artifacts.latest_run(Path(cwd) / "runs")

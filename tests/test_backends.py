@@ -2,15 +2,13 @@
 
 import importlib.util
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from cnnlab import artifacts
-from tests.conftest import error_line
+from tests.conftest import error_line, sigkill_after_epoch
 
 HAS_JAX = importlib.util.find_spec("jax") is not None
 needs_jax = pytest.mark.skipif(not HAS_JAX, reason="JAX is not installed (pip install 'cnnlab[jax]')")
@@ -63,16 +61,7 @@ def test_sigkill_on_jax_then_the_same_command_resumes(write_experiment, tmp_path
 
     path = write_experiment({"runtime": {"backend": "jax"}, "training": {"epochs": 8}, "data": {"batch_size": 16}})
     command = [*CNNLAB, "train", str(path)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        runs = artifacts.list_runs(tmp_path / "runs")
-        if runs and (resume.load(runs[-1]) or {}).get("epoch", 0) >= 2:
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    run_dir = artifacts.latest_run(tmp_path / "runs")
+    run_dir = sigkill_after_epoch(command, tmp_path)
     assert artifacts.status(run_dir) == "interrupted"
     done = resume.load(run_dir)["epoch"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)

@@ -3,10 +3,8 @@
 import csv
 import errno
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -16,7 +14,7 @@ from cnnlab import artifacts, files
 from cnnlab.errors import CnnlabError
 from cnnlab.training import fit as fit_module
 from cnnlab.training import resume
-from tests.conftest import error_line
+from tests.conftest import error_line, sigkill_after_epoch
 
 # Reduce-on-plateau with patience 1 lowers the rate during the run and early stopping counts:
 # a resumed run only matches an uninterrupted one if their counters carry over too.
@@ -130,16 +128,7 @@ def test_a_kill_while_the_state_is_written_resumes_from_the_epoch_before(cli, wr
 def test_sigkill_in_a_fresh_process_then_the_same_command_resumes(write_experiment, tmp_path):
     path = write_experiment({"training": {"epochs": 8}, "data": {"batch_size": 16}})
     command = [sys.executable, "-m", "cnnlab", "train", str(path)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        runs = artifacts.list_runs(tmp_path / "runs")
-        if runs and (resume.load(runs[-1]) or {}).get("epoch", 0) >= 2:
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    run = artifacts.latest_run(tmp_path / "runs")
+    run = sigkill_after_epoch(command, tmp_path, timeout=120)
     assert artifacts.run_info(run)["status"] == "running" and artifacts.status(run) == "interrupted"
     done = resume.load(run)["epoch"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
