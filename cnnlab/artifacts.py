@@ -238,7 +238,8 @@ def find_run(output_dir, name, config_dict, wanted):
 
 
 def _comparable(config_dict):
-    return {k: v for k, v in config_dict.items() if k != "provenance"}
+    """What makes two runs the same: not their provenance, nor how many processes trained them."""
+    return {k: v for k, v in config_dict.items() if k not in ("provenance", "distribution")}
 
 
 def provenance():

@@ -164,11 +164,17 @@ def _seeds(ctx, param, text):
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Where runs go (default: output_dir).")
 @click.option("--dry-run", is_flag=True, help="Validate, build the model and print its summary; no training.")
 @click.option("--fresh", is_flag=True, help="Start a new run even if an interrupted one could be resumed.")
-def train_command(experiment, overrides, epochs, seeds, output_dir, dry_run, fresh):
+@click.option("--workers", type=click.IntRange(min=1), metavar="N",
+              help="Train on N local worker processes (127.0.0.1), as on N machines; needs runtime.backend: jax.")
+def train_command(experiment, overrides, epochs, seeds, output_dir, dry_run, fresh, workers):
     """Train EXPERIMENT.yaml into runs/<name>/<timestamp>/ (resumes an interrupted run)."""
     from cnnlab.config import load_config
 
     console = current_console()
+    if workers and workers > 1 and not dry_run:
+        if seeds:
+            raise click.UsageError("--workers trains one run: give it without --seeds.")
+        sys.exit(_launch(experiment, overrides, epochs, output_dir, fresh, workers, console))
     cfgs = [load_config(experiment, overrides, check_paths=True, **{"training.epochs": epochs, "seed": seed})
             for seed in seeds or [None]]
     if dry_run:
@@ -187,6 +193,21 @@ def train_command(experiment, overrides, epochs, seeds, output_dir, dry_run, fre
         return
     run = train(cfgs[0], **options)
     click.echo(f"Done: {run}")
+
+
+def _launch(experiment, overrides, epochs, output_dir, fresh, workers, console):
+    """`cnnlab train` on `workers` local processes (`cnnlab.distribution.launch`); the job's exit code."""
+    from cnnlab import distribution
+    from cnnlab.config import load_config
+
+    overrides = [*overrides, f"distribution.workers={workers}"]
+    distribution.plan(load_config(experiment, overrides, check_paths=True, **{"training.epochs": epochs}))
+    arguments = ["train", experiment, *(a for o in overrides for a in ("--set", o))]
+    arguments += [*(["--epochs", str(epochs)] if epochs else []), *(["--output-dir", output_dir] if output_dir else []),
+                  *(["--fresh"] if fresh else []), *(["--quiet"] if console.quiet else []),
+                  *(["--verbose"] if console.verbose else [])]
+    _interrupt_on_sigterm()
+    return distribution.launch(arguments, workers, echo=console.info)
 
 
 def _freeze(value):

@@ -186,6 +186,25 @@ class RuntimeConfig(Section):
     backend: Literal[catalog.BACKENDS] = "tensorflow"  # Keras's backend; the data pipeline is tf.data on either
 
 
+COORDINATOR_PATTERN = re.compile(r"[^\s:]+:\d{1,5}|\[[0-9A-Fa-f:.]+\]:\d{1,5}")
+
+
+def _coordinator(value):
+    if value is not None and not COORDINATOR_PATTERN.fullmatch(value):
+        raise ValueError(f"`distribution.coordinator` must be HOST:PORT, e.g. 10.0.0.1:1234. "
+                         f"Received: {_short(value)}.")
+    return value
+
+
+class DistributionConfig(Section):
+    """Training on several processes (`cnnlab.distribution`); unset keys come from the environment."""
+
+    workers: PositiveInt | None = None  # processes in the job; default KERAS_DISTRIBUTION_NUM_PROCESSES, else 1
+    coordinator: Annotated[str | None, AfterValidator(_coordinator)] = None  # HOST:PORT of process 0
+    process_id: Annotated[int, Field(ge=0)] | None = None  # this process's number, 0 .. workers - 1
+    timeout: PositiveInt = 120  # seconds to wait for every worker to join, and for a silent one
+
+
 class EvaluateConfig(Section):
     split: Literal["test", "val", "train"] = "test"
     top_k: list[PositiveInt] = [1, 5]
@@ -228,6 +247,7 @@ class ExperimentConfig(Section):
     finetune: FinetuneConfig = FinetuneConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    distribution: DistributionConfig = DistributionConfig()
     provenance: dict[str, Any] | None = None  # written by cnnlab into a run's config.yaml
 
     @model_validator(mode="before")

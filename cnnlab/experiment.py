@@ -1,25 +1,30 @@
 """`train`: seed -> data -> model -> fit -> run folder. One function serves the CLI and Python."""
 
+import contextlib
 import os
 from pathlib import Path
 
-from cnnlab import artifacts, files
+from cnnlab import artifacts, distribution, files
 from cnnlab.config import save_config
 from cnnlab.errors import CnnlabError, DataError
 
 
-def setup(cfg, backend=False):
+def setup(cfg, backend=False, distributed=False, echo=print):
     """Seed every generator and set the dtype policy before anything is built.
 
     With `backend` (the commands that train: train, finetune, lr-find), first make Keras
     run on ``runtime.backend``. The others run on whatever Keras runs on (TensorFlow
     unless ``KERAS_BACKEND`` says otherwise): a model's weights load on any backend.
+    `distributed` (`train`): join the other workers of ``distribution``, if any.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if backend:
         from cnnlab.runtime import use_backend
 
+        distribution.plan(cfg, distributed)  # a job this command cannot run fails before Keras starts
         use_backend(cfg.runtime.backend)
+        if distributed:
+            distribution.start(cfg, echo)  # joins the other workers, if any, before JAX computes anything
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
@@ -140,8 +145,11 @@ def preflight(cfg, data):
 
 
 def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto"):
-    """Train the experiment `cfg` into a new (or resumed) run folder and return its path."""
-    setup(cfg, backend=True)
+    """Train the experiment `cfg` into a new (or resumed) run folder and return its path.
+
+    On several workers (``distribution``) every worker calls it; process 0 writes the run.
+    """
+    setup(cfg, backend=True, distributed=True, echo=echo)
     from cnnlab.data.pipeline import load_data
     from cnnlab.training import resume
     from cnnlab.training.fit import compile_model, fit
@@ -151,15 +159,19 @@ def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto"):
     model = build(cfg, data)
     preflight(cfg, data)
     compile_model(model, cfg, data.classes, data.steps_per_epoch(cfg.training.steps_per_epoch))
-    run = start_run(cfg, output_dir, fresh, echo)
-    with artifacts.running(run, kind="train", device=device()):
-        files.write_json(run / artifacts.CLASSES_FILE, data.class_names)
-        state = resume.load(run)
+    primary = distribution.current().primary  # process 0 writes the run; other workers only train
+    run = Path(distribution.share(str(start_run(cfg, output_dir, fresh, echo)) if primary else None))
+    with artifacts.running(run, kind="train", device=device()) if primary else contextlib.nullcontext():
+        if primary:
+            files.write_json(run / artifacts.CLASSES_FILE, data.class_names)
+        state = distribution.share(resume.load(run) if primary else None)
         echo(f"Run: {run}" + (f" (going on after epoch {state['epoch']})" if state else ""))
         fit(model, data, cfg, run, epochs=cfg.training.epochs, state=state,
             steps_per_epoch=cfg.training.steps_per_epoch, verbose=verbose)
-        finish(run, model, cfg)
-    resume.discard(run)
+        if primary:
+            finish(run, model, cfg)
+    if primary:
+        resume.discard(run)
     return run
 
 

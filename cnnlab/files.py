@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+from cnnlab.distribution import local
 from cnnlab.errors import CnnlabError
 
 PARTIAL_PREFIX = ".partial-"
@@ -59,13 +60,13 @@ def read_json(path, default=None):
 
 def save_model(model, path):
     """``model.save(path)`` atomically (a .keras file)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, local():
         model.save(tmp)
 
 
 def save_weights(model, path):
     """``model.save_weights(path)`` atomically (weights and optimizer state, a .weights.h5 file)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, local():
         model.save_weights(tmp)
 
 

@@ -61,6 +61,20 @@ class DataBundle:
         ds = make_dataset(examples, self.input_shape, self.batch_size)
         return labelled(ds.map(lambda x, y: (x, one_hot(y, self.classes))), outputs)
 
+    def validation_dataset(self, outputs=1):
+        """The validation batches `model.fit` scores; with several workers, each loads its shard of every batch."""
+        import tensorflow as tf
+
+        from cnnlab.distribution import current, shard
+
+        if current().workers == 1:
+            return self.dataset("val", outputs=outputs)
+        examples = self.split("val")
+        load = batch_loader(examples, self.input_shape)
+        ds = tf.data.Dataset.range(len(examples)).batch(self.batch_size)
+        ds = ds.map(lambda index: load(shard(index)), num_parallel_calls=tf.data.AUTOTUNE)
+        return labelled(ds.map(lambda x, y: (x, one_hot(y, self.classes))), outputs)
+
     def steps_per_epoch(self, steps=None):
         """`steps` (``training.steps_per_epoch``), or the batches of one pass over the training split."""
         return steps or batches_per_pass(len(self.train), self.batch_size)
@@ -100,10 +114,20 @@ class DataBundle:
         return augmenter(self.augmentation, self.input_shape, self.classes, self.seed)
 
     def _training_batches(self, examples, stream, augment, outputs):
-        """Load, one-hot and augment the ``(example indices, random key)`` batches of `stream`."""
+        """Load, one-hot and augment the ``(example indices, random key)`` batches of `stream`.
+
+        With several workers each loads its shard of every batch (`cnnlab.distribution.shard`)
+        and folds its number into the key, so the workers' shards are augmented independently.
+        """
         import tensorflow as tf
 
+        from cnnlab.distribution import current, shard
+
         load = batch_loader(examples, self.input_shape)
+        worker = current()
+        if worker.workers > 1:
+            stream = stream.map(lambda index, key: (
+                shard(index), tf.random.experimental.stateless_fold_in(key, worker.process_id)))
         ds = stream.map(lambda index, key: (*load(index), key), num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.map(lambda x, y, key: (x, one_hot(y, self.classes), key))
         # The augmentation's randomness comes from each batch's key, so its parallel map is reproducible.

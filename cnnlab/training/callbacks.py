@@ -8,6 +8,7 @@ import keras
 
 from cnnlab import files
 from cnnlab.artifacts import MODEL_FILE
+from cnnlab.distribution import local
 
 
 def finite(logs):
@@ -28,7 +29,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
     def _save_model(self, epoch, batch, logs):
         if not finite(logs):
             return
-        with files.atomic_path(self.target) as tmp:
+        with files.atomic_path(self.target) as tmp, local():
             self.filepath = str(tmp)
             super()._save_model(epoch, batch, logs)
 
@@ -69,7 +70,7 @@ def direction(monitor, mode):
     return "max" if any(k in monitor for k in ("acc", "auc", "precision", "recall", "f1")) else "auto"
 
 
-def make_callbacks(cfg, run, *, phase=None, monitor=None):
+def make_callbacks(cfg, run, *, phase=None, monitor=None, writes=True):
     """The configured callbacks for one `fit`, plus the NaN guard.
 
     The resume state and history.csv are written by `cnnlab.training.resume.Checkpointer`,
@@ -80,6 +81,7 @@ def make_callbacks(cfg, run, *, phase=None, monitor=None):
         run: the run folder.
         phase: fine-tuning phase written to history.csv, or None.
         monitor: maps a configured monitor to its name in the logs (multi-output models).
+        writes: False on the workers other than process 0: no checkpoint, no TensorBoard logs.
     """
     run = Path(run)
     rename = monitor or (lambda name: name)
@@ -91,12 +93,12 @@ def make_callbacks(cfg, run, *, phase=None, monitor=None):
     out = [keras.callbacks.TerminateOnNaN()]
     if phase is not None:
         out.append(PhaseLogger(phase))
-    if cfg.model_checkpoint is not None:
+    if cfg.model_checkpoint is not None and writes:
         out.append(AtomicModelCheckpoint(run / MODEL_FILE, **watch(cfg.model_checkpoint.model_dump())))
     if cfg.reduce_lr_on_plateau is not None:
         out.append(keras.callbacks.ReduceLROnPlateau(**watch(cfg.reduce_lr_on_plateau.model_dump())))
     if cfg.early_stopping is not None:
         out.append(keras.callbacks.EarlyStopping(**watch(cfg.early_stopping.model_dump())))
-    if cfg.tensorboard:
+    if cfg.tensorboard and writes:
         out.append(keras.callbacks.TensorBoard(log_dir=str(run / "tensorboard")))
     return out

@@ -22,6 +22,7 @@ import numpy as np
 
 from cnnlab import files
 from cnnlab.artifacts import BACKUP_DIR, HISTORY_FILE
+from cnnlab.distribution import share, shared_file
 
 STATE_FILE = "state.json"
 ES_BEST_FILE = "early_stopping_best.npz"
@@ -54,7 +55,8 @@ def restore_weights(model, run, state, *, optimizer):
     """
     if optimizer and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-    model.load_weights(Path(run) / BACKUP_DIR / state["weights"])
+    with shared_file(Path(run) / BACKUP_DIR / state["weights"]) as path:  # process 0's, on every worker
+        model.load_weights(path)
     for variable, value in zip(seed_states(model), state.get("seeds", [])):
         variable.assign(np.asarray(value, dtype=variable.dtype))
 
@@ -85,13 +87,15 @@ class Checkpointer(keras.callbacks.Callback):
             the checkpoint's best across phases.
         watched: the other callbacks of this fit, whose counters are saved.
         write_history: whether to write history.csv (``callbacks.csv_logger``).
+        writes: False on the workers other than process 0, which keep the state and write nothing.
     """
 
-    def __init__(self, run, state, *, phase, watched, write_history):
+    def __init__(self, run, state, *, phase, watched, write_history, writes=True):
         super().__init__()
         self.folder = Path(run) / BACKUP_DIR
         self.history_path = Path(run) / HISTORY_FILE
         self.state, self.phase, self.watched, self.write_history = state, phase, watched, write_history
+        self.writes = writes
         self.rows = history_rows(state)
 
     def on_train_begin(self, logs=None):
@@ -112,18 +116,20 @@ class Checkpointer(keras.callbacks.Callback):
         logs = logs or {}
         if any(isinstance(v, (int, float)) and not math.isfinite(v) for v in logs.values()):
             return  # a NaN epoch is never saved; TerminateOnNaN stops training
-        self.folder.mkdir(exist_ok=True)
         previous = self.state["weights"] if self.state else None
         weights = f"epoch-{epoch + 1:04d}.weights.h5"
-        files.save_weights(self.model, self.folder / weights)
-        self._save_best_weights(epoch)
         rate = {"learning_rate": float(self.model.optimizer.learning_rate)}  # also when no callback logs it
         self.rows.append({"epoch": epoch, **rate, **{k: _row_value(v) for k, v in logs.items()}})
-        if self.write_history:
-            write_history(self.history_path, self.rows)
         self.state = {"epoch": epoch + 1, "phase": self.phase, "weights": weights, "history": self.rows,
                       "stopped": bool(self.model.stop_training), "callbacks": self._counters(),
                       "seeds": [np.asarray(v).tolist() for v in seed_states(self.model)]}
+        if not self.writes:
+            return
+        self.folder.mkdir(exist_ok=True)
+        files.save_weights(self.model, self.folder / weights)
+        self._save_best_weights(epoch)
+        if self.write_history:
+            write_history(self.history_path, self.rows)
         files.write_json(self.folder / STATE_FILE, self.state)
         if previous and previous != weights:
             with contextlib.suppress(OSError):
@@ -151,8 +157,8 @@ class Checkpointer(keras.callbacks.Callback):
 
     def _restore_best_weights(self, stopper):
         path = self.folder / ES_BEST_FILE
-        if stopper.restore_best_weights and path.is_file():
-            with np.load(path) as saved:
+        if stopper.restore_best_weights and share(path.is_file()):  # process 0's file, on every worker
+            with shared_file(path) as copy, np.load(copy) as saved:
                 stopper.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
 
 
