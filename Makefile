@@ -32,8 +32,8 @@ demo: install  ## train and evaluate an MLP on scikit-learn's bundled digits (no
 	$(BIN)/cnnlab train experiments/digits_mlp.yaml
 	$(BIN)/cnnlab evaluate
 
-test: install browser  ## the whole suite, slow end-to-end tests and the browser test included
-	$(BIN)/python -m pytest
+test: install browser  ## the whole suite, slow end-to-end tests and the browser test included, 2 processes
+	$(BIN)/python -m pytest -n 2
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"

@@ -10,6 +10,7 @@ the line (see `cnnlab.console`).
 
 import contextlib
 import functools
+import os
 import signal
 import sys
 import traceback
@@ -59,10 +60,12 @@ class Group(click.Group):
         except CnnlabError as exc:
             if _verbose(ctx):
                 traceback.print_exc()
+            _leave_job(2, f"Error: {exc}")
             raise BadInput(str(exc)) from None
         except KeyboardInterrupt:
             click.echo("\nInterrupted. Run the same command again to resume from the last finished epoch.",
                        err=True)
+            _leave_job(130)
             sys.exit(130)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
@@ -74,7 +77,20 @@ class Group(click.Group):
                 traceback.print_exc()
             click.echo(f"Error: unexpected failure: {type(exc).__name__}: {exc} "
                        "(run with --verbose for the traceback)", err=True)
+            _leave_job(1)
             sys.exit(1)
+
+
+def _leave_job(code, message=None):
+    """A worker of several that fails exits at once: JAX's exit waits for workers that will never get there."""
+    from cnnlab.distribution import current
+
+    if current().workers > 1:
+        if message:
+            click.echo(message, err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _verbose(ctx):
@@ -170,13 +186,15 @@ def train_command(experiment, overrides, epochs, seeds, output_dir, dry_run, fre
     """Train EXPERIMENT.yaml into runs/<name>/<timestamp>/ (resumes an interrupted run)."""
     from cnnlab.config import load_config
 
+    from cnnlab.distribution import plan
+
     console = current_console()
-    if workers and workers > 1 and not dry_run:
-        if seeds:
-            raise click.UsageError("--workers trains one run: give it without --seeds.")
-        sys.exit(_launch(experiment, overrides, epochs, output_dir, fresh, workers, console))
+    overrides = (*overrides, *([f"distribution.workers={workers}"] if workers else []))
     cfgs = [load_config(experiment, overrides, check_paths=True, **{"training.epochs": epochs, "seed": seed})
             for seed in seeds or [None]]
+    plan(cfgs[0], distributed=not seeds)  # a job that cannot run fails here, before TensorFlow starts
+    if workers and workers > 1 and not dry_run:
+        sys.exit(_launch(experiment, overrides, epochs, output_dir, fresh, workers, console))
     if dry_run:
         from cnnlab.experiment import check
 
@@ -198,10 +216,7 @@ def train_command(experiment, overrides, epochs, seeds, output_dir, dry_run, fre
 def _launch(experiment, overrides, epochs, output_dir, fresh, workers, console):
     """`cnnlab train` on `workers` local processes (`cnnlab.distribution.launch`); the job's exit code."""
     from cnnlab import distribution
-    from cnnlab.config import load_config
 
-    overrides = [*overrides, f"distribution.workers={workers}"]
-    distribution.plan(load_config(experiment, overrides, check_paths=True, **{"training.epochs": epochs}))
     arguments = ["train", experiment, *(a for o in overrides for a in ("--set", o))]
     arguments += [*(["--epochs", str(epochs)] if epochs else []), *(["--output-dir", output_dir] if output_dir else []),
                   *(["--fresh"] if fresh else []), *(["--quiet"] if console.quiet else []),

@@ -23,6 +23,7 @@ number itself under Slurm, Open MPI and Kubernetes.
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -35,12 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.runtime import EXTRA
 
 ENV_WORKERS = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 ENV_ADDRESSES = "KERAS_DISTRIBUTION_JOB_ADDRESSES"  # comma-separated; the first is process 0's
 ENV_PROCESS_ID = "KERAS_DISTRIBUTION_PROCESS_ID"
 WHY_JAX = ("TensorFlow's MultiWorkerMirroredStrategy fails in Keras 3's Model.fit, keras-team/keras#20585; "
-           "install it with pip install 'cnnlab[jax]'")
+           f"JAX: {EXTRA['jax']}")
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Cluster:
 
     workers: int = 1
     process_id: int = 0
+    devices: int = 1  # in the whole job (a batch is split over all of them)
 
     @property
     def primary(self):
@@ -123,9 +126,12 @@ def start(cfg, echo=print):
              "(distribution.timeout), or JAX ends the job")
         if process_id and coordinator:
             _wait_for(coordinator, timeout)
+        # JAX's preemption notifier would take SIGTERM from cnnlab, which stops training on it like Ctrl-C
+        jax.config.update("jax_enable_preemption_service", False)
         try:
             jax.distributed.initialize(coordinator_address=coordinator, num_processes=workers, process_id=process_id,
-                                       initialization_timeout=timeout, heartbeat_timeout_seconds=timeout)
+                                       initialization_timeout=timeout, heartbeat_timeout_seconds=timeout,
+                                       shutdown_timeout_seconds=timeout)
         except (RuntimeError, ValueError, TypeError) as exc:
             where = coordinator or "(not set: give distribution.coordinator or " + ENV_ADDRESSES + ")"
             raise CnnlabError(f"worker {process_id if process_id is not None else '?'} of {workers} could not join "
@@ -136,7 +142,10 @@ def start(cfg, echo=print):
 
     keras.distribution.set_distribution(
         keras.distribution.DataParallel(devices=jax.devices(), auto_shard_dataset=False))
-    _cluster = Cluster(workers=jax.process_count(), process_id=jax.process_index())
+    _cluster = Cluster(workers=jax.process_count(), process_id=jax.process_index(), devices=jax.device_count())
+    if cfg.data.batch_size % _cluster.devices:
+        raise ConfigError(f"data.batch_size {cfg.data.batch_size} does not split evenly over the job's "
+                          f"{_cluster.devices} devices: give a multiple of {_cluster.devices}.")
     return _cluster
 
 
@@ -159,20 +168,22 @@ def _wait_for(coordinator, timeout):
             time.sleep(0.5)
 
 
-def shard(index):
+def shard(index, weights=False):
     """This worker's examples of a global batch's indices: every ``workers``-th from its own number.
 
-    A batch that does not split evenly (a pass's short last one) is topped up with its
-    own first examples to a multiple of ``workers``: every worker gets the same number,
-    never none, and no example is left out.
+    A batch that does not split evenly over the job's devices (a pass's short last one)
+    is topped up with its own first examples: every worker gets the same number, never
+    none, and no example is left out. With `weights`, also a weight per example: 0 for
+    the top-up copies (so validation scores each example once).
     """
     if _cluster.workers == 1:
         return index
     import tensorflow as tf
 
-    workers = _cluster.workers
-    size = (tf.shape(index)[0] + workers - 1) // workers * workers
-    return tf.tile(index, [workers])[_cluster.process_id:size:workers]
+    n, step = tf.shape(index)[0], _cluster.devices
+    positions = tf.range((n + step - 1) // step * step)[_cluster.process_id::_cluster.workers]
+    mine = tf.gather(index, positions % n)
+    return (mine, tf.cast(positions < n, tf.float32)) if weights else mine
 
 
 def share(value):
@@ -180,6 +191,57 @@ def share(value):
     if _cluster.workers == 1:
         return value
     return json.loads(_broadcast(json.dumps(value).encode() if _cluster.primary else b""))
+
+
+def primary_only(function):
+    """``function()`` on process 0, its value (JSON data) on every worker.
+
+    A `CnnlabError` it raises is raised on every worker, so none waits for a step
+    process 0 will never take.
+    """
+    return _outcome(function, then_others=False)
+
+
+def primary_first(function):
+    """``function()`` on process 0, then on the others (a download lands once); its error raised on every worker."""
+    return _outcome(function, then_others=True)
+
+
+def _outcome(function, then_others):
+    if _cluster.workers == 1:
+        return function()
+    value, error = None, None
+    if _cluster.primary:
+        try:
+            value = function()
+        except CnnlabError as exc:
+            error = exc
+    outcome = share({"error": str(error)} if error else {"value": None if then_others else value})
+    if error:
+        raise error
+    if "error" in outcome:
+        raise CnnlabError(f"{outcome['error']} (on worker 0)")
+    if _cluster.primary:
+        return value
+    return function() if then_others else outcome["value"]
+
+
+def agree(what, value):
+    """Raise the same `CnnlabError` on every worker unless `value` (JSON data) is the same on all.
+
+    Workers given different data would take different steps and wait for each other forever.
+    """
+    if _cluster.workers == 1:
+        return
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    digest = int.from_bytes(hashlib.sha256(json.dumps(value, sort_keys=True).encode()).digest()[:3], "little")
+    digests = np.asarray(multihost_utils.process_allgather(np.int32(digest))).ravel().tolist()
+    differ = [n for n, d in enumerate(digests) if d != digests[0]]
+    if differ:
+        raise CnnlabError(f"worker(s) {', '.join(map(str, differ))} do not have the same {what} as worker 0: "
+                          "give every worker the same experiment file, --set options and data.")
 
 
 @contextlib.contextmanager
@@ -203,16 +265,24 @@ def shared_file(path):
         yield copy
 
 
+CHUNK = 1 << 26  # bytes broadcast at once
+
+
 def _broadcast(data):
     """Process 0's bytes on every worker."""
     import numpy as np
     from jax.experimental import multihost_utils
 
-    size = int(multihost_utils.broadcast_one_to_all(np.int64(len(data))))
-    if size == 0:
-        return b""
-    buffer = np.frombuffer(data, np.uint8) if _cluster.primary else np.zeros(size, np.uint8)
-    return np.asarray(multihost_utils.broadcast_one_to_all(buffer)).tobytes()
+    # JAX computes in 32-bit integers: the size as two words, the bytes in chunks
+    words = multihost_utils.broadcast_one_to_all(np.array([len(data) >> 31, len(data) & 0x7FFFFFFF], np.int32))
+    size = (int(words[0]) << 31) | int(words[1])
+    out = bytearray()
+    for start in range(0, size, CHUNK):
+        length = min(CHUNK, size - start)
+        piece = (np.frombuffer(data, np.uint8, length, start) if _cluster.primary
+                 else np.zeros(length, np.uint8))
+        out += np.asarray(multihost_utils.broadcast_one_to_all(piece)).tobytes()
+    return bytes(out)
 
 
 @contextlib.contextmanager
@@ -239,6 +309,7 @@ def local():
 
 GRACE_SECONDS = 15  # how long a stopped worker gets to save its state before it is killed
 INTERRUPT_SECONDS = 3  # after Ctrl-C, how long the workers get to stop by themselves
+FOLLOW_SECONDS = 3  # when a worker fails, how long worker 0 gets to fail alike (its error is the one shown)
 PR_SET_PDEATHSIG = 1  # prctl(2)
 LOG_TAIL = 3000  # characters of a failed worker's output shown
 
@@ -264,14 +335,18 @@ def launch(arguments, workers, echo=print):
             procs.append(subprocess.Popen([sys.executable, "-m", "cnnlab", *arguments, *place], stdout=log,
                                           stderr=subprocess.STDOUT if log else None, preexec_fn=_end_with_parent))
         failed, code = _watch(procs)
-        if failed is None or (failed == 0 and code > 0):  # worker 0 printed its own error here
+        if failed:  # all may fail alike (a NaN loss): then worker 0's own error, printed here, is the one
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                if procs[0].wait(timeout=FOLLOW_SECONDS) > 0:
+                    failed, code = 0, procs[0].returncode
+        if failed is None or (failed == 0 and code > 0):
             return code
         _stop(procs)
         output = _read(logs[failed]) if logs[failed] else ""
         if output:
             echo(f"Output of worker {failed} (last lines):\n{output[-LOG_TAIL:]}")
-        reason = next((line for line in reversed(output.splitlines()) if line.startswith("Error:")),
-                      f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}")
+        reason = next((line.removeprefix("Error: ") for line in reversed(output.splitlines())
+                       if line.startswith("Error:")), _exit_reason(code))
         raise CnnlabError(f"worker {failed} of {workers} failed ({reason}); the other workers were stopped. "
                           "The run keeps its finished epochs: run the same command again to resume.")
     except KeyboardInterrupt:  # Ctrl-C reaches every worker too; a `kill` of this process does not
@@ -311,6 +386,15 @@ def _stop(procs, after=0.0):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def _exit_reason(code):
+    if code >= 0:
+        return f"exit code {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
 
 
 def _end_with_parent():

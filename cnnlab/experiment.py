@@ -133,7 +133,9 @@ def start_run(cfg, output_dir, fresh, echo):
         return run
     run = artifacts.new_run_dir(root, cfg.name)
     artifacts.lock(run)  # before config.yaml makes it a run that another process could take up
-    save_config(cfg.model_copy(update={"provenance": artifacts.provenance()}), run / artifacts.CONFIG_FILE)
+    # how many processes trained the run is not what the run is: finetune and evaluate run it on one
+    update = {"provenance": artifacts.provenance(), "distribution": type(cfg.distribution)()}
+    save_config(cfg.model_copy(update=update), run / artifacts.CONFIG_FILE)
     return run
 
 
@@ -154,25 +156,32 @@ def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto"):
     from cnnlab.training import resume
     from cnnlab.training.fit import compile_model, fit
 
-    data = load_data(cfg)
+    data = distribution.primary_first(lambda: load_data(cfg))  # a download lands once
     describe(data, echo)
+    distribution.agree("experiment and data", job_fingerprint(cfg, data))
     model = build(cfg, data)
     preflight(cfg, data)
     compile_model(model, cfg, data.classes, data.steps_per_epoch(cfg.training.steps_per_epoch))
     primary = distribution.current().primary  # process 0 writes the run; other workers only train
-    run = Path(distribution.share(str(start_run(cfg, output_dir, fresh, echo)) if primary else None))
+    run = Path(distribution.primary_only(lambda: str(start_run(cfg, output_dir, fresh, echo))))
     with artifacts.running(run, kind="train", device=device()) if primary else contextlib.nullcontext():
-        if primary:
-            files.write_json(run / artifacts.CLASSES_FILE, data.class_names)
-        state = distribution.share(resume.load(run) if primary else None)
+        distribution.primary_only(lambda: files.write_json(run / artifacts.CLASSES_FILE, data.class_names))
+        state = distribution.primary_only(lambda: resume.load(run))
         echo(f"Run: {run}" + (f" (going on after epoch {state['epoch']})" if state else ""))
         fit(model, data, cfg, run, epochs=cfg.training.epochs, state=state,
             steps_per_epoch=cfg.training.steps_per_epoch, verbose=verbose)
-        if primary:
-            finish(run, model, cfg)
+        distribution.primary_only(lambda: finish(run, model, cfg))
     if primary:
         resume.discard(run)
     return run
+
+
+def job_fingerprint(cfg, data):
+    """What every worker of a job must share: the config but where files are, the classes, the splits' sizes."""
+    config = {k: v for k, v in cfg.to_dict().items() if k not in ("distribution", "provenance", "output_dir")}
+    config["data"] = {k: v for k, v in config["data"].items() if k not in ("path", "test_path")}
+    sizes = [len(e) if e is not None else 0 for e in (data.train, data.val, data.test)]
+    return {"config": config, "classes": data.class_names, "sizes": sizes, "shape": list(data.input_shape)}
 
 
 def train_seeds(cfgs, *, output_dir=None, fresh=False, echo=print, verbose="auto"):

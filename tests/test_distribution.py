@@ -82,6 +82,45 @@ def test_two_workers_train_one_model_and_only_process_0_writes(two_worker_experi
         np.testing.assert_array_equal(a, c)  # and what process 0 saved
 
 
+@needs_jax
+@pytest.mark.slow
+@pytest.mark.parametrize("machine1, message", [
+    ([], "cannot create the run folder"),  # process 0 alone fails (runs/tiny is a file): every worker says why
+    (["--set", "data.validation_split=0.3"], "do not have the same experiment and data"),
+])
+def test_a_failure_on_one_worker_ends_every_worker_with_the_same_error(two_worker_experiment, tmp_path, machine1,
+                                                                         message):
+    coordinator = f"127.0.0.1:{distribution.free_port()}"
+    workers = []
+    for number in range(2):
+        folder = tmp_path / f"machine{number}"
+        folder.mkdir()
+        if number == 0 and not machine1:
+            (folder / "runs").mkdir()
+            (folder / "runs" / "tiny").write_text("not a folder")
+        command = [*CNNLAB, "train", str(two_worker_experiment), "--output-dir", "runs",
+                   "--set", "distribution.workers=2", "--set", f"distribution.coordinator={coordinator}",
+                   "--set", f"distribution.process_id={number}", *(machine1 if number else [])]
+        workers.append(subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True))
+    results = [w.communicate(timeout=TIMEOUT) for w in workers]
+    for worker, (out, err) in zip(workers, results):
+        assert worker.returncode == 2, out[-2000:] + err[-3000:]
+        lines = [line for line in err.splitlines() if line.startswith("Error:")]
+        assert len(lines) == 1 and message in lines[0] and "Traceback" not in err, err[-3000:]
+
+
+def test_a_worker_takes_every_nth_example_and_tops_up_a_short_batch(monkeypatch):
+    import tensorflow as tf
+
+    monkeypatch.setattr(distribution, "_cluster", distribution.Cluster(workers=2, process_id=1, devices=2))
+    assert distribution.shard(tf.range(10, 18)).numpy().tolist() == [11, 13, 15, 17]
+    index, weights = distribution.shard(tf.range(10, 15), weights=True)  # 5 over 2: a copy of the first tops it up
+    assert index.numpy().tolist() == [11, 13, 10] and weights.numpy().tolist() == [1, 1, 0]
+    monkeypatch.setattr(distribution, "_cluster", distribution.Cluster(workers=2, process_id=0, devices=2))
+    assert distribution.shard(tf.range(10, 15)).numpy().tolist() == [10, 12, 14]
+
+
 def _worker_pid(launcher, number, timeout=120):
     """The process id of local worker `number` started by the `cnnlab train --workers` process `launcher`."""
     deadline = time.time() + timeout
@@ -169,7 +208,7 @@ def test_a_bad_coordinator_and_a_bad_environment_are_errors(cli, write_experimen
 def test_only_train_runs_on_several_workers(cli, write_experiment, monkeypatch):
     path = write_experiment({"runtime": {"backend": "jax"}})
     result = cli("train", path, "--workers", "2", "--seeds", "1,2")
-    assert result.exit_code == 2 and "without --seeds" in error_line(result)
+    assert result.exit_code == 2 and "(one seed)" in error_line(result)
     result = cli("train", write_experiment(), "--workers", "2")  # on TensorFlow: refused before any worker starts
     assert result.exit_code == 2 and "needs runtime.backend: jax" in error_line(result)
     monkeypatch.setenv(distribution.ENV_WORKERS, "2")

@@ -8,7 +8,7 @@ import keras
 
 from cnnlab import files
 from cnnlab.artifacts import MODEL_FILE
-from cnnlab.distribution import local
+from cnnlab.distribution import local, primary_only
 
 
 def finite(logs):
@@ -27,8 +27,10 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         self.target = Path(filepath)
 
     def _save_model(self, epoch, batch, logs):
-        if not finite(logs):
-            return
+        if finite(logs):
+            primary_only(lambda: self._save_atomically(epoch, batch, logs))  # on several workers, process 0 saves
+
+    def _save_atomically(self, epoch, batch, logs):
         with files.atomic_path(self.target) as tmp, local():
             self.filepath = str(tmp)
             super()._save_model(epoch, batch, logs)
@@ -81,7 +83,7 @@ def make_callbacks(cfg, run, *, phase=None, monitor=None, writes=True):
         run: the run folder.
         phase: fine-tuning phase written to history.csv, or None.
         monitor: maps a configured monitor to its name in the logs (multi-output models).
-        writes: False on the workers other than process 0: no checkpoint, no TensorBoard logs.
+        writes: False on the workers other than process 0: no TensorBoard logs.
     """
     run = Path(run)
     rename = monitor or (lambda name: name)
@@ -93,7 +95,7 @@ def make_callbacks(cfg, run, *, phase=None, monitor=None, writes=True):
     out = [keras.callbacks.TerminateOnNaN()]
     if phase is not None:
         out.append(PhaseLogger(phase))
-    if cfg.model_checkpoint is not None and writes:
+    if cfg.model_checkpoint is not None:
         out.append(AtomicModelCheckpoint(run / MODEL_FILE, **watch(cfg.model_checkpoint.model_dump())))
     if cfg.reduce_lr_on_plateau is not None:
         out.append(keras.callbacks.ReduceLROnPlateau(**watch(cfg.reduce_lr_on_plateau.model_dump())))

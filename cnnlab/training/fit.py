@@ -109,13 +109,12 @@ def fit(model, data, cfg, run, *, epochs, initial_epoch=0, phase=None, state=Non
     start = max(initial_epoch, state["epoch"] if same_phase else 0)
     if start >= epochs:
         return state
-    writes = current().primary  # on several workers, process 0 alone writes the run
     callbacks = make_callbacks(cfg.callbacks, run, phase=phase, monitor=lambda name: monitored(name, model),
-                               writes=writes)
+                               writes=current().primary)  # on several workers, process 0 alone writes
     if verbose == 2:  # off a terminal: one line per epoch rather than Keras's two
         verbose, callbacks = 0, [*callbacks, EpochLine(epochs)]
     checkpointer = resume.Checkpointer(run, state, phase=phase, watched=callbacks,
-                                       write_history=cfg.callbacks.csv_logger, writes=writes)
+                                       write_history=cfg.callbacks.csv_logger)
     outputs = len(model.outputs)
     train = data.train_dataset(initial_epoch=start, epochs=epochs, steps_per_epoch=steps_per_epoch, outputs=outputs)
     val = data.validation_dataset(outputs=outputs) if data.val is not None else None

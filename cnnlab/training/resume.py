@@ -22,7 +22,7 @@ import numpy as np
 
 from cnnlab import files
 from cnnlab.artifacts import BACKUP_DIR, HISTORY_FILE
-from cnnlab.distribution import share, shared_file
+from cnnlab.distribution import primary_only, share, shared_file
 
 STATE_FILE = "state.json"
 ES_BEST_FILE = "early_stopping_best.npz"
@@ -87,15 +87,13 @@ class Checkpointer(keras.callbacks.Callback):
             the checkpoint's best across phases.
         watched: the other callbacks of this fit, whose counters are saved.
         write_history: whether to write history.csv (``callbacks.csv_logger``).
-        writes: False on the workers other than process 0, which keep the state and write nothing.
     """
 
-    def __init__(self, run, state, *, phase, watched, write_history, writes=True):
+    def __init__(self, run, state, *, phase, watched, write_history):
         super().__init__()
         self.folder = Path(run) / BACKUP_DIR
         self.history_path = Path(run) / HISTORY_FILE
         self.state, self.phase, self.watched, self.write_history = state, phase, watched, write_history
-        self.writes = writes
         self.rows = history_rows(state)
 
     def on_train_begin(self, logs=None):
@@ -123,8 +121,9 @@ class Checkpointer(keras.callbacks.Callback):
         self.state = {"epoch": epoch + 1, "phase": self.phase, "weights": weights, "history": self.rows,
                       "stopped": bool(self.model.stop_training), "callbacks": self._counters(),
                       "seeds": [np.asarray(v).tolist() for v in seed_states(self.model)]}
-        if not self.writes:
-            return
+        primary_only(lambda: self._write(epoch, weights, previous))  # on several workers, process 0 writes
+
+    def _write(self, epoch, weights, previous):
         self.folder.mkdir(exist_ok=True)
         files.save_weights(self.model, self.folder / weights)
         self._save_best_weights(epoch)
