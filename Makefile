@@ -48,7 +48,8 @@ bench: install  ## timing and accuracy figures (see BENCHMARKS.md); needs ../sha
 	$(BIN)/python benchmarks/time_to_accuracy.py experiments/mnist_fast.yaml
 	$(BIN)/python benchmarks/time_to_accuracy.py experiments/mnist_fast.yaml --set training.precision=float32
 	$(BIN)/python benchmarks/setup_search.py
-	$(BIN)/python benchmarks/backends.py
+	$(BIN)/python benchmarks/backends.py experiments/mnist_deep_cnn.yaml --contenders tensorflow jax jax:2
+	$(BIN)/python benchmarks/profile_precision.py
 
 accuracy: install  ## the accuracy table (README.md) and transfer figures: hours on 2 cores; runs kept in runs-accuracy/
 	$(BIN)/python benchmarks/accuracy_table.py experiments/mnist_best.yaml --seeds 42,1,2,3,4 --ensemble 3,5
