@@ -185,7 +185,6 @@ def _seeds(ctx, param, text):
 def train_command(experiment, overrides, epochs, seeds, output_dir, dry_run, fresh, workers):
     """Train EXPERIMENT.yaml into runs/<name>/<timestamp>/ (resumes an interrupted run)."""
     from cnnlab.config import load_config
-
     from cnnlab.distribution import plan
 
     console = current_console()

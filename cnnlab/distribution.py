@@ -111,10 +111,10 @@ def _env_int(name, key):
                           f"Received: {value!r}.") from None
 
 
-def start(cfg, echo=print):
-    """Join this process to the job of `cfg` (nothing for one worker); before any JAX computation."""
+def start(cfg, job, echo=print):
+    """Join this process to `job` (`plan` of `cfg`; nothing for one worker); before any JAX computation."""
     global _cluster
-    workers, coordinator, process_id = plan(cfg)
+    workers, coordinator, process_id = job
     if workers == 1:
         return _cluster
     import jax
@@ -335,7 +335,7 @@ def launch(arguments, workers, echo=print):
             procs.append(subprocess.Popen([sys.executable, "-m", "cnnlab", *arguments, *place], stdout=log,
                                           stderr=subprocess.STDOUT if log else None, preexec_fn=_end_with_parent))
         failed, code = _watch(procs)
-        if failed:  # all may fail alike (a NaN loss): then worker 0's own error, printed here, is the one
+        if failed is not None and failed > 0:  # all may fail alike (a NaN loss): worker 0's own error is the one
             with contextlib.suppress(subprocess.TimeoutExpired):
                 if procs[0].wait(timeout=FOLLOW_SECONDS) > 0:
                     failed, code = 0, procs[0].returncode

@@ -21,10 +21,10 @@ def setup(cfg, backend=False, distributed=False, echo=print):
     if backend:
         from cnnlab.runtime import use_backend
 
-        distribution.plan(cfg, distributed)  # a job this command cannot run fails before Keras starts
+        job = distribution.plan(cfg, distributed)  # a job this command cannot run fails before Keras starts
         use_backend(cfg.runtime.backend)
         if distributed:
-            distribution.start(cfg, echo)  # joins the other workers, if any, before JAX computes anything
+            distribution.start(cfg, job, echo)  # joins the other workers, if any, before JAX computes anything
     import keras
 
     keras.utils.set_random_seed(cfg.seed)

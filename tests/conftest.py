@@ -124,18 +124,26 @@ def sigkill_after_epoch(command, cwd, epoch=2, timeout=180):
     """Start `command` (a training) in `cwd`, SIGKILL it once its resume state has `epoch` epochs; its run."""
     import signal
     import subprocess
+
+    from cnnlab import artifacts
+
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
+    wait_for_epoch(cwd, epoch, timeout)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return artifacts.latest_run(Path(cwd) / "runs")
+
+
+def wait_for_epoch(cwd, epoch, timeout=180):
+    """Wait until the newest run under `cwd`/runs has saved the resume state of `epoch` epochs (or `timeout` s)."""
     import time
 
     from cnnlab import artifacts
     from cnnlab.training import resume
 
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
     deadline = time.time() + timeout
     while time.time() < deadline:
         runs = artifacts.list_runs(Path(cwd) / "runs")
         if runs and (resume.load(runs[-1]) or {}).get("epoch", 0) >= epoch:
-            break
+            return
         time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    return artifacts.latest_run(Path(cwd) / "runs")

@@ -1,5 +1,6 @@
 """`distribution`: one model trained by 2 local workers on JAX, as on 2 machines; and the rules for it."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from cnnlab import artifacts, distribution
 from cnnlab.config import load_config
-from tests.conftest import error_line
+from tests.conftest import error_line, wait_for_epoch
 from tests.test_backends import CNNLAB, needs_jax
 
 TIMEOUT = 300  # seconds for a whole 2-worker job; each worker's own limit on a silent peer is shorter
@@ -141,13 +142,8 @@ def test_a_killed_worker_ends_the_job_with_one_error_and_the_run_resumes(two_wor
     command = [*CNNLAB, "train", str(two_worker_experiment), "--workers", "2", "--epochs", "6"]
     launcher = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     primary = _worker_pid(launcher, 0)
-    deadline = time.time() + TIMEOUT
-    while time.time() < deadline:
-        runs = artifacts.list_runs(tmp_path / "runs")
-        if runs and (resume.load(runs[-1]) or {}).get("epoch", 0) >= 2:
-            break
-        time.sleep(0.05)
-    Path(f"/proc/{primary}").exists() and __import__("os").kill(primary, signal.SIGKILL)
+    wait_for_epoch(tmp_path, 2, TIMEOUT)
+    os.kill(primary, signal.SIGKILL)
     started = time.time()
     out, err = launcher.communicate(timeout=TIMEOUT)
     assert launcher.returncode == 2, out[-2000:] + err[-3000:]
