@@ -15,15 +15,15 @@ gradient ops count with their layer; the optimizer's as ``optimizer``). It print
 case, both tables with one column of ms per step per configuration and its ratio to the
 first, the Cast ops per step, and the step wall time.
 
-Configurations: a dtype policy, optionally with ``+fused_bn`` (each BatchNormalization
-replaced by one that trains with ``FusedBatchNormV3`` on the layer's compute dtype, bfloat16
+Configurations: a dtype policy, optionally with cnnlab's fast kernels (``cnnlab.training.kernels``,
+which ``runtime.fast_kernels`` turns on; off here unless named): ``+fused_bn`` (each
+BatchNormalization trains with ``FusedBatchNormV3`` on the layer's compute dtype, bfloat16
 under the mixed policy, where Keras 3 casts to float32 and computes moments and the
 normalisation from primitive ops), ``+f32_strided_dw`` (each DepthwiseConv2D with strides
-computes in float32: oneDNN 3.7's bfloat16 backward-data kernel for strided depthwise
+computes in float32 under bfloat16: oneDNN 3.7's bfloat16 backward-data kernel for strided depthwise
 convolutions, ``brgconv_strided``, is many times slower than its float32 ``jit_dw``; see
-``ONEDNN_VERBOSE=1``) or ``+grappler_bf16`` (Grappler's ``auto_mixed_precision_onednn_bfloat16``
+``ONEDNN_VERBOSE=1``), or ``+grappler_bf16`` (Grappler's ``auto_mixed_precision_onednn_bfloat16``
 rewrite of a float32 graph, instead of Keras's policy). Options combine: ``mixed_bfloat16+fused_bn+f32_strided_dw``.
-The two layer swaps are profiling experiments: their effect on accuracy is not measured here.
 
 Op time is the sum of kernel durations on TensorFlow's inter-op threads: two ops running
 at once both count, so the total can exceed the step's wall time. Absolute times swing with
@@ -56,8 +56,11 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import throughput  # noqa: E402  (the networks and cases of the throughput benchmark)
 
+from cnnlab.training.kernels import speed_up  # noqa: E402
+
 POLICIES = ("float32", "mixed_bfloat16")
-OPTIONS = ("fused_bn", "f32_strided_dw", "grappler_bf16")
+KERNELS = {"fused_bn": "batch_norm", "f32_strided_dw": "strided_depthwise"}  # cnnlab.training.kernels's
+OPTIONS = (*KERNELS, "grappler_bf16")
 OPTIMIZER_SCOPES = ("adam", "optimizer")
 
 
@@ -72,67 +75,17 @@ def parse_config(text):
     return text
 
 
-class FusedBatchNormalization(keras.layers.BatchNormalization):
-    """BatchNormalization that normalises with one ``FusedBatchNormV3`` on its compute dtype (NHWC, no mask).
-
-    Keras 3 upcasts the inputs to float32 and builds moments and the normalisation from
-    primitive ops (Mean, SquaredDifference, Mul, Sub...; their gradients, Tile, Sum...). The fused
-    kernel takes bfloat16 images with float32 scale, offset and statistics, as Keras 2 and
-    tf.keras did. Its batch variance is Bessel-corrected for the moving average (tf.keras's
-    behaviour), so the moving variance differs from Keras 3's by n/(n-1); the profile does not care.
-    """
-
-    def call(self, inputs, training=None, mask=None):
-        axis = self.axis if isinstance(self.axis, int) else self.axis[0]
-        if mask is not None or len(inputs.shape) != 4 or axis not in (-1, 3) or self.renorm:
-            return super().call(inputs, training=training, mask=mask)
-        shape = (inputs.shape[-1],)
-        gamma = self.gamma.value if self.scale else tf.ones(shape)
-        beta = self.beta.value if self.center else tf.zeros(shape)
-        if training and self.trainable:
-            outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                inputs, gamma, beta, epsilon=self.epsilon, is_training=True)
-            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
-        else:
-            outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                inputs, gamma, beta, mean=self.moving_mean.value, variance=self.moving_variance.value,
-                epsilon=self.epsilon, is_training=False)
-        return outputs
-
-
-class Float32StridedDepthwise(keras.layers.DepthwiseConv2D):
-    """DepthwiseConv2D that computes in float32 when it strides (the layer's dtype policy; Keras casts around it)."""
-
-    def __init__(self, *args, **kwargs):
-        if kwargs.get("strides", 1) not in (1, (1, 1), [1, 1]):
-            kwargs["dtype"] = "float32"
-        super().__init__(*args, **kwargs)
-
-
 @contextlib.contextmanager
 def configured(config):
-    """Keras's dtype policy, the BatchNormalization class and Grappler's options of `config`, restored after."""
+    """Keras's dtype policy and Grappler's options of `config`, restored after."""
     policy, *options = config.split("+")
-    import keras.src.layers as src_layers
-
-    modules = (keras.layers, src_layers)  # throughput.py and cnnlab use the first, keras.applications the second
-    originals = [(m.BatchNormalization, m.DepthwiseConv2D) for m in modules]
     keras.backend.clear_session()  # before the policy: clearing the session resets it to float32
     keras.config.set_dtype_policy(policy)
-    if "fused_bn" in options:
-        for module in modules:
-            module.BatchNormalization = FusedBatchNormalization
-    if "f32_strided_dw" in options:
-        for module in modules:
-            module.DepthwiseConv2D = Float32StridedDepthwise
     if "grappler_bf16" in options:
         tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
     try:
         yield
     finally:
-        for module, (batch_norm, depthwise) in zip(modules, originals):
-            module.BatchNormalization, module.DepthwiseConv2D = batch_norm, depthwise
         tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": False})
         keras.config.set_dtype_policy("float32")
 
@@ -141,22 +94,26 @@ def configured(config):
 
 
 def cnnlab_model(case, config, seed):
-    """cnnlab's model of the case, compiled as a run compiles it (the policy and BN class come from `configured`)."""
+    """cnnlab's model of the case, compiled as a run compiles it but without its fast kernels (the policy comes from
+    `configured`, the kernels from `build_model`)."""
     from cnnlab.experiment import assemble
     from cnnlab.training.fit import compile_model
 
     policy = config.split("+")[0]
     with tempfile.TemporaryDirectory() as folder:
-        cfg = throughput.cnnlab_config(case, Path(folder) / "unused.npz", False, policy, seed, folder)
+        cfg = throughput.cnnlab_config(case, Path(folder) / "unused.npz", False, policy, seed, folder,
+                                       ["runtime.fast_kernels=false"])
     model = assemble(cfg, case.shape, case.classes)
     return compile_model(model, cfg, case.classes, steps_per_epoch=100)
 
 
 def build_model(case, config, builder, seed):
+    """The case's compiled model, with the fast kernels `config` names (``+fused_bn``, ``+f32_strided_dw``)."""
     keras.utils.set_random_seed(seed)
-    if builder == "cnnlab":
-        return cnnlab_model(case, config, seed)
-    return throughput.keras_model(case)
+    model = cnnlab_model(case, config, seed) if builder == "cnnlab" else throughput.keras_model(case)
+    kernels = [KERNELS[option] for option in config.split("+")[1:] if option in KERNELS]
+    speed_up(model, kernels=kernels)
+    return model
 
 
 def batches(case, batch, seed):
@@ -180,8 +137,7 @@ def layer_classes(model, out=None):
     """``{layer name: class name}`` of every layer, nested models walked."""
     out = {} if out is None else out
     for layer in model.layers:
-        out[layer.name] = {FusedBatchNormalization: "BatchNormalization",
-                           Float32StridedDepthwise: "DepthwiseConv2D"}.get(type(layer), type(layer).__name__)
+        out[layer.name] = type(layer).__name__
         if isinstance(layer, keras.Model):
             layer_classes(layer, out)
     return out

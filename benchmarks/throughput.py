@@ -26,7 +26,7 @@ every child imports cnnlab's modules, about 11 MiB, the hand-written one too).
 
     python benchmarks/throughput.py [--cases deep_cnn resnet20 mobilenet_v2] [--reps 5] [--epochs 2]
         [--aug none aug] [--precisions float32 mixed_bfloat16] [--contenders cnnlab cnnlab_bare keras]
-        [--images N] [--npz ../shared/datasets/mnist.npz] [--memory]
+        [--images N] [--npz ../shared/datasets/mnist.npz] [--set KEY=VALUE ...] [--memory]
 
 Time only on a quiet machine; absolute figures swing with the host, so compare within one run.
 """
@@ -54,7 +54,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from cnnlab.config import build_config
+from cnnlab.config import apply_overrides, build_config
 from cnnlab.data.pipeline import load_data
 from cnnlab.experiment import build, setup
 from cnnlab.training import fit as fit_module
@@ -143,17 +143,21 @@ def read_npz(path):
 # --------------------------------------------------------------------------- cnnlab
 
 
-def cnnlab_config(case, npz, aug, precision, seed, output_dir):
-    """The experiment a user would write for this case; callbacks on, watching ``loss`` (no validation split)."""
+def cnnlab_config(case, npz, aug, precision, seed, output_dir, overrides=()):
+    """The experiment a user would write for this case; callbacks on, watching ``loss`` (no validation split).
+
+    `overrides`: ``KEY=VALUE`` strings applied last, as ``cnnlab train --set`` does.
+    """
     watch = {"monitor": "loss"}
-    return build_config({
+    return build_config(apply_overrides({
         "seed": seed, "output_dir": str(output_dir),
         "data": {"dataset": "npz", "path": str(npz), "batch_size": case.batch, "validation_split": 0.0,
                  "test_split": 0.0},
         "augmentation": case.augmentation if aug else {},
         "model": {"architecture": case.architecture},
         "training": {"precision": precision},
-        "callbacks": {"model_checkpoint": watch, "reduce_lr_on_plateau": watch, "early_stopping": watch}})
+        "callbacks": {"model_checkpoint": watch, "reduce_lr_on_plateau": watch, "early_stopping": watch}},
+        overrides))
 
 
 def cnnlab_model(cfg):
@@ -336,7 +340,7 @@ def run_one(contender, case, npz, aug, precision, args, workdir):
         if contender == "keras":
             x, y = read_npz(npz)
             return run_keras(case, x, y, aug, precision, args.epochs, args.seed)
-        cfg = cnnlab_config(case, npz, aug, precision, args.seed, workdir)
+        cfg = cnnlab_config(case, npz, aug, precision, args.seed, workdir, args.set)
         if contender == "cnnlab":
             return run_cnnlab(cfg, args.epochs, workdir)
         return run_cnnlab_bare(cfg, args.epochs)
@@ -465,7 +469,7 @@ def peak_memory(name, npz, aug, precision, contender, args):
     """Peak MiB of one contender's run in a fresh process (this script with ``--only``)."""
     command = [sys.executable, __file__, "--only", contender, "--child-data", str(npz), "--cases", name,
                "--aug", aug_name(aug), "--precisions", precision, "--epochs", str(args.epochs),
-               "--seed", str(args.seed)]
+               "--seed", str(args.seed), *[a for item in args.set for a in ("--set", item)]]
     out = subprocess.run(command, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{out.stderr[-2000:]}")
@@ -500,6 +504,9 @@ def parse_args(argv=None):
     parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
     parser.add_argument("--npz", type=Path, default=DEFAULT_NPZ, help="MNIST in keras.datasets layout (deep_cnn)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override of cnnlab's experiment, as `cnnlab train --set` does "
+                             "(e.g. runtime.fast_kernels=false)")
     parser.add_argument("--memory", action="store_true", help="also each contender's peak memory, fresh process")
     parser.add_argument("--only", choices=CONTENDERS, help=argparse.SUPPRESS)  # the --memory child
     parser.add_argument("--child-data", help=argparse.SUPPRESS)

@@ -8,6 +8,7 @@ from cnnlab.distribution import current
 from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.training import resume
 from cnnlab.training.callbacks import EpochLine, make_callbacks
+from cnnlab.training.kernels import speed_up
 from cnnlab.training.optimizers import build_learning_rate, build_optimizer, with_multipliers
 
 AUX_LOSS_WEIGHT = 0.3
@@ -34,6 +35,7 @@ def compile_model(model, cfg, classes, steps_per_epoch, *, learning_rate=None, s
         epochs: the epochs the schedule spans (default ``training.epochs``).
         multipliers: ``{variable path: factor}`` on the rate (discriminative rates), or None.
     """
+    speed_up(model, cfg.runtime.fast_kernels)
     training = cfg.training
     if learning_rate is not None:
         training = training.model_copy(update={"learning_rate": learning_rate, "lr_schedule": schedule})
