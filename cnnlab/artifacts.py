@@ -238,8 +238,10 @@ def find_run(output_dir, name, config_dict, wanted):
 
 
 def _comparable(config_dict):
-    """What makes two runs the same: not their provenance, nor how many processes trained them."""
-    return {k: v for k, v in config_dict.items() if k not in ("provenance", "distribution")}
+    """What makes two runs the same: not their provenance, how many processes trained them, nor with which kernels."""
+    out = {k: v for k, v in config_dict.items() if k not in ("provenance", "distribution")}
+    out["runtime"] = {k: v for k, v in out.get("runtime", {}).items() if k != "fast_kernels"}  # same results
+    return out
 
 
 def provenance():

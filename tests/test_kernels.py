@@ -126,3 +126,15 @@ def test_a_model_trained_with_fast_kernels_saves_plain_keras_layers(tmp_path):
     x, _ = _data()
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     assert np.allclose(loaded.predict(x, verbose=0), fast.predict(x, verbose=0), atol=1e-5)
+
+
+def test_a_run_is_the_same_run_with_or_without_fast_kernels(write_experiment):
+    from cnnlab import artifacts
+    from cnnlab.config import load_config
+
+    on = load_config(write_experiment()).to_dict()
+    off = load_config(write_experiment({"runtime": {"fast_kernels": False}})).to_dict()
+    before = {**on, "runtime": {"backend": "tensorflow"}}  # config.yaml of a run from before the key existed
+    assert artifacts._comparable(on) == artifacts._comparable(off) == artifacts._comparable(before)
+    other = load_config(write_experiment({"training": {"epochs": 9}})).to_dict()
+    assert artifacts._comparable(on) != artifacts._comparable(other)
