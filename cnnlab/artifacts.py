@@ -238,9 +238,9 @@ def find_run(output_dir, name, config_dict, wanted):
 
 
 def _comparable(config_dict):
-    """What makes two runs the same: not their provenance, how many processes trained them, nor with which kernels."""
+    """What makes two runs the same: not their provenance, how many processes trained them, nor how fast."""
     out = {k: v for k, v in config_dict.items() if k not in ("provenance", "distribution")}
-    out["runtime"] = {k: v for k, v in out.get("runtime", {}).items() if k != "fast_kernels"}  # same results
+    out["runtime"] = {k: v for k, v in out.get("runtime", {}).items() if k == "backend"}  # the rest: same results
     return out
 
 

@@ -185,6 +185,7 @@ class FinetuneConfig(Section):
 class RuntimeConfig(Section):
     backend: Literal[catalog.BACKENDS] = "tensorflow"  # Keras's backend; the data pipeline is tf.data on either
     fast_kernels: bool = True  # TensorFlow: fused BatchNormalization, strided depthwise in float32 under bf16
+    steps_per_execution: PositiveInt = 8  # most batches per compiled call (a divisor of the epoch's batches)
 
 
 COORDINATOR_PATTERN = re.compile(r"[^\s:]+:\d{1,5}|\[[0-9A-Fa-f:.]+\]:\d{1,5}")

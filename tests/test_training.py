@@ -74,3 +74,26 @@ def test_callbacks_follow_the_config(tmp_path):
     assert names == ["TerminateOnNaN", "AtomicModelCheckpoint", "EarlyStopping", "TensorBoard"]
     early = make_callbacks(cfg, tmp_path)[2]
     assert early.patience == 3 and early.monitor == "val_loss"
+
+
+def test_steps_per_execution_is_the_largest_divisor_of_an_epoch():
+    from cnnlab.training.fit import steps_per_execution
+
+    assert [steps_per_execution(steps, 8) for steps in (469, 120, 100, 13, 1)] == [7, 8, 5, 1, 1]
+    assert steps_per_execution(120, 1) == 1
+
+
+def test_several_steps_per_execution_train_the_same_model(cli, write_experiment, tmp_path):
+    """Same batches, same updates, same epoch ends: only fewer calls into the compiled step."""
+    import keras
+
+    histories, weights = [], []
+    for most in (1, 4):
+        path = write_experiment({"output_dir": str(tmp_path / f"runs{most}"), "runtime": {"steps_per_execution": most},
+                                 "training": {"epochs": 3, "learning_rate": 0.003, "lr_schedule": "onecycle"}})
+        assert cli("train", path, "--quiet").exit_code == 0
+        run = next((tmp_path / f"runs{most}" / "tiny").iterdir())
+        histories.append(np.genfromtxt(run / "history.csv", delimiter=",", names=True))
+        weights.append(keras.saving.load_model(run / "model.keras").get_weights())
+    assert len(histories[1]) == 3 and np.allclose(histories[0]["loss"], histories[1]["loss"], rtol=1e-5)
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(*weights))

@@ -45,16 +45,23 @@ def compile_model(model, cfg, classes, steps_per_epoch, *, learning_rate=None, s
     loss = LOSSES[training.loss](label_smoothing=training.label_smoothing)
     scores = metrics(classes, cfg.evaluate.top_k)
     extra = len(model.outputs) - 1  # GoogLeNet's auxiliary classifiers, weighted 0.3 as in the paper
+    execution = {"steps_per_execution": steps_per_execution(steps_per_epoch, cfg.runtime.steps_per_execution)}
     if extra:
         model.compile(optimizer=optimizer, loss=[loss] * (extra + 1),
-                      loss_weights=[1.0] + [AUX_LOSS_WEIGHT] * extra, metrics=[scores] + [[]] * extra)
+                      loss_weights=[1.0] + [AUX_LOSS_WEIGHT] * extra, metrics=[scores] + [[]] * extra, **execution)
     else:
-        model.compile(optimizer=optimizer, loss=loss, metrics=scores)
+        model.compile(optimizer=optimizer, loss=loss, metrics=scores, **execution)
     if optimizer is not plain and hasattr(model, "_compile_config"):
         # model.keras records the plain optimizer, so it loads in Keras without cnnlab (the per-layer rates
         # are phase 2's training detail; resume rebuilds them from the config)
         model._compile_config.config["optimizer"] = plain
     return model
+
+
+def steps_per_execution(steps_per_epoch, most):
+    """The largest divisor of `steps_per_epoch` up to `most`: Keras rounds an epoch up to a multiple of it,
+    and resume needs each epoch to end where it should."""
+    return max(n for n in range(1, most + 1) if steps_per_epoch % n == 0)
 
 
 def monitored(name, model):
