@@ -222,7 +222,7 @@ def find_run(output_dir, name, config_dict, wanted):
     parent = Path(output_dir) / name
     if not parent.is_dir():
         return None
-    comparable = _comparable(config_dict)
+    comparable = _comparable(config_dict, wanted)
     for run in reversed(sorted((p.parent for p in parent.glob(f"*/{CONFIG_FILE}")), key=lambda p: p.name)):
         if status(run) != wanted or is_locked(run):
             continue
@@ -232,15 +232,21 @@ def find_run(output_dir, name, config_dict, wanted):
             saved = read_yaml(run / CONFIG_FILE)
         except CnnlabError:
             continue
-        if _comparable(saved) == comparable:
+        if _comparable(saved, wanted) == comparable:
             return run
     return None
 
 
-def _comparable(config_dict):
-    """What makes two runs the same: not their provenance, how many processes trained them, nor how fast."""
+def _comparable(config_dict, wanted):
+    """What makes two runs the same: not their provenance, how many processes trained them, nor how many
+    batches went into one compiled call; and to resume a run (`wanted` "interrupted"), not which kernels
+    either (the same results to float rounding), while a completed run counts only for its own kernels."""
     out = {k: v for k, v in config_dict.items() if k not in ("provenance", "distribution")}
-    out["runtime"] = {k: v for k, v in out.get("runtime", {}).items() if k == "backend"}  # the rest: same results
+    runtime = {"fast_kernels": False, **out.get("runtime", {})}  # runs from before the key ran Keras's layers
+    runtime.pop("steps_per_execution", None)
+    if wanted == "interrupted":
+        runtime.pop("fast_kernels")
+    out["runtime"] = runtime
     return out
 
 

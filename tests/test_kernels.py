@@ -101,11 +101,12 @@ def test_compile_model_follows_runtime_fast_kernels():
     from cnnlab.config import build_config
     from cnnlab.training.fit import compile_model
 
-    for enabled in (True, False):
+    for enabled, deterministic in ((True, False), (False, False), (True, True)):
         model = _network("float32")
-        cfg = build_config({"data": {"dataset": "digits"}, "runtime": {"fast_kernels": enabled}})
+        cfg = build_config({"data": {"dataset": "digits"}, "runtime": {"fast_kernels": enabled},
+                            "deterministic": deterministic})
         compile_model(model, cfg, 4, 10)
-        assert ("call" in vars(model.get_layer("bn0"))) is enabled
+        assert ("call" in vars(model.get_layer("bn0"))) is (enabled and not deterministic)
 
 
 def test_a_model_trained_with_fast_kernels_saves_plain_keras_layers(tmp_path):
@@ -128,13 +129,43 @@ def test_a_model_trained_with_fast_kernels_saves_plain_keras_layers(tmp_path):
     assert np.allclose(loaded.predict(x, verbose=0), fast.predict(x, verbose=0), atol=1e-5)
 
 
-def test_a_run_is_the_same_run_with_or_without_fast_kernels(write_experiment):
+def test_a_run_resumes_under_either_kernels_but_a_completed_one_counts_for_its_own(write_experiment):
     from cnnlab import artifacts
     from cnnlab.config import load_config
 
     on = load_config(write_experiment()).to_dict()
     off = load_config(write_experiment({"runtime": {"fast_kernels": False}})).to_dict()
-    before = {**on, "runtime": {"backend": "tensorflow"}}  # config.yaml of a run from before the key existed
-    assert artifacts._comparable(on) == artifacts._comparable(off) == artifacts._comparable(before)
+    batched = load_config(write_experiment({"runtime": {"steps_per_execution": 1}})).to_dict()
+    before = {**on, "runtime": {"backend": "tensorflow"}}  # config.yaml of a run from before both keys: Keras's layers
+    same = [artifacts._comparable(c, "interrupted") for c in (on, off, batched, before)]
+    assert all(c == same[0] for c in same)
+    assert artifacts._comparable(on, "completed") == artifacts._comparable(batched, "completed")
+    assert artifacts._comparable(on, "completed") != artifacts._comparable(off, "completed")
+    assert artifacts._comparable(off, "completed") == artifacts._comparable(before, "completed")
     other = load_config(write_experiment({"training": {"epochs": 9}})).to_dict()
-    assert artifacts._comparable(on) != artifacts._comparable(other)
+    assert artifacts._comparable(on, "interrupted") != artifacts._comparable(other, "interrupted")
+
+
+def test_frozen_batch_norm_trains_the_layers_around_it_as_keras_does():
+    """Fine-tuning's case: BatchNormalization frozen (inference mode) while gradients flow through it."""
+    plain, fast = _twins("float32")
+    for model in (plain, fast):
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+    speed_up(fast)
+    moving = fast.get_layer("bn0").moving_variance.numpy().copy()
+    _train(plain, fast)
+    for variable, a, b in zip(plain.weights, plain.get_weights(), fast.get_weights()):
+        assert np.allclose(a, b, rtol=1e-4, atol=1e-5), variable.path
+    assert np.array_equal(fast.get_layer("bn0").moving_variance.numpy(), moving)
+
+
+def test_the_strided_depthwise_kernel_runs_in_float32():
+    import tensorflow as tf
+
+    _, fast = _twins("mixed_bfloat16")
+    speed_up(fast)
+    graph = tf.function(fast).get_concrete_function(tf.TensorSpec((2, 12, 12, 3), tf.float32)).graph
+    types = {op.name: op.get_attr("T") for op in graph.get_operations() if op.type == "DepthwiseConv2dNative"}
+    assert sorted(types.values(), key=str) == [tf.bfloat16, tf.float32], types  # the stride-1 layer stays bf16

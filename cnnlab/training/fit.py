@@ -35,7 +35,7 @@ def compile_model(model, cfg, classes, steps_per_epoch, *, learning_rate=None, s
         epochs: the epochs the schedule spans (default ``training.epochs``).
         multipliers: ``{variable path: factor}`` on the rate (discriminative rates), or None.
     """
-    speed_up(model, cfg.runtime.fast_kernels)
+    speed_up(model, cfg.runtime.fast_kernels and not cfg.deterministic)
     training = cfg.training
     if learning_rate is not None:
         training = training.model_copy(update={"learning_rate": learning_rate, "lr_schedule": schedule})

@@ -12,9 +12,12 @@ for training (BENCHMARKS.md, "Why bfloat16 loses time", has the profile):
   for their input gradient is 6x slower than its float32 one (MobileNetV2's four).
 
 Only the layer's ``call`` is replaced, on that object: its class, config and weights stay
-Keras's own, so ``model.keras`` loads in Keras without cnnlab, and an exported model
-traces Keras's layers. Inputs the kernels do not cover (a mask, not 4-D, channels first,
-float16, an epsilon below TensorFlow's 1.001e-5 minimum, renorm) take Keras's path.
+Keras's own, so ``model.keras`` loads in Keras without cnnlab (``cnnlab export`` loads that
+file, so its graphs hold Keras's ops; a SavedModel of the same object would hold the fused op).
+Not with ``deterministic: true``: TensorFlow has no deterministic GPU gradient of the fused
+op in inference mode (a frozen layer while fine-tuning). Inputs the kernels do not cover (a
+mask, not 4-D, channels first, float16, an epsilon below TensorFlow's 1.001e-5 minimum,
+renorm) take Keras's path.
 """
 
 import keras
