@@ -35,7 +35,7 @@ def speed_up(model, enabled=True, kernels=("batch_norm", "strided_depthwise")):
     if not enabled or keras.backend.backend() != "tensorflow":
         return 0
     changed = 0
-    for layer in _all_layers(model):
+    for layer in model._flatten_layers(include_self=False):  # nested models' too (a keras.applications base)
         if "call" in vars(layer):  # already given a kernel (fine-tuning compiles twice)
             continue
         for name in kernels:
@@ -45,14 +45,6 @@ def speed_up(model, enabled=True, kernels=("batch_norm", "strided_depthwise")):
                 changed += 1
                 break
     return changed
-
-
-def _all_layers(model):
-    """Every layer, nested models' (a keras.applications base) included."""
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
 
 
 def _fusable(layer):
