@@ -64,12 +64,6 @@ def save_model(model, path):
         model.save(tmp)
 
 
-def save_weights(model, path):
-    """``model.save_weights(path)`` atomically (weights and optimizer state, a .weights.h5 file)."""
-    with atomic_path(path) as tmp, local():
-        model.save_weights(tmp)
-
-
 def remove_partials(folder):
     """Remove temporary files a killed process left in `folder`."""
     for leftover in Path(folder).glob(f"{PARTIAL_PREFIX}*"):

@@ -289,3 +289,57 @@ def test_a_truncated_model_is_named_as_such(tmp_path):
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(CnnlabError, match="truncated or corrupt"):
         load_model(path, unsafe=True)
+
+
+def trained_pair(policy="float32"):
+    """Two compiled models of one architecture (dropout, batch norm, Adam): the first trained a few steps."""
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        def make(seed):
+            keras.utils.set_random_seed(seed)
+            inputs = keras.Input((8, 8, 1))
+            x = keras.layers.Conv2D(4, 3)(inputs)
+            x = keras.layers.BatchNormalization()(x)
+            x = keras.layers.Dropout(0.5)(keras.layers.Flatten()(x))
+            model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", dtype="float32")(x))
+            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+            return model
+
+        rng = np.random.default_rng(0)
+        x, y = rng.random((32, 8, 8, 1), dtype=np.float32), rng.integers(0, 3, 32)
+        trained, fresh = make(1), make(2)
+        trained.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+        return trained, fresh, (x, y)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def state_of(model):
+    return [np.asarray(v) for v in [*model.variables, *model.optimizer.variables]]
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])  # mixed_float16: the loss scale's variables too
+def test_the_variables_file_restores_weights_optimizer_and_dropout_seeds(tmp_path, policy):
+    trained, fresh, (x, y) = trained_pair(policy)
+    (tmp_path / artifacts.BACKUP_DIR).mkdir()
+    resume.save_variables(trained, tmp_path / artifacts.BACKUP_DIR / "epoch-0002.npz")
+    resume.restore_weights(fresh, tmp_path, {"weights": "epoch-0002.npz"}, optimizer=True)
+    assert len(resume.seed_states(fresh)) == 1  # the dropout layer's
+    for ours, theirs in zip(state_of(fresh), state_of(trained), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    # and both go on alike: the same dropout masks, the same Adam moments and step
+    for model in (trained, fresh):
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    for ours, theirs in zip(state_of(fresh), state_of(trained), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_backup_written_as_keras_weights_still_resumes(tmp_path):
+    """Runs interrupted before the variables file kept Keras's .weights.h5 and the seeds in state.json."""
+    trained, fresh, _ = trained_pair()
+    (tmp_path / artifacts.BACKUP_DIR).mkdir()
+    trained.save_weights(tmp_path / artifacts.BACKUP_DIR / "epoch-0002.weights.h5")
+    seeds = [np.asarray(v).tolist() for v in resume.seed_states(trained)]
+    resume.restore_weights(fresh, tmp_path, {"weights": "epoch-0002.weights.h5", "seeds": seeds}, optimizer=True)
+    for ours, theirs in zip(state_of(fresh), state_of(trained), strict=True):
+        np.testing.assert_array_equal(ours, theirs)

@@ -1,11 +1,11 @@
 """Resume: a run's whole training state, saved at every epoch's end, restored by the same command.
 
 At the end of each epoch `Checkpointer` writes, in this order and each atomically:
-the weights with the optimizer's state (``backup/epoch-NNNN.weights.h5``; the
-optimizer's variables hold the learning rate, also one lowered by
-ReduceLROnPlateau, and the step count that schedules read), EarlyStopping's best
-weights when it restores them, history.csv, and last ``backup/state.json``,
-which names the weights file. ``state.json`` is the commit point: killed at any
+the model's variables with the optimizer's (``backup/epoch-NNNN.npz``, see
+`save_variables`; the optimizer's variables hold the learning rate, also one
+lowered by ReduceLROnPlateau, and the step count that schedules read),
+EarlyStopping's best weights when it restores them, history.csv, and last
+``backup/state.json``, which names the variables file. ``state.json`` is the commit point: killed at any
 moment, the run resumes from the last epoch whose state.json was written, with
 the callbacks' counters that Keras's own BackupAndRestore forgets
 (keras-team/keras#17012): EarlyStopping's and ReduceLROnPlateau's wait/best,
@@ -26,6 +26,7 @@ from cnnlab.distribution import primary_only, share, shared_file
 
 STATE_FILE = "state.json"
 ES_BEST_FILE = "early_stopping_best.npz"
+WEIGHT, SEED, OPTIMIZER = "weight_", "seed_", "optimizer_"  # the keys' prefixes in a variables file
 
 # The attributes of Keras's callbacks that make up their state between epochs.
 COUNTERS = {keras.callbacks.EarlyStopping: ("wait", "best", "best_epoch", "stopped_epoch"),
@@ -47,18 +48,45 @@ def discard(run):
         shutil.rmtree(Path(run) / BACKUP_DIR)
 
 
-def restore_weights(model, run, state, *, optimizer):
-    """Load the state's weights into `model`; with `optimizer`, its compiled optimizer's state too.
+def save_variables(model, path):
+    """The model's weights, its seed states and its optimizer's variables, in one .npz, atomically.
 
-    Without `optimizer` (a new fine-tuning phase, with a new optimizer) load the
-    weights before the model is compiled: Keras then leaves the optimizer alone.
+    Keras's own getters and setters (`get_weights`, the optimizer's
+    `save_own_variables`), in the order they give: about 6 ms for the deep CNN,
+    where ``model.save_weights`` takes 40 ms walking every layer's attributes.
+    The model restoring them is the same architecture (resume checks the config).
     """
+    store = {}
+    model.optimizer.save_own_variables(store)
+    arrays = {**{f"{WEIGHT}{i}": value for i, value in enumerate(model.get_weights())},
+              **{f"{SEED}{i}": np.asarray(v) for i, v in enumerate(seed_states(model))},
+              **{f"{OPTIMIZER}{k}": value for k, value in store.items()}}
+    with files.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def restore_weights(model, run, state, *, optimizer):
+    """Load the state's variables into the compiled `model`; with `optimizer`, its optimizer's state too."""
     if optimizer and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     with shared_file(Path(run) / BACKUP_DIR / state["weights"]) as path:  # process 0's, on every worker
-        model.load_weights(path)
-    for variable, value in zip(seed_states(model), state.get("seeds", [])):
-        variable.assign(np.asarray(value, dtype=variable.dtype))
+        if path.name.endswith(".weights.h5"):  # a backup from before save_variables: Keras's weights file
+            model.load_weights(path)
+            seeds = [np.asarray(v) for v in state.get("seeds", [])]
+        else:
+            with np.load(path) as saved:
+                model.set_weights(_series(saved, WEIGHT))
+                seeds = _series(saved, SEED)
+                if optimizer:
+                    model.optimizer.load_own_variables({str(i): v for i, v in enumerate(_series(saved, OPTIMIZER))})
+    for variable, value in zip(seed_states(model), seeds):
+        variable.assign(value.astype(variable.dtype))
+
+
+def _series(saved, prefix):
+    """The arrays of `saved` under `prefix`, in their order."""
+    return [saved[f"{prefix}{i}"] for i in sorted(int(k.removeprefix(prefix)) for k in saved.files
+                                                  if k.startswith(prefix))]
 
 
 def seed_states(model):
@@ -115,17 +143,16 @@ class Checkpointer(keras.callbacks.Callback):
         if any(isinstance(v, (int, float)) and not math.isfinite(v) for v in logs.values()):
             return  # a NaN epoch is never saved; TerminateOnNaN stops training
         previous = self.state["weights"] if self.state else None
-        weights = f"epoch-{epoch + 1:04d}.weights.h5"
+        weights = f"epoch-{epoch + 1:04d}.npz"
         rate = {"learning_rate": float(self.model.optimizer.learning_rate)}  # also when no callback logs it
         self.rows.append({"epoch": epoch, **rate, **{k: _row_value(v) for k, v in logs.items()}})
         self.state = {"epoch": epoch + 1, "phase": self.phase, "weights": weights, "history": self.rows,
-                      "stopped": bool(self.model.stop_training), "callbacks": self._counters(),
-                      "seeds": [np.asarray(v).tolist() for v in seed_states(self.model)]}
+                      "stopped": bool(self.model.stop_training), "callbacks": self._counters()}
         primary_only(lambda: self._write(epoch, weights, previous))  # on several workers, process 0 writes
 
     def _write(self, epoch, weights, previous):
         self.folder.mkdir(exist_ok=True)
-        files.save_weights(self.model, self.folder / weights)
+        save_variables(self.model, self.folder / weights)
         self._save_best_weights(epoch)
         if self.write_history:
             write_history(self.history_path, self.rows)
