@@ -15,6 +15,7 @@ import argparse
 import collections
 import contextlib
 import datetime
+import gc
 import io
 import shlex
 import sys
@@ -47,6 +48,20 @@ def timed(callback, totals):
 
         setattr(callback, hook, wrapper)
     return callback
+
+
+class GcClock:
+    """Wall time in Python's garbage collector, anywhere in the process, into ``totals[("gc", generation)]``."""
+
+    def __init__(self, totals):
+        self.totals, self.started = totals, None
+
+    def __call__(self, phase, info):
+        if phase == "start":
+            self.started = time.perf_counter()
+        elif self.started is not None:
+            self.totals[("(garbage collector)", f"generation {info['generation']}")] += (
+                time.perf_counter() - self.started)
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -89,10 +104,13 @@ def profile(cfg, epochs, workdir):
     original_line = fit_module.EpochLine
     fit_module.EpochLine = lambda *a, **k: timed(original_line(*a, **k), totals)
     run = Path(tempfile.mkdtemp(dir=workdir))
+    collector = GcClock(totals)
+    gc.callbacks.append(collector)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             fit_module.fit(model, bundle, cfg, run, epochs=epochs, verbose=2)
     finally:
+        gc.callbacks.remove(collector)
         fit_module.make_callbacks, fit_module.resume.Checkpointer = original, real_checkpointer
         fit_module.EpochLine = original_line
     written = {p.relative_to(run).as_posix(): p.stat().st_size for p in run.rglob("*") if p.is_file()}
@@ -125,8 +143,8 @@ def main(argv=None):
                   reverse=True)
     for ms, name, hook in rows:
         print(f"| {name} | {hook} | {ms * 1000:.1f} | {ms / epoch:.2%} |")
-    total = sum(ms for ms, _, _ in rows)
-    print(f"| all | | {total * 1000:.1f} | {total / epoch:.2%} |")
+    total = sum(ms for ms, name, _ in rows if name != "(garbage collector)")
+    print(f"| all callbacks | | {total * 1000:.1f} | {total / epoch:.2%} |")
     print("written: " + ", ".join(f"{name} {size / 1024:,.0f} KiB" for name, size in sorted(written.items())))
 
 

@@ -343,3 +343,17 @@ def test_a_backup_written_as_keras_weights_still_resumes(tmp_path):
     resume.restore_weights(fresh, tmp_path, {"weights": "epoch-0002.weights.h5", "seeds": seeds}, optimizer=True)
     for ours, theirs in zip(state_of(fresh), state_of(trained), strict=True):
         np.testing.assert_array_equal(ours, theirs)
+
+
+def test_saving_finds_the_skip_sets_it_cached_and_writes_the_same_model(tmp_path):
+    from keras.src.saving import saving_lib
+
+    model, _, _ = trained_pair()
+    files.save_model(model, tmp_path / "model.keras")
+    assert saving_lib.get_attr_skipset("Layer") is saving_lib.get_attr_skipset("Layer")  # found, not rebuilt
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert json.dumps(loaded.get_config(), sort_keys=True) == json.dumps(model.get_config(), sort_keys=True)
+    saved = [np.asarray(v) for v in [*model.weights, *model.optimizer.variables]]  # seed states are not saved
+    for ours, theirs in zip([np.asarray(v) for v in [*loaded.weights, *loaded.optimizer.variables]], saved,
+                            strict=True):
+        np.testing.assert_array_equal(ours, theirs)

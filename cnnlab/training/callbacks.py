@@ -33,6 +33,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
     def _save_atomically(self, epoch, batch, logs):
         with files.atomic_path(self.target) as tmp, local():
             self.filepath = str(tmp)
+            files.cache_keras_skipsets()
             super()._save_model(epoch, batch, logs)
 
 
