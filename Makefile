@@ -45,6 +45,8 @@ bench: install  ## timing and accuracy figures (see BENCHMARKS.md); needs ../sha
 	$(BIN)/python benchmarks/host_check.py --seconds 10
 	$(BIN)/python benchmarks/augmentation_throughput.py
 	$(BIN)/python benchmarks/throughput.py --memory
+	$(BIN)/python benchmarks/callback_cost.py
+	$(BIN)/python benchmarks/callback_cost.py --precision mixed_bfloat16
 	$(BIN)/python benchmarks/time_to_accuracy.py experiments/mnist_fast.yaml
 	$(BIN)/python benchmarks/time_to_accuracy.py experiments/mnist_fast.yaml --set training.precision=float32
 	$(BIN)/python benchmarks/setup_search.py

@@ -415,8 +415,7 @@ def ratio_lines(rates, args):
             key = (aug, p)
             out.append(f"  {aug_name(aug)} {p}: cnnlab/keras {fmt(ratio(rates, (*key, 'cnnlab'), (*key, 'keras')))}"
                        f"; cnnlab_bare/keras {fmt(ratio(rates, (*key, 'cnnlab_bare'), (*key, 'keras')))}"
-                       f"; callbacks cost {fmt(cost(rates, (*key, 'cnnlab'), (*key, 'cnnlab_bare')), '.1%')}"
-                       " (target <= 3%)")
+                       f"; callbacks cost {callbacks_cost(rates, key)} (target <= 3%)")
     for c in args.contenders:
         for p in args.precisions if len(augs) == 2 else ():
             out.append(f"  {c} {p}: augmentation costs {fmt(cost(rates, (True, p, c), (False, p, c)), '.1%')}"
@@ -434,6 +433,11 @@ def cost(rates, slower, faster):
     return None if r is None else 1 - r
 
 
+def callbacks_cost(rates, key):
+    """What the callbacks cost (``cnnlab`` against ``cnnlab_bare``), from the medians."""
+    return fmt(cost(rates, (*key, "cnnlab"), (*key, "cnnlab_bare")), ".1%")
+
+
 def summary_table(results):
     """Markdown rows: one per (case, aug, precision), each contender's median (best) and the ratios."""
     rows = ["| case | aug | precision | cnnlab | cnnlab, no callbacks | keras | cnnlab/keras | callbacks cost "
@@ -447,7 +451,7 @@ def summary_table(results):
             half = [f"{c} {i}" for c in CONTENDERS if (aug, p, c) in rates for i in stats(rates[(aug, p, c)])["half"]]
             rows.append(f"| {name} | {aug_name(aug)} | {p} | {' | '.join(cells)} "
                         f"| {fmt(ratio(rates, (aug, p, 'cnnlab'), (aug, p, 'keras')))} "
-                        f"| {fmt(cost(rates, (aug, p, 'cnnlab'), (aug, p, 'cnnlab_bare')), '.1%')} "
+                        f"| {callbacks_cost(rates, (aug, p))} "
                         f"| {', '.join(half) or '-'} |")
     return rows
 
