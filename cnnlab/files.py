@@ -58,6 +58,14 @@ def read_json(path, default=None):
         return default
 
 
+def save_arrays(path, arrays):
+    """NumPy arrays ``{name: array}`` as an uncompressed .npz, atomically."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
 def save_model(model, path):
     """``model.save(path)`` atomically (a .keras file)."""
     with atomic_path(path) as tmp, local():

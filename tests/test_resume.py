@@ -323,7 +323,7 @@ def test_the_variables_file_restores_weights_optimizer_and_dropout_seeds(tmp_pat
     trained, fresh, (x, y) = trained_pair(policy)
     (tmp_path / artifacts.BACKUP_DIR).mkdir()
     resume.save_variables(trained, tmp_path / artifacts.BACKUP_DIR / "epoch-0002.npz")
-    resume.restore_weights(fresh, tmp_path, {"weights": "epoch-0002.npz"}, optimizer=True)
+    resume.restore_variables(fresh, tmp_path, {"weights": "epoch-0002.npz"})
     assert len(resume.seed_states(fresh)) == 1  # the dropout layer's
     for ours, theirs in zip(state_of(fresh), state_of(trained), strict=True):
         np.testing.assert_array_equal(ours, theirs)
@@ -340,7 +340,7 @@ def test_a_backup_written_as_keras_weights_still_resumes(tmp_path):
     (tmp_path / artifacts.BACKUP_DIR).mkdir()
     trained.save_weights(tmp_path / artifacts.BACKUP_DIR / "epoch-0002.weights.h5")
     seeds = [np.asarray(v).tolist() for v in resume.seed_states(trained)]
-    resume.restore_weights(fresh, tmp_path, {"weights": "epoch-0002.weights.h5", "seeds": seeds}, optimizer=True)
+    resume.restore_variables(fresh, tmp_path, {"weights": "epoch-0002.weights.h5", "seeds": seeds})
     for ours, theirs in zip(state_of(fresh), state_of(trained), strict=True):
         np.testing.assert_array_equal(ours, theirs)
 
@@ -348,12 +348,34 @@ def test_a_backup_written_as_keras_weights_still_resumes(tmp_path):
 def test_saving_finds_the_skip_sets_it_cached_and_writes_the_same_model(tmp_path):
     from keras.src.saving import saving_lib
 
+    from cnnlab.training.callbacks import AtomicModelCheckpoint
+
     model, _, _ = trained_pair()
-    files.save_model(model, tmp_path / "model.keras")
-    assert saving_lib.get_attr_skipset("Layer") is saving_lib.get_attr_skipset("Layer")  # found, not rebuilt
-    loaded = keras.saving.load_model(tmp_path / "model.keras")
-    assert json.dumps(loaded.get_config(), sort_keys=True) == json.dumps(model.get_config(), sort_keys=True)
-    saved = [np.asarray(v) for v in [*model.weights, *model.optimizer.variables]]  # seed states are not saved
-    for ours, theirs in zip([np.asarray(v) for v in [*loaded.weights, *loaded.optimizer.variables]], saved,
-                            strict=True):
-        np.testing.assert_array_equal(ours, theirs)
+    checkpoint = AtomicModelCheckpoint(tmp_path / "best.keras", monitor="loss")
+    checkpoint.set_model(model)
+    saves = {"model.keras": lambda: files.save_model(model, tmp_path / "model.keras"),
+             "best.keras": lambda: checkpoint.on_epoch_end(0, {"loss": 1.0})}
+    for name, save in saves.items():
+        keras.backend.clear_session()  # Keras's caches empty, as in a fresh process
+        save()
+        assert saving_lib.get_attr_skipset("Layer") is saving_lib.get_attr_skipset("Layer")  # found, not rebuilt
+        loaded = keras.saving.load_model(tmp_path / name)
+        assert json.dumps(loaded.get_config(), sort_keys=True) == json.dumps(model.get_config(), sort_keys=True)
+        saved = [np.asarray(v) for v in [*model.weights, *model.optimizer.variables]]  # seed states are not saved
+        for ours, theirs in zip([np.asarray(v) for v in [*loaded.weights, *loaded.optimizer.variables]], saved,
+                                strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_backup_that_is_damaged_or_of_another_model_is_one_error(tmp_path):
+    trained, _, _ = trained_pair()
+    backup = tmp_path / artifacts.BACKUP_DIR
+    backup.mkdir()
+    (backup / "epoch-0002.npz").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(CnnlabError, match="cannot resume from .*epoch-0002.npz.*starts a new run"):
+        resume.restore_variables(trained, tmp_path, {"weights": "epoch-0002.npz"})
+    resume.save_variables(trained, backup / "epoch-0002.npz")
+    other = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    other.compile(optimizer="adam", loss="mse")
+    with pytest.raises(CnnlabError, match="cannot resume from .*optimizer variables saved"):
+        resume.restore_variables(other, tmp_path, {"weights": "epoch-0002.npz"})

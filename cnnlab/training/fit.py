@@ -112,7 +112,7 @@ def fit(model, data, cfg, run, *, epochs, initial_epoch=0, phase=None, state=Non
     """
     same_phase = state is not None and state.get("phase") == phase
     if same_phase:
-        resume.restore_weights(model, run, state, optimizer=True)
+        resume.restore_variables(model, run, state)
         if state.get("stopped"):
             return state
     start = max(initial_epoch, state["epoch"] if same_phase else 0)

@@ -5,8 +5,8 @@ the model's variables with the optimizer's (``backup/epoch-NNNN.npz``, see
 `save_variables`; the optimizer's variables hold the learning rate, also one
 lowered by ReduceLROnPlateau, and the step count that schedules read),
 EarlyStopping's best weights when it restores them, history.csv, and last
-``backup/state.json``, which names the variables file. ``state.json`` is the commit point: killed at any
-moment, the run resumes from the last epoch whose state.json was written, with
+``backup/state.json``, which names the variables file. ``state.json`` is the
+commit point: killed at any moment, the run resumes from the last epoch whose state.json was written, with
 the callbacks' counters that Keras's own BackupAndRestore forgets
 (keras-team/keras#17012): EarlyStopping's and ReduceLROnPlateau's wait/best,
 the checkpoint's best, the dropout layers' seed states, and fine-tuning's phase.
@@ -15,6 +15,7 @@ the checkpoint's best, the dropout layers' seed states, and fine-tuning's phase.
 import contextlib
 import math
 import shutil
+import zipfile
 from pathlib import Path
 
 import keras
@@ -23,6 +24,7 @@ import numpy as np
 from cnnlab import files
 from cnnlab.artifacts import BACKUP_DIR, HISTORY_FILE
 from cnnlab.distribution import primary_only, share, shared_file
+from cnnlab.errors import CnnlabError
 
 STATE_FILE = "state.json"
 ES_BEST_FILE = "early_stopping_best.npz"
@@ -51,34 +53,43 @@ def discard(run):
 def save_variables(model, path):
     """The model's weights, its seed states and its optimizer's variables, in one .npz, atomically.
 
-    Keras's own getters and setters (`get_weights`, the optimizer's
-    `save_own_variables`), in the order they give: about 6 ms for the deep CNN,
-    where ``model.save_weights`` takes 40 ms walking every layer's attributes.
-    The model restoring them is the same architecture (resume checks the config).
+    Through Keras's own getters (`get_weights`, the optimizer's `save_own_variables`),
+    in the order they give: ``model.save_weights`` writes the same walking every
+    layer's attributes, several times slower (BENCHMARKS.md, "Callbacks").
     """
     store = {}
     model.optimizer.save_own_variables(store)
-    arrays = {**{f"{WEIGHT}{i}": value for i, value in enumerate(model.get_weights())},
-              **{f"{SEED}{i}": np.asarray(v) for i, v in enumerate(seed_states(model))},
-              **{f"{OPTIMIZER}{k}": value for k, value in store.items()}}
-    with files.atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+    files.save_arrays(path, {**{f"{WEIGHT}{i}": value for i, value in enumerate(model.get_weights())},
+                             **{f"{SEED}{i}": np.asarray(v) for i, v in enumerate(seed_states(model))},
+                             **{f"{OPTIMIZER}{k}": value for k, value in store.items()}})
 
 
-def restore_weights(model, run, state, *, optimizer):
-    """Load the state's variables into the compiled `model`; with `optimizer`, its optimizer's state too."""
-    if optimizer and not model.optimizer.built:
+def restore_variables(model, run, state):
+    """Load the state's variables into the compiled `model`: weights, seed states, the optimizer's.
+
+    Raises:
+        CnnlabError: the backup is unreadable or does not fit the model (the run then fails, keeping it).
+    """
+    if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-    with shared_file(Path(run) / BACKUP_DIR / state["weights"]) as path:  # process 0's, on every worker
-        if path.name.endswith(".weights.h5"):  # a backup from before save_variables: Keras's weights file
-            model.load_weights(path)
-            seeds = [np.asarray(v) for v in state.get("seeds", [])]
-        else:
-            with np.load(path) as saved:
-                model.set_weights(_series(saved, WEIGHT))
-                seeds = _series(saved, SEED)
-                if optimizer:
-                    model.optimizer.load_own_variables({str(i): v for i, v in enumerate(_series(saved, OPTIMIZER))})
+    backup = Path(run) / BACKUP_DIR / state["weights"]
+    try:
+        with shared_file(backup) as path:  # process 0's, on every worker
+            if path.name.endswith(".weights.h5"):  # a backup from before save_variables: Keras's weights file
+                model.load_weights(path)
+                seeds = [np.asarray(v) for v in state.get("seeds", [])]
+            else:
+                with np.load(path) as saved:
+                    optimizer = _series(saved, OPTIMIZER)
+                    if len(optimizer) != len(model.optimizer.variables):
+                        raise ValueError(f"{len(optimizer)} optimizer variables saved, "
+                                         f"the model's optimizer has {len(model.optimizer.variables)}")
+                    model.set_weights(_series(saved, WEIGHT))
+                    model.optimizer.load_own_variables({str(i): v for i, v in enumerate(optimizer)})
+                    seeds = _series(saved, SEED)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        raise CnnlabError(f"cannot resume from {str(backup)!r}: {exc}. The run is marked failed and kept; "
+                          "the same command now starts a new run.") from None
     for variable, value in zip(seed_states(model), seeds):
         variable.assign(value.astype(variable.dtype))
 
@@ -143,21 +154,21 @@ class Checkpointer(keras.callbacks.Callback):
         if any(isinstance(v, (int, float)) and not math.isfinite(v) for v in logs.values()):
             return  # a NaN epoch is never saved; TerminateOnNaN stops training
         previous = self.state["weights"] if self.state else None
-        weights = f"epoch-{epoch + 1:04d}.npz"
+        backup = f"epoch-{epoch + 1:04d}.npz"
         rate = {"learning_rate": float(self.model.optimizer.learning_rate)}  # also when no callback logs it
         self.rows.append({"epoch": epoch, **rate, **{k: _row_value(v) for k, v in logs.items()}})
-        self.state = {"epoch": epoch + 1, "phase": self.phase, "weights": weights, "history": self.rows,
+        self.state = {"epoch": epoch + 1, "phase": self.phase, "weights": backup, "history": self.rows,
                       "stopped": bool(self.model.stop_training), "callbacks": self._counters()}
-        primary_only(lambda: self._write(epoch, weights, previous))  # on several workers, process 0 writes
+        primary_only(lambda: self._write(epoch, backup, previous))  # on several workers, process 0 writes
 
-    def _write(self, epoch, weights, previous):
+    def _write(self, epoch, backup, previous):
         self.folder.mkdir(exist_ok=True)
-        save_variables(self.model, self.folder / weights)
+        save_variables(self.model, self.folder / backup)
         self._save_best_weights(epoch)
         if self.write_history:
             write_history(self.history_path, self.rows)
         files.write_json(self.folder / STATE_FILE, self.state)
-        if previous and previous != weights:
+        if previous and previous != backup:
             with contextlib.suppress(OSError):
                 (self.folder / previous).unlink()
 
@@ -177,9 +188,7 @@ class Checkpointer(keras.callbacks.Callback):
         stopper = self._early_stopping()
         if stopper is None or stopper.best_weights is None or stopper.best_epoch != epoch:
             return
-        with files.atomic_path(self.folder / ES_BEST_FILE) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, *stopper.best_weights)
+        files.save_arrays(self.folder / ES_BEST_FILE, {f"arr_{i}": w for i, w in enumerate(stopper.best_weights)})
 
     def _restore_best_weights(self, stopper):
         path = self.folder / ES_BEST_FILE
