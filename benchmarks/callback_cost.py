@@ -51,7 +51,8 @@ def timed(callback, totals):
 
 
 class GcClock:
-    """Wall time in Python's garbage collector, anywhere in the process, into ``totals[("gc", generation)]``."""
+    """Wall time in Python's garbage collector, anywhere in the process, into
+    ``totals[("(garbage collector)", "generation N")]``."""
 
     def __init__(self, totals):
         self.totals, self.started = totals, None

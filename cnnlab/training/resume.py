@@ -5,9 +5,10 @@ the model's variables with the optimizer's (``backup/epoch-NNNN.npz``, see
 `save_variables`; the optimizer's variables hold the learning rate, also one
 lowered by ReduceLROnPlateau, and the step count that schedules read),
 EarlyStopping's best weights when it restores them, history.csv, and last
-``backup/state.json``, which names the variables file. ``state.json`` is the
-commit point: killed at any moment, the run resumes from the last epoch whose state.json was written, with
-the callbacks' counters that Keras's own BackupAndRestore forgets
+``backup/state.json``, which names the variables file (under the key
+``weights``, as older runs' state did). ``state.json`` is the commit point:
+killed at any moment, the run resumes from the last epoch whose state.json was
+written, with the callbacks' counters that Keras's own BackupAndRestore forgets
 (keras-team/keras#17012): EarlyStopping's and ReduceLROnPlateau's wait/best,
 the checkpoint's best, the dropout layers' seed states, and fine-tuning's phase.
 """
