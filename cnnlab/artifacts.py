@@ -240,8 +240,11 @@ def find_run(output_dir, name, config_dict, wanted):
 def _comparable(config_dict, wanted):
     """What makes two runs the same: not their provenance, how many processes trained them, nor how many
     batches went into one compiled call; and to resume a run (`wanted` "interrupted"), not which kernels
-    either (the same results to float rounding), while a completed run counts only for its own kernels."""
-    out = {k: v for k, v in config_dict.items() if k not in ("provenance", "distribution")}
+    either (the same results to float rounding), while a completed run counts only for its own kernels.
+    Paths count by the file they name, however spelt (`cnnlab.config.absolute_paths`)."""
+    from cnnlab.config import absolute_paths
+
+    out = {k: v for k, v in absolute_paths(config_dict).items() if k not in ("provenance", "distribution")}
     runtime = {"fast_kernels": False, **out.get("runtime", {})}  # runs from before the key ran Keras's layers
     runtime.pop("steps_per_execution", None)
     if wanted == "interrupted":

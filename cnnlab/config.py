@@ -8,6 +8,7 @@ is checked against `cnnlab.catalog`, so all of this runs before TensorFlow is
 imported. The loader returns a valid config or raises `ConfigError`, nothing else.
 """
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -611,8 +612,44 @@ def _yaml_scalar(value):
 
 
 def save_config(cfg, path):
-    """Write the resolved config as YAML, atomically."""
-    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """Write the resolved config as YAML, atomically, the paths it names absolute (`absolute_paths`)."""
+    write_text(path, yaml.safe_dump(absolute_paths(cfg.to_dict()), sort_keys=False))
+
+
+# --------------------------------------------------------------------------- paths the config names
+
+PATH_KEYS = (("data", "path"), ("data", "test_path"), ("model", "weights"), ("finetune", "base"))
+
+
+def absolute_paths(config):
+    """A copy of the plain `config` with every file or folder it names absolute, against the working folder.
+
+    A relative path in an experiment file or ``--set`` means what it means from the
+    folder the command runs in. A run records its paths absolute (`save_config`), so
+    that every later command finds its data from any folder; and comparing runs
+    (`cnnlab.artifacts.find_run`) through this function takes ``mnist.npz``,
+    ``./mnist.npz`` and ``/data/mnist.npz`` for the same file, and the relative
+    paths of a run saved before paths were recorded absolute as they were meant.
+    Names that are no paths stay: ``model.weights: imagenet``, a keras.applications
+    ``finetune.base`` (a base is a path when it exists, as `cnnlab.finetune` reads it).
+    """
+    out = _deepcopy(config)
+    for section, key in PATH_KEYS:
+        node = out.get(section)
+        value = node.get(key) if isinstance(node, dict) else None
+        if _names_a_path(section, key, value):
+            node[key] = os.path.abspath(value)
+    return out
+
+
+def _names_a_path(section, key, value):
+    if not isinstance(value, str) or not value:
+        return False
+    if (section, key) == ("model", "weights"):
+        return value != "imagenet"
+    if (section, key) == ("finetune", "base"):
+        return Path(value).exists()
+    return True
 
 
 # --------------------------------------------------------------------------- error messages
