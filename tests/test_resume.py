@@ -242,6 +242,9 @@ def test_nan_loss_keeps_no_nan_model_and_evaluate_says_so(cli, write_experiment,
     result = cli("train", path)
     assert result.exit_code == 2
     assert "loss became NaN" in error_line(result) and "learning_rate" in error_line(result)
+    # the first epoch was NaN: the message says no model was saved, not that a best one is kept
+    assert "no model was saved before it: the run is kept as failed" in error_line(result)
+    assert "best model" not in error_line(result)
     run = artifacts.latest_run(tmp_path / "runs")
     assert artifacts.status(run) == "failed" and not (run / "backup").exists()
     assert not (run / "model.keras").exists()  # the only epoch was NaN: nothing to keep

@@ -4,6 +4,7 @@ import math
 
 import keras
 
+from cnnlab.artifacts import MODEL_FILE
 from cnnlab.distribution import current
 from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.training import resume
@@ -108,7 +109,7 @@ def fit(model, data, cfg, run, *, epochs, initial_epoch=0, phase=None, state=Non
         The training state after the last epoch (None if no epoch ran).
 
     Raises:
-        TrainingError: the loss became NaN; the best model saved before it is kept.
+        TrainingError: the loss became NaN; the best model saved before it, if any, is kept.
     """
     same_phase = state is not None and state.get("phase") == phase
     if same_phase:
@@ -133,7 +134,9 @@ def fit(model, data, cfg, run, *, epochs, initial_epoch=0, phase=None, state=Non
                        shuffle=False, class_weight=class_weight(cfg, data.train.labels, data.class_names))
     losses = result.history.get("loss", [])
     if any(math.isnan(v) or math.isinf(v) for v in losses):
+        kept = ("the best model saved before it is kept" if (run / MODEL_FILE).is_file() else
+                "no model was saved before it: the run is kept as failed, without a model")
         raise TrainingError(f"the loss became NaN at epoch {start + len(losses)}: training stopped. "
                             f"Lower training.learning_rate (now {cfg.training.learning_rate}), add batch_norm, "
-                            "or check the data's scaling; the best model saved before it is kept.")
+                            f"or check the data's scaling; {kept}.")
     return checkpointer.state
