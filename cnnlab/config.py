@@ -10,6 +10,7 @@ imported. The loader returns a valid config or raises `ConfigError`, nothing els
 
 import os
 import re
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -39,7 +40,7 @@ class DataConfig(Section):
     dataset: Literal[tuple(catalog.DATASETS)]
     path: str | None = None
     test_path: str | None = None
-    image_size: tuple[ImageSide, ImageSide] | None = None
+    image_size: tuple[ImageSide, ImageSide] | None = Field(None, description="[H, W]", examples=[[32, 32]])
     color_mode: Literal["grayscale", "rgb"] | None = None
     validation_split: Fraction = 0.1
     test_split: Fraction = 0.2  # carved from the data only when it has no test split
@@ -53,13 +54,17 @@ class AugmentationConfig(Section):
     rotation_range: NonNegFloat = 0.0
     width_shift_range: NonNegFloat = 0.0
     height_shift_range: NonNegFloat = 0.0
-    zoom_range: NonNegFloat | tuple[NonNegFloat, NonNegFloat] = 0.0
+    zoom_range: NonNegFloat | tuple[NonNegFloat, NonNegFloat] = Field(
+        0.0, description="a number or [low, high]", examples=[[0.9, 1.1]])
     shear_range: NonNegFloat = 0.0
     horizontal_flip: bool = False
     vertical_flip: bool = False
-    brightness_range: tuple[NonNegFloat, NonNegFloat] | None = None
-    contrast_range: tuple[NonNegFloat, NonNegFloat] | None = None
-    saturation_range: tuple[NonNegFloat, NonNegFloat] | None = None
+    brightness_range: tuple[NonNegFloat, NonNegFloat] | None = Field(None, description="[low, high]",
+                                                                     examples=[[0.8, 1.2]])
+    contrast_range: tuple[NonNegFloat, NonNegFloat] | None = Field(None, description="[low, high]",
+                                                                   examples=[[0.8, 1.2]])
+    saturation_range: tuple[NonNegFloat, NonNegFloat] | None = Field(None, description="[low, high]",
+                                                                     examples=[[0.8, 1.2]])
     hue_delta: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
     channel_shift_range: NonNegFloat = 0.0
     fill_mode: Literal["nearest", "constant", "reflect", "wrap"] = "nearest"
@@ -210,7 +215,7 @@ class DistributionConfig(Section):
 
 class EvaluateConfig(Section):
     split: Literal["test", "val", "train"] = "test"
-    top_k: list[PositiveInt] = [1, 5]
+    top_k: list[PositiveInt] = Field([1, 5], description="a list of k values", examples=[[1, 5]])
 
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
@@ -570,12 +575,17 @@ def _deepcopy(data):
     return data
 
 
-def build_config(data, source="config"):
-    """Validate a plain dict into an `ExperimentConfig`, or raise one `ConfigError`."""
+def build_config(data, source="config", overrides=()):
+    """Validate a plain dict into an `ExperimentConfig`, or raise one `ConfigError`.
+
+    `overrides` are the ``--set`` ``KEY=VALUE`` strings `data` holds: an error in a key
+    one of them set is reported as theirs (``--set training.epohcs=3: unknown key ...``),
+    any other as `source`'s (the file).
+    """
     try:
         return ExperimentConfig.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise ConfigError(f"{source}: {_describe(exc)}") from None
+        raise ConfigError(_describe(exc, source, overrides)) from None
 
 
 def load_config(path, overrides=(), *, check_paths=False, **updates):
@@ -592,7 +602,7 @@ def load_config(path, overrides=(), *, check_paths=False, **updates):
     data = apply_overrides(read_yaml(path), [*overrides, *option_overrides(updates)])
     if data.get("name") is None:
         data["name"] = default_name(path)
-    cfg = build_config(data, str(path))
+    cfg = build_config(data, str(path), overrides)
     return check_files(cfg) if check_paths else cfg
 
 
@@ -655,24 +665,53 @@ def _names_a_path(section, key, value):
 # --------------------------------------------------------------------------- error messages
 
 
-def _describe(exc):
-    """Turn pydantic's errors into one line: key, what is allowed, what was received."""
-    parts = [_describe_one(error) for error in exc.errors(include_url=False)]
-    unique = list(dict.fromkeys(parts))
-    return " ".join(unique[:3]) + (f" (and {len(unique) - 3} more)" if len(unique) > 3 else "")
+def _describe(exc, source="config", overrides=()):
+    """Turn pydantic's errors into one line: where each comes from (`source` or one of the ``--set``
+    `overrides`), the key, what is allowed, what was received."""
+    found = {}  # origin -> its messages (a dict keeps them in order, once each)
+    for error in exc.errors(include_url=False):
+        loc = _location(error)
+        item = _override_of(loc, overrides)
+        origin = f"--set {item if len(item) <= 80 else item[:77] + '...'}" if item else source
+        found.setdefault(origin, {})[_describe_one(error, loc, from_set=item is not None)] = None
+    unique = [(origin, message) for origin, messages in found.items() for message in messages]
+    shown = unique[:3]
+    text = " ".join(f"{origin}: {' '.join(m for o, m in shown if o == origin)}"
+                    for origin in dict.fromkeys(o for o, _ in shown))
+    return text + (f" (and {len(unique) - 3} more)" if len(unique) > 3 else "")
 
 
-def _describe_one(error):
-    kind = error["type"]
+def _location(error):
+    """The error's location as the user's keys: pydantic puts the union member it tried into it;
+    the last part of an unknown key is the user's own key, whatever it looks like."""
     loc = list(error["loc"])
-    # pydantic puts the union member it tried into the location; the last part of an
-    # unknown key is the user's own key, whatever it looks like.
-    loc = [p for p in loc[:-1] if not _is_union_tag(p)] + loc[-1:] if kind == "extra_forbidden" else \
-        [p for p in loc if not _is_union_tag(p)]
+    if error["type"] == "extra_forbidden":
+        return [p for p in loc[:-1] if not _is_union_tag(p)] + loc[-1:]
+    return [p for p in loc if not _is_union_tag(p)]
+
+
+def _override_of(loc, overrides):
+    """The last ``KEY=VALUE`` of `overrides` that set the key at `loc` or a section holding it, or None."""
+    key = ".".join(str(p) for p in loc)
+    for item in reversed(overrides):
+        name = ".".join(p.strip() for p in item.partition("=")[0].split("."))
+        if key == name or key.startswith(name + "."):
+            return item
+    return None
+
+
+def _describe_one(error, loc, from_set=False):
+    """One error as text; `from_set`: the key came from ``--set``, so a hint names it as ``--set`` takes it."""
+    kind = error["type"]
     key = ".".join(str(p) for p in loc) or "config"
     if kind == "extra_forbidden":
         parent = _section_fields(loc[:-1])
-        return f"unknown key {_short(key)}.{did_you_mean(loc[-1], parent)} Allowed here: {', '.join(parent)}."
+        prefix = "".join(f"{p}." for p in loc[:-1]) if from_set else ""
+        return (f"unknown key {_short(key)}.{did_you_mean(loc[-1], parent, prefix)} "
+                f"Allowed here: {', '.join(parent)}.")
+    sequence = _sequence_problem(error, loc, from_set)
+    if sequence:
+        return sequence
     if kind == "missing":
         return f"'{key}' is required."
     if kind == "value_error":
@@ -684,6 +723,73 @@ def _describe_one(error):
                 f"Received: {_short(received)}.")
     hint = did_you_mean(received, _literal_choices(error["ctx"]["expected"])) if kind == "literal_error" else ""
     return f"'{key}': {error['msg']}. Received: {_short(received)}.{hint}"
+
+
+SEQUENCE_ERRORS = ("tuple_type", "list_type", "too_short", "too_long", "float_parsing", "float_type",
+                   "int_parsing", "int_type")  # a list written in another form (with an item missing: "missing")
+
+
+def _sequence_problem(error, loc, from_set):
+    """For a list-valued key given in another form (``--set data.image_size=32,32``): the form it takes
+    (the field's description) and an example in the syntax the user wrote it in; None for other errors."""
+    field_loc = list(loc)
+    while field_loc and isinstance(field_loc[-1], int):
+        field_loc.pop()
+    item_missing = error["type"] == "missing" and len(field_loc) < len(loc)
+    if not (item_missing or (error["type"] in SEQUENCE_ERRORS and field_loc == loc)):
+        return None
+    field = _field_at(field_loc)
+    sequence = _sequence_of(field.annotation) if field is not None else None
+    if sequence is None:
+        return None
+    key, received = ".".join(field_loc), error.get("input")
+    items = _example_items(sequence, received, field.examples)
+    example = ""
+    if items:
+        example = (f", e.g. --set {key}=[{','.join(items)}]" if from_set
+                   else f", e.g. {field_loc[-1]}: [{', '.join(items)}]")
+    return f"`{key}` must be {field.description or _sequence_form(sequence)}{example}. Received: {_short(received)}."
+
+
+def _field_at(loc):
+    """The pydantic field at `loc` (``["data", "image_size"]``), or None."""
+    model, field = ExperimentConfig, None
+    for part in loc:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return None
+        field = model.model_fields[part]
+        model = _model_in(field.annotation)
+    return field
+
+
+def _sequence_of(annotation):
+    """The ``tuple[...]`` or ``list[...]`` an annotation allows (``tuple[int, int] | None``), or None."""
+    if typing.get_origin(annotation) in (tuple, list):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _sequence_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _sequence_form(sequence):
+    """``a list of 2 integers`` for ``tuple[int, int]``, ``a list of numbers`` for ``list[float]``."""
+    args = typing.get_args(sequence)
+    item = typing.get_args(args[0])[0] if typing.get_origin(args[0]) is Annotated else args[0]
+    kind = {int: "integers", float: "numbers"}.get(item, "values")
+    return f"a list of {len(args)} {kind}" if typing.get_origin(sequence) is tuple else f"a list of {kind}"
+
+
+def _example_items(sequence, received, examples):
+    """The items of an example value: the user's own (``"32,32"`` -> ``["32", "32"]``) when they fit, else
+    the field's first example, else none."""
+    size = len(typing.get_args(sequence)) if typing.get_origin(sequence) is tuple else None
+    if isinstance(received, str) and "," in received:
+        items = [p.strip() for p in received.strip("()[] ").split(",")]
+        if all(items) and size in (None, len(items)):
+            return items
+    return [str(v) for v in examples[0]] if examples else []
 
 
 def _short(value, limit=80):

@@ -23,10 +23,10 @@ class TrainingError(CnnlabError):
     """Training could not go on (for example the loss became NaN)."""
 
 
-def did_you_mean(word, choices):
-    """Return `` Did you mean 'x'?`` for the closest of `choices`, or ``""``."""
+def did_you_mean(word, choices, prefix=""):
+    """Return `` Did you mean 'x'?`` for the closest of `choices` (shown after `prefix`), or ``""``."""
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" Did you mean '{close[0]}'?" if close else ""
+    return f" Did you mean '{prefix}{close[0]}'?" if close else ""
 
 
 def one_of(key, choices, received):

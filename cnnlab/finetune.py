@@ -47,7 +47,7 @@ def resolve_config(target, overrides=(), root="runs", **updates):
     data["name"] = f"{data.get('name', run.parent.name)}-finetune"
     data.setdefault("finetune", {})["base"] = str(run.resolve())
     data = apply_overrides(data, [*overrides, *option_overrides(updates)])
-    return build_config(data, str(run / artifacts.CONFIG_FILE))
+    return build_config(data, str(run / artifacts.CONFIG_FILE), overrides)
 
 
 def backbone_scaling(cfg):

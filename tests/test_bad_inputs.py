@@ -293,7 +293,8 @@ BAD_SET = [
     ("section-number", overrides("training=5"), "must be a section"),
     ("mapping-with-list-key", overrides("name={[1]: 2}"), "keys must be plain names"),
     ("bad-yaml-value", overrides("training.epochs=[1"), "not valid YAML"),
-    ("typo", overrides("model.dropuot=0.3"), "Did you mean 'dropout'"),
+    ("typo", overrides("model.dropuot=0.3"), "--set model.dropuot=0.3: unknown key 'model.dropuot'. "
+                                             "Did you mean 'model.dropout'"),
     ("npz-without-path", overrides("data.dataset=npz"), "data.path is required"),
     ("optimizer-arg", overrides("training.optimizer=sgd", "training.optimizer.momentun=0.9"), "momentum"),
     ("optimizer-mapping", overrides("training.optimizer={name: adam, beta_1: fast}"), "must be a number"),

@@ -73,7 +73,7 @@ def test_set_overrides_are_yaml_typed_and_validated(write_experiment):
     assert cfg.training.optimizer.name == "sgd"  # "sgd" became {name: sgd, momentum: 0.9}
     assert cfg.training.optimizer.model_extra == {"momentum": 0.9}
     assert cfg.data.image_size == (16, 16)
-    with pytest.raises(ConfigError, match="unknown key 'training.epoch'. Did you mean 'epochs'"):
+    with pytest.raises(ConfigError, match="unknown key 'training.epoch'. Did you mean 'training.epochs'"):
         load_config(path, ["training.epoch=3"])
     with pytest.raises(ConfigError, match="--set takes KEY=VALUE"):
         load_config(path, ["training.epochs"])
@@ -116,7 +116,46 @@ def test_cli_missing_file_and_bad_set(cli, write_experiment, tmp_path):
     result = cli("train", tmp_path / "nope.yaml")
     assert result.exit_code == 2 and "does not exist" in error_line(result)
     result = cli("train", write_experiment(), "--set", "model.dropuot=0.3")
-    assert result.exit_code == 2 and "Did you mean 'dropout'" in error_line(result)
+    assert result.exit_code == 2 and "Did you mean 'model.dropout'" in error_line(result)
+
+
+def test_a_set_typo_is_reported_as_the_set_and_a_file_typo_as_the_file(cli, write_experiment):
+    path = write_experiment()
+    result = cli("train", path, "--set", "training.epohcs=3")
+    assert result.exit_code == 2
+    assert error_line(result).startswith("Error: --set training.epohcs=3: unknown key 'training.epohcs'. "
+                                         "Did you mean 'training.epochs'?")
+    assert str(path) not in error_line(result)
+    path.write_text(path.read_text().replace("epochs:", "epohcs:"))
+    with pytest.raises(ConfigError, match=f"^{path}: unknown key 'training.epohcs'. Did you mean 'epochs'"):
+        load_config(path, ["model.dropout=0.2"])
+    with pytest.raises(ConfigError, match="^--set training={epohcs: 3}: unknown key 'training.epohcs'"):
+        load_config(write_experiment(), ["training={epohcs: 3}"])  # a whole section given by --set
+
+
+@pytest.mark.parametrize("item, expected", [
+    ("data.image_size=32,32",
+     "--set data.image_size=32,32: `data.image_size` must be [H, W], e.g. --set data.image_size=[32,32]. "
+     "Received: '32,32'."),
+    ("data.image_size=[32]", "`data.image_size` must be [H, W], e.g. --set data.image_size=[32,32]. Received: [32]."),
+    ("augmentation.brightness_range=0.8,1.2",
+     "`augmentation.brightness_range` must be [low, high], e.g. --set augmentation.brightness_range=[0.8,1.2]."),
+    ("augmentation.zoom_range=0.1,0.2",
+     "`augmentation.zoom_range` must be a number or [low, high], e.g. --set augmentation.zoom_range=[0.1,0.2]. "
+     "Received: '0.1,0.2'."),
+    ("evaluate.top_k=1,5", "`evaluate.top_k` must be a list of k values, e.g. --set evaluate.top_k=[1,5]."),
+])
+def test_a_list_in_another_form_is_told_the_form(write_experiment, item, expected):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_experiment(), [item])
+    assert expected in str(caught.value) and "valid tuple" not in str(caught.value)
+
+
+def test_a_list_in_another_form_in_the_file_gets_a_yaml_example(write_experiment):
+    path = write_experiment({"data": {"dataset": "digits", "image_size": "16x16"}})
+    with pytest.raises(ConfigError, match=r"`data.image_size` must be \[H, W\], e.g. image_size: \[32, 32\]. "
+                                          "Received: '16x16'."):
+        load_config(path)
 
 
 def test_a_schedule_switches_plateau_off_unless_both_are_asked_for():
