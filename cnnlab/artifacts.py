@@ -64,15 +64,97 @@ def is_run(path):
     return (Path(path) / CONFIG_FILE).is_file()
 
 
-def list_runs(root="runs"):
-    """Every run folder under `root`, oldest first (by the time in their names)."""
+# --------------------------------------------------------------------------- which folders are runs, which is latest
+
+
+def _run_folders(root):
+    """The run folders at or under `root`, unordered.
+
+    `root` itself if it is a run; else its sub-folders that are runs (an experiment's
+    folder of runs, or an ensemble saved as ``runs/ens1``) and their sub-folders that
+    are runs (``runs/<name>/<timestamp>``), but not a folder inside a run.
+    """
     root = Path(root)
-    runs = [p.parent for p in root.glob(f"*/*/{CONFIG_FILE}")] if root.is_dir() else []
-    return sorted(runs, key=lambda p: (p.name, str(p)))
+    if is_run(root):
+        yield root
+        return
+    if not root.is_dir():
+        return
+    for config in root.glob(f"*/{CONFIG_FILE}"):
+        yield config.parent
+    for config in root.glob(f"*/*/{CONFIG_FILE}"):
+        if not is_run(config.parent.parent):
+            yield config.parent
+
+
+def has_runs(root):
+    """Whether `root` is a run or holds any (the folders `list_runs` lists), without reading them."""
+    return next(_run_folders(root), None) is not None
+
+
+def list_runs(root="runs"):
+    """Every run folder at or under `root` (see `_run_folders`), oldest first by `created`.
+
+    The one home of "which folders are runs": `cnnlab runs`, `latest_run` and `resolve_run` all list them here.
+    """
+    return sorted(_run_folders(root), key=_age)
+
+
+def _age(run):
+    """Sort key of `run`: its creation time, then (within one second) when its config was written, then its path."""
+    try:
+        written = (run / CONFIG_FILE).stat().st_mtime_ns
+    except OSError:
+        written = 0
+    return created(run), written, str(run)
+
+
+def created(run):
+    """When `run` was created (a naive local datetime), by its own record: ``provenance.created`` in its
+    config.yaml; for a run without one, the time in its folder's name, else its config.yaml's mtime."""
+    run = Path(run)
+    for text in (_recorded_creation(run), run.name):
+        when = _parse_time(text)
+        if when is not None:
+            return when
+    try:
+        return datetime.datetime.fromtimestamp((run / CONFIG_FILE).stat().st_mtime)
+    except OSError:
+        return datetime.datetime.min
+
+
+def _recorded_creation(run):
+    """``provenance.created`` of the run's config.yaml as text, or None (no such key, unreadable file)."""
+    import yaml
+
+    try:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when built: listing reads every config
+        config = yaml.load((run / CONFIG_FILE).read_text(encoding="utf-8"), Loader=loader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    provenance = config.get("provenance") if isinstance(config, dict) else None
+    return provenance.get("created") if isinstance(provenance, dict) else None
+
+
+def _parse_time(text):
+    """A naive local datetime from an ISO time or a run folder's ``%Y%m%d-%H%M%S[-n]``; None if neither."""
+    if isinstance(text, datetime.datetime):  # YAML reads an unquoted ISO time as one
+        when = text
+    elif isinstance(text, str):
+        try:
+            when = datetime.datetime.strptime(text[:15], "%Y%m%d-%H%M%S")
+        except ValueError:
+            try:
+                when = datetime.datetime.fromisoformat(text)
+            except ValueError:
+                return None
+    else:
+        return None
+    return when.astimezone().replace(tzinfo=None) if when.tzinfo is not None else when
 
 
 def latest_run(root="runs"):
-    """The most recent run under `root`."""
+    """The most recently created run at or under `root` (see `list_runs`)."""
     runs = list_runs(root)
     if not runs:
         raise CnnlabError(f"no runs under {str(root)!r}: train one first (cnnlab train EXPERIMENT.yaml), "
@@ -81,19 +163,49 @@ def latest_run(root="runs"):
 
 
 def resolve_run(target, root="runs"):
-    """A run folder from a CLI argument: None (the latest run), a run folder, or a file inside one."""
+    """A run folder from a CLI argument: None (the run we are in, else the latest), a run folder, or a file in one."""
+    return pick_run(target, root)[0]
+
+
+def pick_run(target, root="runs"):
+    """The run a command acts on, and how it was picked: None if `target` names it, else what to say.
+
+    `target` is a run folder, a file inside one, a folder holding runs (an
+    experiment's, or an output_dir: its latest run), or None: the current folder if
+    it is a run, else the latest run under `root`, else the latest run the current
+    folder holds (an experiment's folder).
+    """
     if target is None:
-        return latest_run(root)
+        return _implicit_run(root)
     path = Path(target)
     if path.is_file() and is_run(path.parent):
-        return path.parent
+        return path.parent, None
     if path.is_dir() and is_run(path):
-        return path
-    if path.is_dir():  # an experiment's folder of runs, or an output_dir: its latest run
-        runs = sorted((p.parent for p in path.glob(f"*/{CONFIG_FILE}")), key=lambda p: p.name) or list_runs(path)
-        if runs:
-            return runs[-1]
-    raise CnnlabError(f"{str(path)!r} is not a run folder (a folder with {CONFIG_FILE}, made by cnnlab train).")
+        return path, None
+    if path.is_dir() and has_runs(path):
+        return latest_run(path), f"latest in {path}"
+    raise CnnlabError(f"{str(path)!r} is not a run folder (a folder with {CONFIG_FILE}, made by cnnlab train) "
+                      "nor a folder holding runs.")
+
+
+def runs_here(root="runs"):
+    """Where a command given no run (or `cnnlab runs` given no folder) looks: the current folder if it is a
+    run; else `root` if it holds runs; else the current folder if it holds runs (an experiment's folder of
+    runs, or an output_dir); else `root`, which holds none."""
+    here = Path(".")
+    if is_run(here) or (not has_runs(root) and has_runs(here)):
+        return here
+    return Path(root)
+
+
+def _implicit_run(root):
+    """The run of a command given none (see `runs_here`), and how it was picked."""
+    where = runs_here(root)
+    if is_run(where):
+        return Path.cwd(), "the current folder"
+    if where == Path(root):
+        return latest_run(root), "latest"
+    return latest_run(where), "latest in the current folder"
 
 
 def run_info(run):
@@ -223,7 +335,7 @@ def find_run(output_dir, name, config_dict, wanted):
     if not parent.is_dir():
         return None
     comparable = _comparable(config_dict, wanted)
-    for run in reversed(sorted((p.parent for p in parent.glob(f"*/{CONFIG_FILE}")), key=lambda p: p.name)):
+    for run in reversed(list_runs(parent)):
         if status(run) != wanted or is_locked(run):
             continue
         from cnnlab.config import read_yaml

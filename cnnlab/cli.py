@@ -268,8 +268,9 @@ def evaluate_command(target, split, data_dir, as_json, tta, unsafe):
 
     console = current_console()
     silent = as_json or console.quiet
+    note = (lambda _: None) if console.quiet else functools.partial(click.echo, err=as_json)  # JSON alone on stdout
     result = evaluate(target, split=split, data_dir=data_dir, unsafe=unsafe, tta=tta,
-                      echo=(lambda _: None) if silent else click.echo)
+                      echo=(lambda _: None) if silent else click.echo, note=note)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     elif console.quiet:
@@ -429,27 +430,32 @@ def lr_find_command(experiment, overrides, start, end, steps, output, as_json):
 @click.option("--weights", metavar="W1,W2,...", help="One weight per run, in their order (default: equal).")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["test", "val", "train"]),
               help="The split every member is scored on.")
-@click.option("--save", "save_dir", type=click.Path(file_okay=False),
-              help="A new folder to save the ensemble into, as a run that evaluate, predict and export accept.")
+@click.option("--save", "save_dir", is_flag=False, flag_value="", metavar="[DIR]",
+              help="Save the ensemble as a run that evaluate, predict and export accept: into DIR (a new folder), "
+                   "or with no DIR into runs/ensemble/<timestamp>/.")
 @click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
 def ensemble_command(runs, weights, split, save_dir, unsafe):
     """Average the class probabilities of two or more RUNS on one split; print each member's and the ensemble's."""
     from cnnlab.ensemble import ensemble, summary_line
 
     console = current_console()
-    result = ensemble(runs, weights=weights, split=split, save=save_dir, unsafe=unsafe, echo=console.info)
+    save = True if save_dir == "" else save_dir  # --save alone: a new run in the runs layout
+    result = ensemble(runs, weights=weights, split=split, save=save, unsafe=unsafe, echo=console.info)
     if console.quiet:
         click.echo(summary_line(result))
 
 
 @command("runs")
-@click.argument("root", default="runs", type=click.Path(file_okay=False))
+@click.argument("root", required=False, type=click.Path(file_okay=False))
 @click.option("--sort", metavar="COLUMN", help="Order by this column (numbers numerically; missing values last).")
 @click.option("-r", "--reverse", is_flag=True, help="With --sort: descending.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list: one object per run, then per seed group.")
 def runs_command(root, sort, reverse, as_json):
-    """List the runs under ROOT (default: ./runs) with their best metrics; runs that differ only in seed are
-    also summarised as a group (mean ± sample standard deviation)."""
+    """List the runs under ROOT (default: ./runs, or the run or experiment's folder you are in) with their best
+    metrics; runs that differ only in seed are also summarised as a group (mean ± sample standard deviation)."""
+    from cnnlab.artifacts import runs_here
+
+    root = root or runs_here()
     if as_json:
         import json
 

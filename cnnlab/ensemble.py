@@ -7,7 +7,9 @@ split. The split is compared by a fingerprint of what each member's config loads
 test split carves it with the run's seed, so two seeds test on different images.
 
 ``--save DIR`` makes DIR a run-like folder (`save_ensemble`), so every command that
-opens a run (`evaluate`, `predict`, `export`, `report`) opens it as it opens a run.
+opens a run (`evaluate`, `predict`, `export`, `report`) opens it as it opens a run;
+``--save`` alone makes it a new run of the runs layout, ``runs/ensemble/<timestamp>/``,
+which `cnnlab runs` lists and which is the latest run until a newer one is made.
 """
 
 import hashlib
@@ -46,8 +48,9 @@ def ensemble(runs, *, weights=None, split="test", save=None, root="runs", unsafe
         runs: two or more run folders (anything `open_target` accepts that is inside a run).
         weights: one non-negative number per run, or None for equal weights; normalised to sum 1.
         split: ``test``, ``val`` or ``train``.
-        save: a new folder to save the ensemble into as one model (see `save_ensemble`), or None.
-        root: where the runs are when a run is not a path.
+        save: a new folder to save the ensemble into as one model (see `save_ensemble`); True for a new run
+            folder ``<root>/ensemble/<timestamp>/``; None not to save.
+        root: where the runs are when a run is not a path, and where ``save=True`` saves.
         unsafe: load models with Lambda layers (Keras ``safe_mode=False``).
         echo: a print-like function for the report.
 
@@ -60,7 +63,7 @@ def ensemble(runs, *, weights=None, split="test", save=None, root="runs", unsafe
     if len(runs) < 2:
         raise CnnlabError(f"an ensemble needs at least 2 runs. Received: {len(runs)}. Name two or more run folders.")
     weights = normalized_weights(weights, len(runs))
-    if save is not None:
+    if save is not None and save is not True:
         check_new_folder(save)
     members = [open_member(run, root, unsafe) for run in runs]
     check_members_agree(members)
@@ -77,7 +80,8 @@ def ensemble(runs, *, weights=None, split="test", save=None, root="runs", unsafe
         for member, weight, probs in zip(members, weights, probabilities)])
     echo(format_ensemble(result))
     if save is not None:
-        result["saved"] = str(save_ensemble(members, weights, save, result))
+        folder = artifacts.new_run_dir(root, ENSEMBLE_NAME) if save is True else save
+        result["saved"] = str(save_ensemble(members, weights, folder, result))
         echo(f"Saved: {result['saved']} (a run folder: cnnlab evaluate/predict/export accept it)")
     return result
 

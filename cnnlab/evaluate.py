@@ -7,6 +7,7 @@ import numpy as np
 from cnnlab import artifacts, files
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.target import open_target
+from cnnlab.tta import plan as tta_plan
 
 MAX_MISTAKES = 25
 
@@ -56,7 +57,9 @@ def evaluate(target=None, *, split=None, data_dir=None, root="runs", unsafe=Fals
         split = split or cfg.evaluate.split
         data = load_data(cfg)
     check_model_fits(model, data, opened.run or opened.model_path)
-    plan = tta_plan(cfg, model) if tta else None
+    plan = tta_plan(cfg, tuple(model.input_shape[1:])) if tta else None
+    for line in plan.notes() if plan else ():
+        echo(line)
     probs, labels, mistakes = predict_split(model, data, split, tta=plan)
     result = scores(probs, labels, data.class_names, cfg.evaluate.top_k if cfg else [1, 5])
     result.update(split=split, model=str(opened.model_path), data_dir=data_dir)
@@ -79,13 +82,6 @@ def output_folder(opened, cfg, split, data_dir, tta=False):
         return opened.folder
     what = f"folder-{Path(data_dir).resolve().name}" if data_dir else split
     return opened.folder / "evaluations" / (f"{what}-tta" if tta else what)
-
-
-def tta_plan(cfg, model):
-    """The test-time augmentation views for a run trained with `cfg` (None: a bare .keras model)."""
-    from cnnlab import tta
-
-    return tta.plan(cfg, tuple(model.input_shape[1:]))
 
 
 def check_input_shape(model, data, where):

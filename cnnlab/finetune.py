@@ -18,21 +18,22 @@ from cnnlab import artifacts, files
 from cnnlab.catalog import APPLICATIONS, is_backbone
 from cnnlab.config import apply_overrides, build_config, load_config, option_overrides, read_yaml
 from cnnlab.errors import ConfigError, did_you_mean
-from cnnlab.target import open_target
+from cnnlab.target import Target, open_target
 
 
 # --------------------------------------------------------------------------- what to fine-tune
 
 
-def resolve_config(target, overrides=(), root="runs", **updates):
+def resolve_config(target, overrides=(), root="runs", echo=None, **updates):
     """The fine-tuning config: an experiment file as written, or a run's config with the run as base.
 
     An interrupted fine-tune stands for its base, so the same command resumes it
-    rather than fine-tuning the fine-tune.
+    rather than fine-tuning the fine-tune. `echo` (print-like, or None) is told which run is the base.
     """
     if target is not None and Path(target).is_file() and str(target).endswith((".yaml", ".yml")):
         return load_config(target, overrides, check_paths=True, **updates)
-    run = open_target(target, root).run
+    opened = open_target(target, root)
+    run = opened.run
     if run is not None and artifacts.run_info(run).get("kind") == "ensemble":
         raise ConfigError(f"{run} is an ensemble (cnnlab ensemble --save): fine-tune one of its members instead.")
     if run is None:
@@ -42,6 +43,9 @@ def resolve_config(target, overrides=(), root="runs", **updates):
         base = read_yaml(run / artifacts.CONFIG_FILE).get("finetune", {}).get("base")
         if base and Path(base).is_dir():
             run = artifacts.resolve_run(base)
+            opened = Target(run, run / artifacts.MODEL_FILE, f"the base of the interrupted fine-tune {opened.run}")
+    if echo is not None:
+        echo(opened.describe("Base run"))
     data = read_yaml(run / artifacts.CONFIG_FILE)
     data.pop("provenance", None)
     data["name"] = f"{data.get('name', run.parent.name)}-finetune"
@@ -222,7 +226,7 @@ def finetune(target=None, *, overrides=(), freeze=None, epochs=None, head_epochs
     from cnnlab.data.pipeline import load_data
     from cnnlab.experiment import describe, device, finish, preflight, setup, start_run
 
-    cfg = backbone_scaling(resolve_config(target, overrides, root, **{
+    cfg = backbone_scaling(resolve_config(target, overrides, root, echo, **{
         "finetune.freeze": freeze, "finetune.epochs": epochs, "finetune.head_epochs": head_epochs,
         "finetune.learning_rate": learning_rate}))
     setup(cfg, backend=True)

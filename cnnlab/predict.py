@@ -148,10 +148,11 @@ def predict(target, paths, *, top_k=None, all_probs=False, tta=False, batch_size
     k = clamp_top_k(top_k, len(class_names), note)
     plan = None
     if tta:
-        from cnnlab.evaluate import tta_plan
+        from cnnlab.tta import plan as tta_plan
 
-        plan = tta_plan(cfg, model)
-        note(f"Test-time augmentation: {plan.describe()}.")
+        plan = tta_plan(cfg, shape)
+        for line in plan.notes():
+            note(line)
     size = batch_size or (cfg.data.batch_size if cfg is not None else DEFAULT_BATCH_SIZE)
     probs, problems = run_model(model, found, shape, size, plan, progress)
     result = Predictions(make_rows(found, probs, problems, k, all_probs), class_names, k, all_probs)

@@ -66,7 +66,7 @@ def report(targets=(), *, output=None, root="runs", unsafe=False, echo=print):
         The path of the page written.
     """
     started = time.perf_counter()
-    opened = [open_target(t, root) for t in (targets or [None])]
+    opened = [open_target(t, root, note=echo) for t in (targets or [None])]
     for target in opened:
         if target.run is None:
             raise CnnlabError(f"{str(target.model_path)!r} is not inside a run folder: a report needs a run "

@@ -1,9 +1,12 @@
 """What a command's TARGET means, in one place: every command that opens a run or a model uses `open_target`.
 
-A target is nothing (the latest run under ``./runs``), a run folder, an
+A target is nothing (the run the current folder is, else the latest run under
+``./runs``, else the latest the current folder holds), a run folder, an
 experiment's folder of runs (its latest), a file inside a run, or a bare
-``.keras`` file. Models load in Keras's safe mode: a model with a Lambda layer
-is refused unless the user passes ``--unsafe``.
+``.keras`` file; "latest" is the most recently created (`artifacts.list_runs`).
+Every command says which run it opened (`Target.describe`). Models load in
+Keras's safe mode: a model with a Lambda layer is refused unless the user passes
+``--unsafe``.
 """
 
 import zipfile
@@ -17,10 +20,12 @@ from cnnlab.errors import CnnlabError
 
 @dataclass(frozen=True)
 class Target:
-    """A resolved target: its run (None for a bare .keras file) and the model file to load."""
+    """A resolved target: its run (None for a bare .keras file), the model file to load, and how the run
+    was picked when the user did not name it (``latest``, ``the current folder``, ...; None if named)."""
 
     run: Optional[Path]
     model_path: Path
+    picked: Optional[str] = None
 
     @property
     def folder(self):
@@ -38,15 +43,35 @@ class Target:
     def load_model(self, unsafe=False):
         return load_model(self.model_path, unsafe=unsafe, run=self.run)
 
+    def describe(self, label="Run"):
+        """The line that says what a command acts on: ``Run: runs/mlp/20261202-011500 (latest)``,
+        ``Run: <run> (model <file>)`` for another model file in it, ``Model: <file>`` for a bare one."""
+        if self.run is None:
+            return f"Model: {self.model_path}"
+        notes = [self.picked] if self.picked else []
+        if self.model_path != self.run / artifacts.MODEL_FILE:
+            notes.append(f"model {self.model_path.name}")
+        return f"{label}: {self.run}" + (f" ({', '.join(notes)})" if notes else "")
 
-def open_target(target=None, root="runs"):
-    """Resolve a CLI target to a `Target` (raises `CnnlabError` naming what is accepted)."""
+
+def open_target(target=None, root="runs", note=None):
+    """Resolve a CLI target to a `Target` (raises `CnnlabError` naming what is accepted).
+
+    Args:
+        target: see the module's docstring; None for the run the command would pick itself.
+        root: where the runs are.
+        note: a print-like function told `Target.describe`, or None to say nothing.
+    """
     path = Path(target) if target is not None else None
     if path is not None and path.suffix == ".keras" and path.is_file() and not artifacts.is_run(path.parent):
-        return Target(None, path)
-    run = artifacts.resolve_run(target, root)
-    model_path = path if path is not None and path.suffix == ".keras" and path.is_file() else run / artifacts.MODEL_FILE
-    return Target(run, model_path)
+        opened = Target(None, path)
+    else:
+        run, picked = artifacts.pick_run(target, root)
+        keras_file = path is not None and path.suffix == ".keras" and path.is_file()
+        opened = Target(run, path if keras_file else run / artifacts.MODEL_FILE, picked)
+    if note is not None:
+        note(opened.describe())
+    return opened
 
 
 def load_run_config(run, overrides=()):

@@ -6,6 +6,8 @@ about 5 % of the image side (at least one pixel) in the four directions, the
 edges filled by mirroring the border as ``fill_mode: nearest`` roughly does. The
 original image is always one of the views. Everything is TensorFlow ops on whole
 batches, so a batch of B images becomes one model call on ``V * B`` images.
+`Plan.notes` is what `evaluate --tta` and `predict --tta` tell the user: the views, and
+a warning when a shift is a large part of a small image (one pixel of 8x8 digits).
 """
 
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from cnnlab.registry import Registry
 
 VIEWS = Registry("tta view")
 SHIFT_FRACTION = 0.05
+WARN_FRACTION = 0.1  # a shift above this part of the image side may move what the model looks at
 
 
 @VIEWS.register("identity")
@@ -56,6 +59,7 @@ class Plan:
 
     views: tuple
     step: int = 0  # pixels; 0 when no view shifts
+    side: int = 0  # the images' shorter side in pixels; 0 when unknown
 
     def expand(self, images):
         """(B, H, W, C) -> (V * B, H, W, C): every view of the batch, view by view."""
@@ -73,6 +77,16 @@ class Plan:
         step = f" by {self.step} px" if any(v.startswith("shift") for v in self.views) else ""
         return f"{len(self.views)} views ({', '.join(self.views)}{step})"
 
+    def notes(self):
+        """Lines for the user: the views, then a warning if a shift moves the image more than `WARN_FRACTION`
+        of its side (the images' rounding makes the shift at least one pixel)."""
+        lines = [f"Test-time augmentation: {self.describe()}."]
+        if self.step and self.side and self.step / self.side > WARN_FRACTION:
+            lines.append(f"Warning: a {self.step}-pixel shift is {self.step / self.side:.1%} of these images' "
+                         f"{self.side}-pixel side (above {WARN_FRACTION:.0%}), which can cost accuracy: compare "
+                         "`cnnlab evaluate --tta` with `cnnlab evaluate` before relying on it.")
+        return lines
+
 
 def plan(cfg, input_shape):
     """The views for a run trained with `cfg` (None: a bare model, shifts) on `input_shape` images."""
@@ -81,5 +95,6 @@ def plan(cfg, input_shape):
                                    ("flip_up_down", aug and aug.vertical_flip)) if on]
     if flips:
         return Plan(("identity", *flips))
-    step = max(1, round(SHIFT_FRACTION * min(input_shape[0], input_shape[1])))
-    return Plan(("identity", "shift_left", "shift_right", "shift_up", "shift_down"), step)
+    side = min(input_shape[0], input_shape[1])
+    step = max(1, round(SHIFT_FRACTION * side))
+    return Plan(("identity", "shift_left", "shift_right", "shift_up", "shift_down"), step, side)

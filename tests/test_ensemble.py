@@ -170,3 +170,26 @@ def test_ensemble_in_a_fresh_process(runs, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[3].split()[0] == "ensemble" and result.stderr == ""
     assert (saved / artifacts.MODEL_FILE).is_file() and (saved / artifacts.CONFIG_FILE).is_file()
+
+
+def test_save_alone_makes_a_run_that_is_listed_and_latest_until_a_newer_training(cli, runs, tmp_path, monkeypatch):
+    from cnnlab.experiment import train
+
+    monkeypatch.chdir(tmp_path)
+    result = cli("ensemble", runs["mlp"], runs["cnn"], "--save")
+    assert result.exit_code == 0, result.output
+    (saved,) = (tmp_path / "runs" / "ensemble").iterdir()
+    saved = saved.relative_to(tmp_path)
+    assert f"Saved: {saved}" in result.output
+    assert artifacts.run_info(saved)["kind"] == "ensemble"
+    listed = json.loads(cli("runs", "--json").output)
+    assert [r["run"] for r in listed if r["type"] == "run"] == [str(saved)]
+    assert artifacts.pick_run(None) == (saved, "latest")
+
+    newer = train(build_config({**BASE, "name": "newer", "output_dir": "runs", "training": {"epochs": 1}}),
+                  echo=quiet, verbose=0)
+    keras.backend.clear_session()
+    assert artifacts.list_runs("runs") == [saved, newer]
+    result = cli("evaluate", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [f"Run: {newer} (latest)"]  # not the ensemble saved before it

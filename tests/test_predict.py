@@ -217,6 +217,7 @@ def test_tta_probabilities_sum_to_one(run, tmp_path):
     result = invoke("predict", run, tmp_path / "images", "--tta", "--all-probs", "--json")
     assert result.exit_code == 0, result.output
     assert "5 views" in result.stderr  # no flips in training: the image and four 1-pixel shifts
+    assert "Warning: a 1-pixel shift is 12.5% of these images' 8-pixel side" in result.stderr
     for record in json.loads(result.stdout):
         assert sum(record["probabilities"].values()) == pytest.approx(1, abs=1e-4)
 
@@ -231,6 +232,27 @@ def test_tta_follows_the_run_flips_or_shifts_by_five_percent():
     shifts = plan(build_config({"data": {"dataset": "digits"}}), (32, 32, 3))
     assert shifts.views[0] == "identity" and len(shifts.views) == 5 and shifts.step == 2
     assert plan(None, (8, 8, 1)).step == 1
+
+
+def test_tta_warns_when_a_shift_is_more_than_a_tenth_of_the_side():
+    from cnnlab.tta import Plan, plan
+
+    digits = plan(None, (8, 8, 1)).notes()  # 1 pixel of 8: 12.5 %
+    assert digits[0] == ("Test-time augmentation: 5 views (identity, shift_left, shift_right, shift_up, "
+                         "shift_down by 1 px).")
+    assert len(digits) == 2 and "12.5%" in digits[1] and "compare `cnnlab evaluate --tta`" in digits[1]
+    assert len(plan(None, (12, 12, 1)).notes()) == 1  # 1 pixel of 12: 8.3 %
+    assert len(plan(None, (32, 32, 3)).notes()) == 1  # 2 pixels of 32
+    flips = Plan(("identity", "flip_left_right"))
+    assert flips.notes() == ["Test-time augmentation: 2 views (identity, flip_left_right)."]
+
+
+def test_evaluate_tta_prints_the_views_and_the_warning(run):
+    result = invoke("evaluate", run, "--tta")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    views = next(i for i, line in enumerate(lines) if line.startswith("Test-time augmentation: 5 views"))
+    assert lines[views + 1].startswith("Warning: a 1-pixel") and lines[views + 2].startswith("test (TTA):")
 
 
 def test_shifts_move_the_image_and_mirror_the_border():

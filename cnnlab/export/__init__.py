@@ -52,7 +52,7 @@ def export(target=None, *, fmt, quantize="none", output=None, data_dir=None, roo
 
     spec = get_format(fmt, quantize)
     require_runtime(spec)
-    opened = open_target(target, root)
+    opened = open_target(target, root, note=echo)
     if opened.run is None and data_dir is None:
         raise CnnlabError(f"{str(opened.model_path)!r} is not inside a run folder: give --data-dir, a folder of "
                           "class sub-folders to check the export on (and, for int8, to calibrate on).")
