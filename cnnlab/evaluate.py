@@ -24,7 +24,8 @@ def folder_data(data_dir, model, class_names, batch_size=64, on_bad_image="error
                       input_shape=tuple(model.input_shape[1:]), batch_size=batch_size, seed=0)
 
 
-def evaluate(target=None, *, split=None, data_dir=None, root="runs", unsafe=False, tta=False, echo=print):
+def evaluate(target=None, *, split=None, data_dir=None, root="runs", unsafe=False, tta=False, echo=print,
+             note=None):
     """Evaluate a run (default: the latest) or a .keras model, and write its metrics and plots.
 
     With ``data_dir``, every image of that class-sub-folder folder is the test set
@@ -35,12 +36,14 @@ def evaluate(target=None, *, split=None, data_dir=None, root="runs", unsafe=Fals
     probabilities are averaged over a few views of each image, and the metrics,
     marked ``"tta": true``, go to ``evaluations/<split or folder>-tta/``.
 
+    `echo` (print-like) is told the metrics; `note` (default: `echo`) which run is evaluated.
+
     Returns:
         The metrics dict that metrics.json holds.
     """
     from cnnlab.experiment import setup
 
-    opened = open_target(target, root)
+    opened = open_target(target, root, note=echo if note is None else note)
     if opened.run is None and data_dir is None:
         raise CnnlabError(f"{str(opened.model_path)!r} is not inside a run folder: give --data-dir, a folder of "
                           "class sub-folders to evaluate it on.")

@@ -73,20 +73,35 @@ def is_target(argument):
     path = Path(argument)
     if path.is_file():
         return path.suffix == ".keras"
-    return path.is_dir() and (artifacts.is_run(path) or any(path.glob(f"*/{artifacts.CONFIG_FILE}"))
-                              or any(path.glob(f"*/*/{artifacts.CONFIG_FILE}")))
+    return artifacts.has_runs(path)
 
 
 def split_arguments(arguments):
-    """``[TARGET] PATH...`` -> ``(target or None, paths)``: the first argument is TARGET if `is_target`."""
+    """``[TARGET] PATH...`` -> ``(target or None, paths)``: the first argument is TARGET if `is_target`.
+
+    A target among the PATHs (``cnnlab predict IMAGE RUN_DIR``) is refused rather than searched for images.
+    """
     arguments = list(arguments)
-    if arguments and is_target(arguments[0]):
-        target, paths = arguments[0], arguments[1:]
-        if not paths:
-            raise DataError(f"{target!r} is a model or run: give the images to predict after it "
-                            "(cnnlab predict [TARGET] PATH..., PATH an image file or a folder).")
-        return target, paths
-    return None, arguments
+    target = arguments[0] if arguments and is_target(arguments[0]) else None
+    paths = arguments[1:] if target is not None else arguments
+    if target is not None and not paths:
+        raise DataError(f"{target!r} is a model or run: give the images to predict after it "
+                        "(cnnlab predict [TARGET] PATH..., PATH an image file or a folder).")
+    for path in paths:
+        if is_target(path):
+            raise DataError(_misplaced(path, one=target is not None))
+    return target, paths
+
+
+def _misplaced(argument, one):
+    """Why a model or run among the PATHs is refused, and how to call predict instead."""
+    path = Path(argument)
+    if path.is_file():
+        kind, name, usage = "a .keras model", "the model", "MODEL.keras"
+    else:
+        kind, name, usage = ("a run folder" if artifacts.is_run(path) else "a folder of runs"), "the run", "RUN_DIR"
+    return (f"{str(argument)!r} is {kind}, not images: name {name} first{' (one run or model)' if one else ''}: "
+            f"cnnlab predict {usage} PATH... (PATH an image file or a folder).")
 
 
 def image_files(paths):
@@ -132,7 +147,7 @@ def predict(target, paths, *, top_k=None, all_probs=False, tta=False, batch_size
         output: a .csv or .json file to write the rows to (atomically), or None.
         unsafe: load a model with Lambda layers (Keras ``safe_mode=False``).
         progress: show a progress bar (on a terminal).
-        note: a print-like function for informational lines.
+        note: a print-like function for informational lines (the first: which run predicts).
         warn: a print-like function for the bad files (stderr).
 
     Returns:
@@ -140,7 +155,7 @@ def predict(target, paths, *, top_k=None, all_probs=False, tta=False, batch_size
     """
     check_output(output)
     found = image_files(paths)
-    opened = open_target(target, root)
+    opened = open_target(target, root, note=note)
     cfg = opened.config()
     model = opened.load_model(unsafe)
     shape = input_shape(model, opened.model_path)

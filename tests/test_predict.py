@@ -300,4 +300,4 @@ def test_predict_in_a_fresh_process(run, tmp_path):
                            str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert len(read_csv(out)) == 3 and "Wrote 3 row(s)" in done.stdout
-    assert done.stderr == ""  # TensorFlow's start-up noise is held back
+    assert done.stderr == f"Run: {run}\n"  # which run; TensorFlow's start-up noise is held back
