@@ -137,7 +137,10 @@ def command(name):
     def decorate(function):
         @functools.wraps(function)
         def run(*args, **kwargs):
-            with session(current_console(), expected=EXPECTED):
+            from cnnlab.files import permission_errors, quiet_matplotlib_cache
+
+            quiet_matplotlib_cache()  # before TensorFlow imports matplotlib
+            with session(current_console(), expected=EXPECTED), permission_errors():
                 return function(*args, **kwargs)
 
         return main.command(name)(console_options(run))

@@ -63,7 +63,10 @@ def ensemble(runs, *, weights=None, split="test", save=None, root="runs", unsafe
     if len(runs) < 2:
         raise CnnlabError(f"an ensemble needs at least 2 runs. Received: {len(runs)}. Name two or more run folders.")
     weights = normalized_weights(weights, len(runs))
-    if save is not None and save is not True:
+    if save is True:
+        files.check_writable(Path(root) / ENSEMBLE_NAME, "the runs folder", "Give --save a new folder you can "
+                             "write to.")
+    elif save is not None:
         check_new_folder(save)
     members = [open_member(run, root, unsafe) for run in runs]
     check_members_agree(members)
@@ -109,6 +112,7 @@ def check_new_folder(folder):
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise CnnlabError(f"--save {str(folder)!r} already exists and is not an empty folder: name a new folder "
                           "(an ensemble never overwrites a run or a file).")
+    files.check_writable(folder, "--save", "Name a new folder where you can write.")
 
 
 def open_member(run, root, unsafe):

@@ -48,6 +48,9 @@ def evaluate(target=None, *, split=None, data_dir=None, root="runs", unsafe=Fals
         raise CnnlabError(f"{str(opened.model_path)!r} is not inside a run folder: give --data-dir, a folder of "
                           "class sub-folders to evaluate it on.")
     cfg = opened.config()
+    own_split = "test" if data_dir else split or cfg.evaluate.split
+    files.check_writable(output_folder(opened, cfg, own_split, data_dir, tta), "the evaluation's folder",
+                         "Make the run writable for you, or evaluate a copy of it (cp -r) in a folder you own.")
     if cfg:
         setup(cfg)
     model = opened.load_model(unsafe)

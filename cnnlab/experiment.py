@@ -104,6 +104,7 @@ def augment_preview(cfg, n=16, output="preview.png", echo=print):
     from cnnlab.data.augment import augment_images, is_active
     from cnnlab.data.pipeline import load_data, make_dataset
 
+    files.check_writable_file(output, "the preview", "Give -o a .png in a folder you can write to.")
     setup(cfg)
     data = load_data(cfg)
     pick = np.random.default_rng(cfg.seed).choice(len(data.train), size=min(n, len(data.train)), replace=False)
@@ -121,6 +122,28 @@ def augment_preview(cfg, n=16, output="preview.png", echo=print):
 def runs_root(cfg, output_dir=None):
     """Where the runs of `cfg` go: ``--output-dir`` if given, else ``output_dir`` of the config."""
     return Path(output_dir or cfg.output_dir)
+
+
+RUNS_FIX = "Set output_dir (or --output-dir) to a folder you can write to."
+
+
+def check_run_writable(cfg, output_dir=None, fresh=False):
+    """Fail before any data is read if the run of `cfg` could not be written.
+
+    The run goes into the interrupted run `start_run` would resume (unless `fresh`), or
+    into a new folder under ``<output_dir>/<name>``. A worker other than process 0
+    writes nothing, so it is not checked.
+    """
+    workers, _, process_id = distribution.plan(cfg)
+    if workers > 1 and process_id != 0:
+        return
+    root = runs_root(cfg, output_dir)
+    run = None if fresh else artifacts.find_resumable(root, cfg.name, cfg.to_dict())
+    if run is not None:
+        files.check_writable(run, "the interrupted run", "Make it writable for you, or pass --fresh to start a "
+                             "new run elsewhere (--output-dir).")
+    else:
+        files.check_writable(root / cfg.name, "the runs folder", RUNS_FIX)
 
 
 def start_run(cfg, output_dir, fresh, echo):
@@ -151,6 +174,7 @@ def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto"):
 
     On several workers (``distribution``) every worker calls it; process 0 writes the run.
     """
+    check_run_writable(cfg, output_dir, fresh)
     setup(cfg, backend=True, distributed=True, echo=echo)
     from cnnlab.data.pipeline import load_data
     from cnnlab.training import resume
@@ -195,6 +219,8 @@ def train_seeds(cfgs, *, output_dir=None, fresh=False, echo=print, verbose="auto
     A seed that fails (a NaN loss, say) does not stop the others; the failures are
     raised together at the end.
     """
+    for cfg in cfgs:  # every seed's run folder, before the first seed trains
+        check_run_writable(cfg, output_dir, fresh)
     failed, runs = [], []
     for number, cfg in enumerate(cfgs, 1):
         echo(f"Seed {cfg.seed} ({number} of {len(cfgs)})")

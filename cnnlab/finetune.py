@@ -224,11 +224,12 @@ def finetune(target=None, *, overrides=(), freeze=None, epochs=None, head_epochs
     Re-running the same command after an interruption resumes the run, in the phase it was in.
     """
     from cnnlab.data.pipeline import load_data
-    from cnnlab.experiment import describe, device, finish, preflight, setup, start_run
+    from cnnlab.experiment import check_run_writable, describe, device, finish, preflight, setup, start_run
 
     cfg = backbone_scaling(resolve_config(target, overrides, root, echo, **{
         "finetune.freeze": freeze, "finetune.epochs": epochs, "finetune.head_epochs": head_epochs,
         "finetune.learning_rate": learning_rate}))
+    check_run_writable(cfg, output_dir, fresh)
     setup(cfg, backend=True)
     from cnnlab.training import resume
     data = load_data(cfg)

@@ -123,8 +123,10 @@ def lr_find(cfg, *, start=1e-7, end=10.0, steps=100, output="lr_find.png", echo=
     the loss (label smoothing included), precision and augmentation are the experiment's;
     for GoogLeNet the loss includes its auxiliary classifiers' (weighted 0.3).
     """
+    from cnnlab import files
     from cnnlab.experiment import build, describe, setup
 
+    files.check_writable_file(output, "the plot", "Give -o a .png in a folder you can write to.")
     setup(cfg, backend=True)
     from cnnlab import plots
     from cnnlab.data.pipeline import load_data

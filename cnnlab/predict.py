@@ -131,6 +131,7 @@ def check_output(output):
         raise CnnlabError(f"--output must end in .csv or .json. Received: {str(output)!r}.")
     if not Path(output).resolve().parent.is_dir():
         raise CnnlabError(f"--output {str(output)!r}: the folder {str(Path(output).parent)!r} does not exist.")
+    files.check_writable_file(output, "--output", "Give a .csv or .json file in a folder you can write to.")
 
 
 def predict(target, paths, *, top_k=None, all_probs=False, tta=False, batch_size=None, output=None,

@@ -75,6 +75,7 @@ def report(targets=(), *, output=None, root="runs", unsafe=False, echo=print):
     path = Path(output) if output else (opened[0].run / "report.html" if len(opened) == 1 else Path("report.html"))
     if path.is_dir():
         raise CnnlabError(f"-o {str(path)!r} is a folder: give the HTML file to write, e.g. {path / 'report.html'}.")
+    files.check_writable_file(path, "the report", "Give -o an .html file in a folder you can write to.")
     reports = [gather(target, unsafe=unsafe, echo=echo) for target in opened]
     files.write_text(path, render(reports))
     echo(f"Report made in {time.perf_counter() - started:.1f} s")

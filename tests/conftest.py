@@ -4,6 +4,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import functools
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +152,86 @@ def wait_for_epoch(cwd, epoch, timeout=180):
         if runs and (resume.load(runs[-1]) or {}).get("epoch", 0) >= epoch:
             return
         time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- as an ordinary user
+
+ORDINARY = 65534  # nobody: root passes every permission check, so root's tests drop to this uid and gid
+READ_ANYWHERE = ("--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search")
+
+
+@functools.lru_cache(maxsize=None)
+def ordinary_user_prefix():
+    """How to run a program as an ordinary user: ``(command prefix, None)``, or ``(None, why not)``.
+
+    Not root: nothing to add, permissions already apply to us. Root: ``setpriv`` to uid and
+    gid 65534 (nobody), no groups. Where nobody cannot run this very Python (a pyenv Python
+    under /root, which only root may enter; a project folder it may not read) it keeps one
+    capability, CAP_DAC_READ_SEARCH: it may read any file, yet writes only where permissions
+    allow, which is what these tests are about.
+    """
+    if os.geteuid() != 0:
+        return (), None
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None, "root passes every permission check, and setpriv (util-linux) is missing to drop to uid 65534"
+    base = (setpriv, f"--reuid={ORDINARY}", f"--regid={ORDINARY}", "--clear-groups")
+    probe = [sys.executable, "-c", "import sys, cnnlab.cli; print(repr(sys.version))"]
+    for prefix in (base, base + READ_ANYWHERE):
+        try:
+            done = subprocess.run([*prefix, *probe], capture_output=True, text=True, cwd="/", timeout=60,
+                                  env={**os.environ, "HOME": "/"})
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if done.returncode == 0 and done.stdout.strip() == repr(sys.version):  # this Python, not a stray libpython
+            return prefix, None
+    return None, f"uid {ORDINARY} cannot run {sys.executable} with cnnlab importable, even allowed to read every file"
+
+
+class OrdinaryUser:
+    """Runs ``cnnlab`` in a subprocess as an ordinary user (`ordinary_user_prefix`) inside `root`, a
+    scratch folder that user can read; its home is a folder of its own there."""
+
+    def __init__(self, prefix, root):
+        self.prefix, self.root = prefix, Path(root)
+        self.home = self.owned("home")
+
+    def owned(self, name):
+        """A folder under `root` the user can write."""
+        folder = self.root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            os.chown(folder, ORDINARY, ORDINARY)
+        return folder
+
+    def read_only(self, name):
+        """A folder under `root` the user can read but not write."""
+        folder = self.root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o555)
+        return folder
+
+    def run(self, *args, home=None, timeout=180):
+        """``cnnlab ARGS`` as the user, in `root`; the finished process (text ``stdout`` and ``stderr``)."""
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "KERAS_HOME")}
+        env.update(HOME=str(home or self.home), TF_CPP_MIN_LOG_LEVEL="3")
+        return subprocess.run([*self.prefix, sys.executable, "-m", "cnnlab", *map(str, args)], cwd=self.root,
+                              env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def ordinary_user():
+    """An `OrdinaryUser` in a fresh scratch folder under the temporary directory (pytest's own is root's
+    alone); skipped, saying why, where no ordinary user can run cnnlab."""
+    prefix, why_not = ordinary_user_prefix()
+    if prefix is None:
+        pytest.skip(why_not)
+    root = Path(tempfile.mkdtemp(prefix="cnnlab-user-"))
+    root.chmod(0o755)
+    try:
+        yield OrdinaryUser(prefix, root)
+    finally:
+        for folder, _, _ in os.walk(root):  # read-only folders made by the test: writable again to remove them
+            Path(folder).chmod(0o755)
+        shutil.rmtree(root, ignore_errors=True)

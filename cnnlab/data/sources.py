@@ -5,6 +5,7 @@ as an image array (``N, H, W, C``, pixel values 0..255) or as a list of image
 files that the pipeline streams from disk.
 """
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
@@ -134,6 +135,8 @@ def _keras_dataset(name, class_names):
 
         try:
             (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
+        except PermissionError as exc:
+            raise DataError(_cache_denied(name, exc)) from None
         except Exception as exc:  # urllib, SSL, HTTP and bad-archive errors alike
             raise DataError(f"could not download or read the {name} dataset ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). Keras caches it in "
@@ -143,6 +146,15 @@ def _keras_dataset(name, class_names):
 
     load.__doc__ = f"keras.datasets.{name}: Keras's own downloader and cache."
     return load
+
+
+def _cache_denied(name, exc):
+    """One line for a Keras dataset cache this user may not write: the folder, KERAS_HOME, the alternatives."""
+    home = os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras")
+    return (f"cannot download the {name} dataset: Keras may not write its cache {str(exc.filename or home)!r} "
+            f"({exc.strerror or exc}). Keras keeps datasets in $KERAS_HOME/datasets (KERAS_HOME now {home!r}; "
+            "/tmp/.keras when that is not writable): set KERAS_HOME to a folder you can write to, or use "
+            "`data.dataset: npz` with `data.path` pointing at a copy.")
 
 
 def _known(name):

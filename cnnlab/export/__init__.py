@@ -12,6 +12,7 @@ pixels, like the ``.keras`` model; a JSON beside it says how to feed it.
 Importing this package does not import TensorFlow or any runtime.
 """
 
+from cnnlab import files
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.export import artifact
 from cnnlab.export.formats import FORMAT_NAMES, FORMATS, QUANTIZATIONS, get_format, require_runtime
@@ -57,6 +58,7 @@ def export(target=None, *, fmt, quantize="none", output=None, data_dir=None, roo
         raise CnnlabError(f"{str(opened.model_path)!r} is not inside a run folder: give --data-dir, a folder of "
                           "class sub-folders to check the export on (and, for int8, to calibrate on).")
     path = artifact.output_path(opened.folder, spec, quantize, output)
+    files.check_writable(path.parent, "the export's folder", "Give -o a path in a folder you can write to.")
     replacing = artifact.refuse_foreign(path, spec)
     model = opened.load_model(unsafe)
     bundle, what = check_data(opened, model, data_dir)
