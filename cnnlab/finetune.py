@@ -23,15 +23,20 @@ from cnnlab.target import Target, open_target
 
 # --------------------------------------------------------------------------- what to fine-tune
 
+FINETUNE_SUFFIX = "-finetune"
+
 
 def resolve_config(target, overrides=(), root="runs", echo=None, **updates):
     """The fine-tuning config: an experiment file as written, or a run's config with the run as base.
+
+    Either way the run is named ``<name>-finetune`` (`finetune_name`), beside its base's runs.
 
     An interrupted fine-tune stands for its base, so the same command resumes it
     rather than fine-tuning the fine-tune. `echo` (print-like, or None) is told which run is the base.
     """
     if target is not None and Path(target).is_file() and str(target).endswith((".yaml", ".yml")):
-        return load_config(target, overrides, check_paths=True, **updates)
+        cfg = load_config(target, overrides, check_paths=True, **updates)
+        return cfg.model_copy(update={"name": finetune_name(cfg.name)})
     opened = open_target(target, root)
     run = opened.run
     if run is not None and artifacts.run_info(run).get("kind") == "ensemble":
@@ -52,6 +57,12 @@ def resolve_config(target, overrides=(), root="runs", echo=None, **updates):
     data.setdefault("finetune", {})["base"] = str(run.resolve())
     data = apply_overrides(data, [*overrides, *option_overrides(updates)])
     return build_config(data, str(run / artifacts.CONFIG_FILE), overrides)
+
+
+def finetune_name(name):
+    """A fine-tune's run name: ``<name>-finetune``; an experiment named so already (a fine-tuning recipe such
+    as ``mnist-5to9-finetune``) keeps its name."""
+    return name if name.endswith(FINETUNE_SUFFIX) else f"{name}{FINETUNE_SUFFIX}"
 
 
 def backbone_scaling(cfg):

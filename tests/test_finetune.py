@@ -155,6 +155,14 @@ def test_an_input_shape_the_base_cannot_take(cli, pretrained):
     assert result.exit_code == 2 and "takes images of (12, 12, 1)" in error_line(result)
 
 
+def test_an_experiment_file_fine_tunes_into_name_finetune(write_experiment):
+    from cnnlab.finetune import resolve_config
+
+    assert resolve_config(write_experiment(name="exp")).name == "exp-finetune"  # README: <name>-finetune
+    assert resolve_config(write_experiment(name="exp"), ["name=other"]).name == "other-finetune"
+    assert resolve_config(write_experiment(name="mnist-5to9-finetune")).name == "mnist-5to9-finetune"
+
+
 def test_a_base_that_is_nothing(cli, write_experiment):
     path = write_experiment({"finetune": {"base": "mobilenet_v9"}})
     result = cli("finetune", path)
@@ -176,6 +184,7 @@ def test_keras_application_base_with_local_weights(write_experiment, tmp_path):
                              "model": {"architecture": "mobilenet_v2", "weights": str(weights)},
                              "finetune": {"freeze": 100, "head_epochs": 1, "epochs": 1}}, name="mobile")
     run = finetune(path, **QUIET)
+    assert run.parent.name == "mobile-finetune"  # an experiment file's fine-tune: <name>-finetune, as a run's
     model = keras.saving.load_model(run / "model.keras")
     assert model.get_layer("scaling").__class__.__name__ == "BackbonePreprocessing"  # chosen for the backbone
     assert "scaling: backbone" in (run / "config.yaml").read_text()
