@@ -413,19 +413,22 @@ def _short(base):
 RUN_COLUMNS = ("run", "name", "seed", "status", "epochs", "best_val_accuracy", "test_accuracy", "test_loss", "base")
 METRIC_COLUMNS = ("epochs", "best_val_accuracy", "test_accuracy", "test_loss")
 NUMERIC_COLUMNS = ("seed",) + METRIC_COLUMNS
-# Config keys that do not change what a run learns: runs equal but for these form a seed group.
-SEED_FREE_KEYS = ("seed", "name", "provenance", "output_dir")
-SPREAD = "mean ± sample standard deviation (n-1) over the group's runs"
+# Config keys that do not change what a run learns: runs of one name equal but for these form a seed group.
+SEED_FREE_KEYS = ("seed", "provenance", "output_dir")
+SPREAD = "mean ± sample standard deviation (n-1) over the group's distinct seeds, each by its newest run"
 
 
 def run_records(root="runs", sort=None, reverse=False):
     """The runs under `root` as dicts of `RUN_COLUMNS`, then one dict per seed group.
 
-    A seed group is two or more completed runs whose configs are equal but for
-    `SEED_FREE_KEYS` (and of the same kind: trained, fine-tuned from the same base,
-    ensemble); an unfinished run stays out, its metrics being partial. Its
-    record (``"type": "seed_group"``) holds the mean, sample standard deviation, min
-    and max of each `METRIC_COLUMNS` over its runs; each run names its group.
+    A seed group is the completed runs of one experiment name, of two or more
+    distinct seeds, whose configs are equal but for `SEED_FREE_KEYS` (and of the same
+    kind: trained, fine-tuned from the same base, ensemble); an unfinished run stays
+    out, its metrics being partial. A seed trained more than once counts once, by its
+    newest run (see `_newest_per_seed`). Its record (``"type": "seed_group"``) holds
+    the mean, sample standard deviation, min and max of each `METRIC_COLUMNS` over
+    its seeds, the runs counted (``runs``, in the order of ``seeds``) and the older
+    repeats left out (``repeats``); each counted run names its group.
 
     Args:
         root: the folder of runs.
@@ -460,7 +463,8 @@ def _run_record(run):
     metrics = read_json(run / METRICS_FILE, default={})
     tested = metrics.get("split", "test") == "test"
     record = {"type": "run", "run": str(run), "name": config.get("name"), "seed": config.get("seed"),
-              "status": status(run), "epochs": len(history), "best_val_accuracy": max(val) if val else None,
+              "status": status(run), "epochs": None if info.get("kind") == "ensemble" else len(history),
+              "best_val_accuracy": max(val) if val else None,
               "test_accuracy": metrics.get("accuracy") if tested else None,
               "test_loss": metrics.get("loss") if tested else None,
               "base": _short(info["base"]) if info.get("base") else None, "group": None}
@@ -470,20 +474,38 @@ def _run_record(run):
 
 
 def _seed_groups(records, keys):
-    """Group records of runs that differ only in seed; mark each member with its group's label."""
+    """Group records of runs that differ only in seed; mark each counted run with its group's label."""
     members = {}
     for record, key in zip(records, keys):
         if key is not None and record["status"] == "completed":
             members.setdefault(key, []).append(record)
     groups = []
-    for runs in (m for m in members.values() if len(m) > 1):
+    for records_of_key in members.values():
+        runs = _newest_per_seed(records_of_key)
+        if len(runs) < 2:  # one seed, however often trained, has no spread over seeds
+            continue
         seeds = [r["seed"] for r in runs]
         label = f"{runs[0]['name']} [seeds {','.join(map(str, seeds))}]"
         for record in runs:
             record["group"] = label
+        counted = {id(r) for r in runs}
+        repeats = [r["run"] for r in records_of_key if id(r) not in counted]
         groups.append({"type": "seed_group", "group": label, "name": runs[0]["name"], "runs": [r["run"] for r in runs],
-                       "seeds": seeds, "spread": SPREAD, **_statistics(runs)})
+                       "seeds": seeds, "repeats": repeats, "spread": SPREAD, **_statistics(runs)})
     return groups
+
+
+def _newest_per_seed(records):
+    """One record per distinct seed, ordered by seed: the newest run of that seed (by `created`, as `list_runs`).
+
+    A seed trained again (``--fresh``, or the same experiment run twice) is one draw,
+    not several: counting its repeats would shrink the spread toward zero. The newest
+    run stands for it rather than the best, which would flatter the mean.
+    """
+    newest = {}
+    for record in sorted(records, key=lambda r: _age(Path(r["run"]))):
+        newest[record["seed"]] = record
+    return sorted(newest.values(), key=lambda r: (0, r["seed"]) if isinstance(r["seed"], int) else (1, str(r["seed"])))
 
 
 def seed_groups(runs):
@@ -496,7 +518,8 @@ def group_summary(group):
     parts = [f"{column} {mean_std(group, column)} ({group['min'][column]:.4f}-{group['max'][column]:.4f})"
              for column in ("test_accuracy", "test_loss") if group["mean"][column] is not None]
     seeds = ",".join(map(str, group["seeds"]))
-    return f"{', '.join(parts) or 'no test metrics'} over seeds {seeds} ({SPREAD})"
+    repeats = f"; {len(group['repeats'])} older runs of these seeds left out" if group.get("repeats") else ""
+    return f"{', '.join(parts) or 'no test metrics'} over seeds {seeds} ({SPREAD}{repeats})"
 
 
 def _statistics(runs):
@@ -553,8 +576,10 @@ def runs_table(root="runs", sort=None, reverse=False):
 def _cells(record):
     """A record's table cells: 4 decimals for metrics, ``-`` where missing, ``mean ± std`` for a group."""
     if record["type"] == "seed_group":
+        runs = len(record["runs"]) + len(record.get("repeats", ()))
+        status = f"{len(record['seeds'])} seeds" + (f" ({runs} runs)" if runs > len(record["seeds"]) else "")
         text = {"run": record["group"], "name": record["name"] or "-", "seed": ",".join(map(str, record["seeds"])),
-                "status": f"{len(record['runs'])} runs", "base": "-"}
+                "status": status, "base": "-"}
         return tuple(text.get(c) or mean_std(record, c) for c in RUN_COLUMNS)
     return tuple(_cell(record[c], c) for c in RUN_COLUMNS)
 
@@ -568,9 +593,12 @@ def _cell(value, column):
 
 
 def mean_std(record, column):
-    """A seed group's ``mean ± std`` of `column` as text (1 decimal for epochs, else 4), ``-`` if none."""
+    """A seed group's ``mean ± std`` of `column` as text (1 decimal for epochs, else 4), ``-`` if none.
+
+    A metric that only one seed of the group has (the others not evaluated) is that value and ``(1 seed)``.
+    """
     mean, std = record["mean"][column], record["std"][column]
     if mean is None:
         return "-"
     digits = 1 if column == "epochs" else 4
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f} (1 seed)"

@@ -6,6 +6,10 @@ channels. The model is left as it is: keras-io sets the last layer's activation 
 None to get logits, which would change a model the caller shares; here a sub-model
 returns the feature map and the softmax layer's *input*, and the logits are computed
 from that with the layer's own weights.
+
+A saved ensemble (`cnnlab.ensemble.combine`) has no feature map of its own: its
+members have. `grad_cam` gives an `EnsembleGradCam` for it, which averages the
+members' heat-maps as the ensemble averages their probabilities.
 """
 
 import numpy as np
@@ -16,6 +20,44 @@ CONV_TYPES = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D"
 # Layers between the last convolution and the classifier that Grad-CAM looks through (finer maps).
 PASSED = ("MaxPooling2D", "AveragePooling2D", "Dropout", "SpatialDropout2D", "GaussianDropout", "GaussianNoise")
 NO_CONV = "no convolutional layer: Grad-CAM needs a convolutional feature map (this model is a dense network)"
+ENSEMBLE = "an averaged ensemble: its members hold the feature maps; explain it with cnnlab.gradcam.grad_cam(model)"
+
+
+def grad_cam(model):
+    """The Grad-CAM of `model`: an `EnsembleGradCam` when it averages members, else a `GradCam`."""
+    members = ensemble_members(model)
+    return EnsembleGradCam(model, members) if members else GradCam(model)
+
+
+def ensemble_members(model):
+    """The members of an averaged ensemble and their weights, or None when `model` is not one.
+
+    `cnnlab.ensemble.combine` ends an ensemble in an ``Average`` of nested models
+    (equal weights), or an ``Add`` of nested models each scaled by a ``Rescaling``
+    layer whose scale is the member's weight.
+
+    Returns:
+        ``[(member model, weight), ...]`` or None.
+    """
+    import keras
+
+    join, inputs = _producer(main_output(model))
+    kind = type(join).__name__
+    if kind not in ("Average", "Add") or len(inputs) < 2:
+        return None
+    members = []
+    for tensor in inputs:
+        layer, below = _producer(tensor)
+        weight = 1.0 / len(inputs)
+        if kind == "Add":
+            if type(layer).__name__ != "Rescaling" or not below:
+                return None
+            weight = float(layer.scale)
+            layer, _ = _producer(below[0])
+        if not isinstance(layer, keras.Model):
+            return None
+        members.append((layer, weight))
+    return members
 
 
 def has_conv(layer):
@@ -110,7 +152,8 @@ class GradCam:
         found = last_conv_output(model)
         self.layer = found[0] if found else None
         self._model = None
-        self.unavailable = None if found else NO_CONV
+        self.unavailable = None if found else (ENSEMBLE if ensemble_members(model) else NO_CONV)
+        self.note = ""
         if found and keras.backend.backend() != "tensorflow":
             self.unavailable = (f"Grad-CAM takes its gradients with TensorFlow, and Keras runs on "
                                 f"{keras.backend.backend()} in this process (KERAS_BACKEND): run the command "
@@ -123,6 +166,18 @@ class GradCam:
     @property
     def available(self):
         return self._model is not None
+
+    @property
+    def layer_name(self):
+        return self.layer.name if self.layer is not None else None
+
+    @property
+    def layer_names(self):
+        return [self.layer.name] if self.layer is not None else []
+
+    @property
+    def description(self):
+        return f"Layer {self.layer_name}"
 
     def heatmaps(self, images, classes=None):
         """Heat-maps of `images` for `classes` (default: the predicted ones).
@@ -152,6 +207,79 @@ class GradCam:
         peak = tf.reduce_max(cams, axis=(1, 2), keepdims=True)
         cams = tf.math.divide_no_nan(cams, peak)
         return np.nan_to_num(cams.numpy()).astype("float32")
+
+
+class EnsembleGradCam:
+    """Grad-CAM of an averaged ensemble: its members' heat-maps, weighted as the ensemble weights them.
+
+    Each member explains the ensemble's class (default: the ensemble's prediction) at
+    its own last convolutional feature map (`grad_cam` of the member, so a nested
+    ensemble is looked into as well). The maps, each 0..1, are resized to the finest
+    member's resolution, averaged with the ensemble's weights renormalised over the
+    members that have a feature map, and divided by their maximum. A member without
+    one (a dense network) or of weight 0 is left out and named in `note`.
+
+    Attributes:
+        members: ``(name, explainer, weight)`` of every member, as the ensemble weights them.
+        note: a sentence naming the members left out, or "".
+    """
+
+    def __init__(self, model, members):
+        self._model = model
+        self.members = [(member.name, grad_cam(member), weight) for member, weight in members]
+        used = [(name, cam, weight) for name, cam, weight in self.members if cam.available and weight > 0]
+        total = sum(weight for *_, weight in used)
+        self._used = [(name, cam, weight / total) for name, cam, weight in used]
+        kept = {name for name, *_ in used}
+        left = [f"{name} ({_left_out_because(cam)})" for name, cam, _ in self.members if name not in kept]
+        self.unavailable = None if used else f"no member of this ensemble can be explained: {'; '.join(left)}"
+        self.note = f"Left out: {'; '.join(left)}." if used and left else ""
+
+    @property
+    def available(self):
+        return bool(self._used)
+
+    @property
+    def layer_names(self):
+        """``member_i/<layer>`` of every member explained (``member_i/member_j/<layer>`` inside a nested ensemble)."""
+        return [f"{name}/{inner}" for name, cam, _ in self._used for inner in cam.layer_names]
+
+    @property
+    def layer_name(self):
+        return ", ".join(self.layer_names) or None
+
+    @property
+    def description(self):
+        parts = "; ".join(f"{name} weight {weight:.3f}: {', '.join(cam.layer_names)}"
+                          for name, cam, weight in self._used)
+        return (f"The ensemble's members, each explaining the ensemble's class at its own last convolutional "
+                f"layer, their maps averaged with the ensemble's weights ({parts})")
+
+    def heatmaps(self, images, classes=None):
+        """Heat-maps of `images` for `classes` (default: the ensemble's predictions), as `GradCam.heatmaps`.
+
+        Returns:
+            ``(N, h, w)`` float32 in 0..1, ``h x w`` the finest member map's resolution.
+        """
+        import keras
+        import tensorflow as tf
+
+        if not self.available:
+            raise CnnlabError(self.unavailable)
+        images = np.asarray(images, dtype="float32")
+        if classes is None:
+            classes = keras.ops.convert_to_numpy(self._model(images, training=False)).argmax(axis=-1)
+        maps = [(cam.heatmaps(images, classes), weight) for _, cam, weight in self._used]
+        size = max((m.shape[1:] for m, _ in maps), key=lambda hw: hw[0] * hw[1])
+        total = sum(weight * tf.image.resize(m[..., None], size, "bilinear")[..., 0] for m, weight in maps)
+        peak = tf.reduce_max(total, axis=(1, 2), keepdims=True)
+        return np.nan_to_num(tf.math.divide_no_nan(total, peak).numpy()).astype("float32")
+
+
+def _left_out_because(cam):
+    if cam.available:
+        return "weight 0"
+    return "a dense network: no convolutional layer" if cam.unavailable == NO_CONV else cam.unavailable
 
 
 def overlay(image, heatmap, alpha=0.45, colormap="jet", min_size=96):

@@ -42,6 +42,7 @@ class RunReport:
     parameters: int
     figures: dict = field(default_factory=dict)  # section -> PNG bytes
     notes: dict = field(default_factory=dict)  # section -> a sentence shown instead of / beside a figure
+    members: list = field(default_factory=list)  # an ensemble's members (`member_summaries`)
 
     @property
     def label(self):
@@ -49,8 +50,17 @@ class RunReport:
         return "/".join(self.run.parts[-2:])
 
     @property
+    def is_ensemble(self):
+        """A saved ensemble (``cnnlab ensemble --save``): trained by no one, so it has no epochs nor wall time."""
+        return self.info.get("kind") == "ensemble"
+
+    @property
+    def epochs(self):
+        return None if self.is_ensemble else len(self.history)
+
+    @property
     def wall_seconds(self):
-        return wall_time(self.info, self.config.get("provenance", {}))
+        return None if self.is_ensemble else wall_time(self.info, self.config.get("provenance", {}))
 
 
 def report(targets=(), *, output=None, root="runs", unsafe=False, echo=print):
@@ -102,9 +112,10 @@ def gather(opened, *, unsafe=False, echo=print):
     split = cfg.evaluate.split
     echo(f"{run}: predicting its {split} split ({len(data.split(split))} images)")
     probs, labels, _ = predict_split(model, data, split)
-    out = RunReport(run=run, config=read_yaml(run / artifacts.CONFIG_FILE), info=artifacts.run_info(run),
+    info = artifacts.run_info(run)
+    out = RunReport(run=run, config=read_yaml(run / artifacts.CONFIG_FILE), info=info,
                     history=artifacts.read_history(run), metrics=run_metrics(run, probs, labels, data, cfg),
-                    parameters=int(model.count_params()))
+                    parameters=int(model.count_params()), members=member_summaries(info))
     if out.history:
         rates = learning_rates(out.history, cfg, data.steps_per_epoch(cfg.training.steps_per_epoch))
         out.figures["curves"] = figure(plots.curves, out.history, learning_rates=rates)
@@ -118,6 +129,30 @@ def gather(opened, *, unsafe=False, echo=print):
         out.notes["mistakes"] = f"No mistakes: every image of the {split} split is classified correctly."
     explained = mistakes[:GRADCAM] or least_confident(probs, labels, data, split, GRADCAM)
     gradcam_section(out, model, explained, data.class_names, echo, mistakes=bool(mistakes))
+    return out
+
+
+def member_summaries(info):
+    """An ensemble run's members (run.json's ``members`` and ``weights``): run, weight, epochs, wall time.
+
+    A member that is an ensemble itself has no epochs nor wall time (None); a member
+    folder that is gone is marked ``found: False``.
+    """
+    from cnnlab.config import read_yaml
+
+    out = []
+    for number, (member, weight) in enumerate(zip(info.get("members", []), info.get("weights", []))):
+        path = Path(member)
+        summary = {"name": f"member_{number}", "run": member, "weight": weight, "found": artifacts.is_run(path),
+                   "epochs": None, "wall_seconds": None}
+        if summary["found"] and artifacts.run_info(path).get("kind") != "ensemble":
+            try:
+                provenance = read_yaml(path / artifacts.CONFIG_FILE).get("provenance", {}) or {}
+            except CnnlabError:
+                provenance = {}
+            summary.update(epochs=len(artifacts.read_history(path)),
+                           wall_seconds=wall_time(artifacts.run_info(path), provenance))
+        out.append(summary)
     return out
 
 
@@ -166,9 +201,9 @@ def images_at(data, split, indices):
 def gradcam_section(out, model, examples, class_names, echo, mistakes=True):
     """Grad-CAM heat-maps over `examples` (mistakes, or else the least confident answers), or why there are none."""
     from cnnlab import plots
-    from cnnlab.gradcam import GradCam, overlay
+    from cnnlab.gradcam import grad_cam, overlay
 
-    cam = GradCam(model)
+    cam = grad_cam(model)
     if not cam.available:
         out.notes["gradcam"] = cam.unavailable + "."
         return
@@ -181,12 +216,13 @@ def gradcam_section(out, model, examples, class_names, echo, mistakes=True):
     maps = cam.heatmaps(images, [e[2] for e in examples])
     per_image = (time.perf_counter() - started) / len(examples)
     items = [(image, overlay(image, heat), *rest) for (image, *rest), heat in zip(examples, maps)]
-    out.figures["gradcam"] = figure(plots.gradcam_grid, items, class_names, layer_name=cam.layer.name)
+    out.figures["gradcam"] = figure(plots.gradcam_grid, items, class_names, layer_name=cam.layer_name)
     which = ("the most confident mistakes: where the model looked for the class it wrongly predicted" if mistakes
              else "no mistakes, so the least confident answers: where the model looked for the class it predicted")
-    out.notes["gradcam"] = (f"Heat-maps over {which}. Layer {cam.layer.name} "
-                            f"({maps.shape[1]}x{maps.shape[2]} map), {per_image * 1000:.0f} ms an image.")
-    echo(f"Grad-CAM: {len(examples)} images, layer {cam.layer.name}, {per_image * 1000:.0f} ms an image")
+    out.notes["gradcam"] = (f"Heat-maps over {which}. {cam.description} "
+                            f"({maps.shape[1]}x{maps.shape[2]} map), {per_image * 1000:.0f} ms an image."
+                            + (f" {cam.note}" if cam.note else ""))
+    echo(f"Grad-CAM: {len(examples)} images, layer {cam.layer_name}, {per_image * 1000:.0f} ms an image")
 
 
 def figure(plot, *args, **kwargs):
@@ -357,10 +393,23 @@ def environment_html(r):
     rows += [(f"{name} version", version) for name, version in (provenance.get("versions") or {}).items()]
     rows += [("git commit", provenance.get("git_commit") or "not recorded"),
              ("device", r.info.get("device") or f"not recorded by the run; this report ran on {device()}"),
-             ("created", provenance.get("created", "?")), ("last update", r.info.get("updated", "?")),
-             ("epochs", len(r.history)), ("parameters", f"{r.parameters:,}"),
-             ("wall time", duration(r.wall_seconds))]
+             ("created", provenance.get("created", "?")), ("last update", r.info.get("updated", "?"))]
+    if r.is_ensemble:  # trained by its members: their epochs and wall times, not the ensemble's own
+        rows += [("members", len(r.members)), *((m["name"], member_text(m)) for m in r.members),
+                 ("parameters", f"{r.parameters:,}")]
+    else:
+        rows += [("epochs", r.epochs), ("parameters", f"{r.parameters:,}"), ("wall time", duration(r.wall_seconds))]
     return table(None, rows)
+
+
+def member_text(member):
+    """``runs/a/2024...: weight 0.500, 12 epochs, wall time 3 min 02 s`` (see `member_summaries`)."""
+    if not member["found"]:
+        return f"{member['run']}: weight {member['weight']:.3f} (the run folder is gone)"
+    if member["epochs"] is None:
+        return f"{member['run']}: weight {member['weight']:.3f}, an ensemble itself"
+    return (f"{member['run']}: weight {member['weight']:.3f}, {member['epochs']} epochs, "
+            f"wall time {duration(member['wall_seconds'])}")
 
 
 def duration(seconds):
@@ -410,8 +459,9 @@ def comparison_sections(reports):
     from cnnlab import plots
 
     rows = [(r.label, pct(r.metrics.get("accuracy")), num(r.metrics.get("loss")),
-             num(best(r.history, "val_accuracy", max)), len(r.history), f"{r.parameters:,}",
-             duration(r.wall_seconds), r.config.get("model", {}).get("architecture", "?")) for r in reports]
+             num(best(r.history, "val_accuracy", max)), num(r.epochs, 0), f"{r.parameters:,}",
+             "-" if r.is_ensemble else duration(r.wall_seconds),
+             r.config.get("model", {}).get("architecture", "?")) for r in reports]
     headers = ("run", "accuracy", "loss", "best val_accuracy", "epochs", "parameters", "wall time", "architecture")
     curves = figure(plots.compare_curves, {r.label: r.history for r in reports})
     keys = differing_keys([r.config for r in reports])
@@ -432,9 +482,9 @@ def seed_groups_section(runs):
     groups = artifacts.seed_groups(runs)
     if not groups:
         return ""
-    rows = [(g["group"], len(g["runs"]), *(artifacts.mean_std(g, c) for c in ("test_accuracy", "test_loss")),
+    rows = [(g["group"], len(g["seeds"]), *(artifacts.mean_std(g, c) for c in ("test_accuracy", "test_loss")),
              num(g["min"]["test_accuracy"]), num(g["max"]["test_accuracy"])) for g in groups]
-    headers = ("seed group", "runs", "test accuracy", "test loss", "lowest accuracy", "highest accuracy")
+    headers = ("seed group", "seeds", "test accuracy", "test loss", "lowest accuracy", "highest accuracy")
     note = f'<p class="note">{esc(artifacts.SPREAD)}.</p>'
     return section("seed-groups", "Seed groups", table(headers, rows, numeric=(1, 2, 3, 4, 5)) + note)
 

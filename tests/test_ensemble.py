@@ -162,6 +162,36 @@ def test_an_ensemble_of_ensembles_and_evaluate_in_python(runs, tmp_path):
     assert evaluate(tmp_path / "one", echo=quiet)["accuracy"] == first["accuracy"]
 
 
+def test_the_report_of_a_saved_ensemble_looks_inside_its_members(runs, tmp_path):
+    """Grad-CAM is the CNN member's (the MLP one named as left out), not "a dense network"; the page lists
+    the members with their own epochs and wall times instead of the ensemble's "epochs 0", "wall time 0 s"."""
+    from cnnlab.gradcam import GradCam, grad_cam
+    from cnnlab.report import report
+
+    saved = tmp_path / "saved"
+    ensemble([runs["mlp"], runs["cnn"]], weights="1,3", save=saved, echo=quiet)
+    model = open_target(saved).load_model()
+    cam = grad_cam(model)
+    assert cam.available and cam.layer_name.startswith("member_1/") and "member_0 (a dense network" in cam.note
+    images = np.random.default_rng(0).uniform(0, 16, (4, 8, 8, 1)).astype("float32")
+    classes = model.predict_on_batch(images).argmax(axis=1)
+    alone = GradCam(open_target(runs["cnn"]).load_model()).heatmaps(images, classes)
+    np.testing.assert_allclose(cam.heatmaps(images), alone, atol=1e-5)  # the only member with a feature map
+
+    page = report([saved], output=tmp_path / "report.html", echo=quiet).read_text()
+    environment = page[page.index('data-section="environment"'):page.index('data-section="metrics"')]
+    assert "<td>epochs</td>" not in environment and "<td>wall time</td>" not in environment
+    assert "<td>members</td><td>2</td>" in environment
+    for number, (key, weight) in enumerate((("mlp", 0.25), ("cnn", 0.75))):
+        epochs = len(artifacts.read_history(runs[key]))
+        assert (f"<td>member_{number}</td><td>{runs[key].resolve()}: weight {weight:.3f}, {epochs} epochs, "
+                "wall time ") in environment
+    gradcam = page[page.index('data-section="gradcam"'):]
+    assert gradcam.count("data:image/png;base64,") == 1 and "no convolutional layer: Grad-CAM" not in gradcam
+    assert "Left out: member_0 (a dense network: no convolutional layer)." in gradcam
+    keras.backend.clear_session()
+
+
 @pytest.mark.slow
 def test_ensemble_in_a_fresh_process(runs, tmp_path):
     saved = tmp_path / "saved"

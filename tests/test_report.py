@@ -55,6 +55,7 @@ def runs(tmp_path_factory):
         result = invoke("train", path, "--quiet")
         assert result.exit_code == 0, result.output
         out[name] = next((root / "runs" / name).iterdir())
+        (out[name] / "metrics.json").unlink()  # train scored the test split; the page computes its own here
     return out
 
 
@@ -203,12 +204,12 @@ def test_curves_without_learning_rate_or_phases(captured_figures):
 # --------------------------------------------------------------------------- Grad-CAM
 
 
-def tiny_cnn():
+def tiny_cnn(padding="valid"):
     import keras
 
     inputs = keras.Input((12, 12, 1))
     x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(x)  # 10 x 10 x 4
+    x = keras.layers.Conv2D(4, 3, padding=padding, activation="relu", name="conv")(x)  # 10 x 10 x 4 (valid)
     x = keras.layers.MaxPooling2D(name="pool")(x)
     x = keras.layers.Flatten()(x)
     return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="predictions")(x))
@@ -298,6 +299,76 @@ def test_gradcam_explains_a_nested_base_by_its_output():
     cam = GradCam(model)
     assert cam.layer.name == "base"
     assert cam.heatmaps(np.ones((2, 16, 16, 3)) * 100).shape == (2, 8, 8)
+
+
+@pytest.mark.parametrize("weights", [[0.5, 0.5], [0.75, 0.25]])
+def test_gradcam_of_a_saved_ensemble_averages_its_members_maps_with_its_weights(weights, tmp_path):
+    """Not "no convolutional layer (a dense network)": each member's own map for the ensemble's class,
+    resized to the finest (12 x 12), weighted as the ensemble weights it (Average, or Rescaling + Add)."""
+    import keras
+    import tensorflow as tf
+
+    from cnnlab.ensemble import combine
+    from cnnlab.gradcam import GradCam, grad_cam
+
+    keras.utils.set_random_seed(0)
+    members = [tiny_cnn(), tiny_cnn(padding="same")]  # 10 x 10 and 12 x 12 feature maps
+    combine(members, weights, (12, 12, 1)).save(tmp_path / "ensemble.keras")
+    model = keras.saving.load_model(tmp_path / "ensemble.keras")
+    images = np.random.default_rng(3).uniform(0, 255, (5, 12, 12, 1)).astype("float32")
+    cam = grad_cam(model)
+    assert cam.available and cam.layer_name == "member_0/conv, member_1/conv" and cam.note == ""
+    assert f"(member_0 weight {weights[0]:.3f}: conv; member_1 weight {weights[1]:.3f}: conv)" in cam.description
+    maps = cam.heatmaps(images)  # for the ensemble's own predictions
+    classes = model.predict_on_batch(images).argmax(axis=1)
+    own = [GradCam(member).heatmaps(images, classes) for member in members]
+    mixed = weights[0] * tf.image.resize(own[0][..., None], (12, 12))[..., 0].numpy() + weights[1] * own[1]
+    expected = mixed / np.maximum(mixed.max(axis=(1, 2), keepdims=True), 1e-12)
+    assert maps.shape == (5, 12, 12) and maps.max() == pytest.approx(1.0)
+    np.testing.assert_allclose(maps, expected, atol=1e-5)
+
+
+def test_gradcam_of_an_ensemble_of_ensembles_looks_into_the_inner_members(tmp_path):
+    import keras
+
+    from cnnlab.ensemble import combine
+    from cnnlab.gradcam import grad_cam
+
+    keras.utils.set_random_seed(1)
+    inner = combine([tiny_cnn(), tiny_cnn(padding="same")], [0.5, 0.5], (12, 12, 1))
+    combine([inner, tiny_cnn()], [0.25, 0.75], (12, 12, 1)).save(tmp_path / "nested.keras")
+    cam = grad_cam(keras.saving.load_model(tmp_path / "nested.keras"))
+    assert cam.layer_names == ["member_0/member_0/conv", "member_0/member_1/conv", "member_1/conv"]
+    maps = cam.heatmaps(np.random.default_rng(4).uniform(0, 255, (2, 12, 12, 1)))
+    assert maps.shape == (2, 12, 12) and np.isfinite(maps).all() and maps.max() == pytest.approx(1.0)
+
+
+def test_an_ensembles_page_lists_its_members_instead_of_epochs_and_wall_time(tmp_path):
+    """A saved ensemble trained no epochs: no "epochs 0" nor "wall time 0 s", but each member's own."""
+    from cnnlab.report import RunReport, render
+
+    metrics = {"accuracy": 0.9, "loss": 0.3, "top_k_accuracy": {}, "images": 2, "split": "test", "per_class": {}}
+    members = [{"name": "member_0", "run": "runs/a/1", "weight": 0.25, "found": True, "epochs": 3,
+                "wall_seconds": 65.0},
+               {"name": "member_1", "run": "runs/b/2", "weight": 0.75, "found": False, "epochs": None,
+                "wall_seconds": None}]
+    stamp = "2026-01-01T00:00:00"
+    fake = RunReport(run=tmp_path / "ensemble" / "1", config={"name": "ensemble", "provenance": {"created": stamp}},
+                     info={"kind": "ensemble", "updated": stamp}, history=[], metrics=metrics, parameters=10,
+                     members=members)
+    page = render([fake])
+    assert "<td>epochs</td>" not in page and "<td>wall time</td>" not in page and "0 s" not in page
+    assert "<td>members</td><td>2</td>" in page
+    assert "<td>member_0</td><td>runs/a/1: weight 0.250, 3 epochs, wall time 1 min 05 s</td>" in page
+    assert "<td>member_1</td><td>runs/b/2: weight 0.750 (the run folder is gone)</td>" in page
+    trained = RunReport(run=tmp_path / "tiny" / "2", config={"name": "tiny", "provenance": {"created": stamp}},
+                        info={"kind": "train", "seconds": 7}, history=[{"epoch": 0, "val_accuracy": 0.5}],
+                        metrics=metrics, parameters=10)
+    comparison = render([fake, trained])
+    rows = re.findall(r"<tr><td>(ensemble/1|tiny/2)</td>(.*?)</tr>", comparison)
+    cells = {label: re.findall(r"<td[^>]*>([^<]*)</td>", rest) for label, rest in rows}
+    assert cells["ensemble/1"][3:6] == ["-", "10", "-"]  # epochs, parameters, wall time
+    assert cells["tiny/2"][3:6] == ["1", "10", "7 s"]
 
 
 # --------------------------------------------------------------------------- in a real browser

@@ -39,7 +39,7 @@ def runs_root(tmp_path):
     root = tmp_path / "runs"
     fake_run(root, "20240101-000001", val=0.90, test=0.80, loss=0.5)
     fake_run(root, "20240101-000002", val=0.92, test=0.84, loss=0.4, seed=2)
-    fake_run(root, "20240101-000003", val=0.94, test=0.88, loss=0.3, seed=3, name="tiny-seed3")
+    fake_run(root, "20240101-000003", val=0.94, test=0.88, loss=0.3, seed=3)
     fake_run(root, "20240101-000004", val=0.99, test=0.70, loss=0.9, training={"epochs": 2, "learning_rate": 0.1})
     fake_run(root, "20240101-000005", status="interrupted", name="other")
     fake_run(root, "20240101-000006", test=0.95, loss=0.2, name="ensemble", info={"kind": "ensemble"})
@@ -59,6 +59,7 @@ def test_json_is_a_list_of_runs_then_seed_groups(cli, runs_root):
     first = rows[0]
     assert (first["name"], first["seed"], first["status"], first["epochs"]) == ("tiny", 1, "completed", 2)
     assert (first["best_val_accuracy"], first["test_accuracy"], first["test_loss"]) == (0.90, 0.80, 0.5)
+    assert rows[5]["name"] == "ensemble" and rows[5]["epochs"] is None  # it trained no epochs: not 0
 
 
 def test_runs_differing_only_in_seed_form_a_group(cli, runs_root):
@@ -80,9 +81,53 @@ def test_the_table_has_a_group_line_with_mean_and_spread(cli, runs_root):
     assert lines[0].split() == list(artifacts.RUN_COLUMNS)
     assert lines[7] == f"seed groups ({artifacts.SPREAD}):"
     group = lines[8]
-    assert group.startswith("tiny [seeds 1,2,3]") and "3 runs" in group
+    assert group.startswith("tiny [seeds 1,2,3]") and "3 seeds" in group
     assert "0.8400 ± 0.0400" in group and "0.9200 ± 0.0200" in group and "2.0 ± 0.0" in group
     assert "other/20240101-000005" in lines[5] and "interrupted" in lines[5] and " - " in lines[5]
+
+
+def test_a_seed_trained_again_counts_once_by_its_newest_run(cli, tmp_path):
+    """``[seeds 42,42,42,42,1]`` with ``± 0.0000`` was four draws of one seed; now seed 42 is one draw."""
+    root = tmp_path / "runs"
+    for stamp, test in (("20240101-000001", 0.60), ("20240101-000002", 0.62), ("20240101-000003", 0.64)):
+        fake_run(root, stamp, val=0.9, test=test, loss=0.5, seed=42)
+    newest = fake_run(root, "20240101-000004", val=0.9, test=0.80, loss=0.5, seed=42)
+    fake_run(root, "20240101-000005", val=0.9, test=0.90, loss=0.3, seed=1)
+    rows = records(cli, root)
+    group = rows[-1]
+    assert [r["type"] for r in rows].count("seed_group") == 1
+    assert group["group"] == "tiny [seeds 1,42]" and group["seeds"] == [1, 42]
+    assert group["runs"][1] == str(newest) and len(group["repeats"]) == 3
+    assert group["mean"]["test_accuracy"] == pytest.approx(0.85) and group["count"]["test_accuracy"] == 2
+    assert group["std"]["test_accuracy"] == pytest.approx(0.0707107)  # of .80 and .90: n - 1 = 1
+    assert [r["group"] for r in rows[:5]] == [None, None, None, group["group"], group["group"]]
+    line = cli("runs", root).output.splitlines()[-1]
+    assert line.startswith("tiny [seeds 1,42]") and "2 seeds (5 runs)" in line and "0.8500 ± 0.0707" in line
+
+
+def test_runs_of_another_name_are_not_joined(cli, tmp_path):
+    """Two experiment names with one config are two experiments: each forms its own group, or none."""
+    root = tmp_path / "runs"
+    fake_run(root, "20240101-000001", test=0.80, loss=0.5, seed=1)
+    fake_run(root, "20240101-000002", test=0.84, loss=0.4, seed=2, name="copy")
+    fake_run(root, "20240101-000003", test=0.88, loss=0.3, seed=3, name="copy")
+    groups = [r for r in records(cli, root) if r["type"] == "seed_group"]
+    assert [(g["group"], g["name"], g["seeds"]) for g in groups] == [("copy [seeds 2,3]", "copy", [2, 3])]
+    assert groups[0]["mean"]["test_accuracy"] == pytest.approx(0.86)
+
+
+def test_one_seed_shows_no_spread(cli, tmp_path):
+    """One seed trained three times is no seed group; a metric only one seed has is that value, '(1 seed)'."""
+    root = tmp_path / "runs"
+    for stamp in ("20240101-000001", "20240101-000002", "20240101-000003"):
+        fake_run(root, stamp, val=0.9, test=0.80, loss=0.5, seed=42)
+    assert all(r["type"] == "run" for r in records(cli, root))
+    output = cli("runs", root).output
+    assert "±" not in output and "seed groups" not in output
+    fake_run(root, "20240101-000004", val=0.92, seed=7)  # trained, not evaluated: no test metrics
+    line = cli("runs", root).output.splitlines()[-1]
+    assert line.startswith("tiny [seeds 7,42]") and "0.9100 ± 0.0141" in line  # best_val_accuracy: two seeds
+    assert "0.8000 (1 seed)" in line and "0.5000 (1 seed)" in line and "± 0.0000" not in line
 
 
 def test_sort_numerically_with_missing_values_last(cli, runs_root):
