@@ -211,8 +211,17 @@ def train_command(experiment, overrides, epochs, seeds, output_dir, dry_run, fre
         runs = train_seeds(cfgs, **options)
         click.echo("Done: " + " ".join(map(str, runs)))
         return
-    run = train(cfgs[0], **options)
+    run = train(cfgs[0], test=True, **options)
+    console.info(next_steps(run))
     click.echo(f"Done: {run}")
+
+
+def next_steps(run):
+    """The commands a user may want once `run` has trained (the run quoted for the shell)."""
+    import shlex
+
+    quoted = shlex.quote(str(run))
+    return f"Next: cnnlab report {quoted}  |  cnnlab predict {quoted} IMAGE...  |  cnnlab finetune {quoted}"
 
 
 def _launch(experiment, overrides, epochs, output_dir, fresh, workers, console):

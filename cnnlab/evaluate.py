@@ -25,7 +25,7 @@ def folder_data(data_dir, model, class_names, batch_size=64, on_bad_image="error
 
 
 def evaluate(target=None, *, split=None, data_dir=None, root="runs", unsafe=False, tta=False, echo=print,
-             note=None):
+             note=None, data=None):
     """Evaluate a run (default: the latest) or a .keras model, and write its metrics and plots.
 
     With ``data_dir``, every image of that class-sub-folder folder is the test set
@@ -37,6 +37,7 @@ def evaluate(target=None, *, split=None, data_dir=None, root="runs", unsafe=Fals
     marked ``"tta": true``, go to ``evaluations/<split or folder>-tta/``.
 
     `echo` (print-like) is told the metrics; `note` (default: `echo`) which run is evaluated.
+    `data`: the run's data when the caller has it loaded already (`train`), so it is not read again.
 
     Returns:
         The metrics dict that metrics.json holds.
@@ -61,7 +62,7 @@ def evaluate(target=None, *, split=None, data_dir=None, root="runs", unsafe=Fals
         from cnnlab.data.pipeline import load_data
 
         split = split or cfg.evaluate.split
-        data = load_data(cfg)
+        data = load_data(cfg) if data is None else data
     check_model_fits(model, data, opened.run or opened.model_path)
     plan = tta_plan(cfg, tuple(model.input_shape[1:])) if tta else None
     for line in plan.notes() if plan else ():

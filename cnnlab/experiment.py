@@ -169,10 +169,12 @@ def preflight(cfg, data):
     class_weight(cfg, data.train.labels, data.class_names)
 
 
-def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto"):
+def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto", test=False):
     """Train the experiment `cfg` into a new (or resumed) run folder and return its path.
 
     On several workers (``distribution``) every worker calls it; process 0 writes the run.
+    With `test`, the best model is then scored on ``evaluate.split`` (`score_run`) from the
+    data already loaded.
     """
     check_run_writable(cfg, output_dir, fresh)
     setup(cfg, backend=True, distributed=True, echo=echo)
@@ -197,7 +199,30 @@ def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto"):
         distribution.primary_only(lambda: finish(run, model, cfg))
     if primary:
         resume.discard(run)
+    if test and primary:
+        score_run(run, data, echo)
     return run
+
+
+def score_run(run, data=None, echo=print, what=None):
+    """Score a trained run's best model on its ``evaluate.split`` (metrics.json, plots) and echo the figures.
+
+    The one place training hands a run to `cnnlab.evaluate`. `data`: the run's data, loaded
+    already (`train`), so it is not read again. Data without that split (``data.test_split:
+    0``) gets a Note; a job of several workers too (evaluating would need every worker).
+    """
+    if distribution.current().workers > 1:
+        echo(f"Note: {what or run} is not evaluated by a job of several workers: run cnnlab evaluate {run}")
+        return None
+    from cnnlab.evaluate import evaluate, format_metrics
+
+    try:
+        result = evaluate(run, data=data, echo=lambda _: None)
+    except DataError as exc:  # e.g. data.test_split: 0 leaves no split to score
+        echo(f"Note: {what or run} is not evaluated: {exc}")
+        return None
+    echo(format_metrics(result))
+    return result
 
 
 def job_fingerprint(cfg, data):
@@ -243,19 +268,15 @@ def _train_seed(cfg, output_dir, fresh, echo, verbose):
     setup(cfg, backend=True)  # the backend first: Keras is imported next
     import keras
 
-    from cnnlab.evaluate import evaluate
-
     keras.backend.clear_session()  # each seed starts from what a fresh process has
     done = None if fresh else artifacts.find_run(runs_root(cfg, output_dir), cfg.name, cfg.to_dict(), "completed")
     if done is not None:
         echo(f"Seed {cfg.seed} is trained already: {done} (pass --fresh to train it again)")
-    run = done or train(cfg, output_dir=output_dir, fresh=fresh, echo=echo, verbose=verbose)
-    if not (run / artifacts.METRICS_FILE).is_file():
-        try:
-            evaluate(run, echo=echo)
-        except DataError as exc:  # e.g. data.test_split: 0 leaves no split to score
-            echo(f"Note: seed {cfg.seed} is not evaluated: {exc}")
-    return run
+    if done is None:
+        return train(cfg, output_dir=output_dir, fresh=fresh, echo=echo, verbose=verbose, test=True)
+    if not (done / artifacts.METRICS_FILE).is_file():
+        score_run(done, echo=echo, what=f"seed {cfg.seed}")
+    return done
 
 
 def finish(run, model, cfg):

@@ -29,6 +29,34 @@ def test_every_command_has_help(cli):
 
 
 @pytest.mark.slow
+def test_train_ends_with_the_test_figures_and_the_next_commands(cli, write_experiment, tmp_path, monkeypatch):
+    from cnnlab.data import pipeline
+
+    loads = []
+    original = pipeline.load_data
+    monkeypatch.setattr(pipeline, "load_data", lambda cfg: loads.append(cfg) or original(cfg))
+    result = cli("train", write_experiment({"training": {"epochs": 1}}))
+    assert result.exit_code == 0, result.output
+    run = artifacts.latest_run(tmp_path / "runs")
+    lines = result.output.splitlines()
+    assert lines[-1] == f"Done: {run}"
+    assert lines[-2] == f"Next: cnnlab report {run}  |  cnnlab predict {run} IMAGE...  |  cnnlab finetune {run}"
+    test = json.loads((run / "metrics.json").read_text())
+    assert f"test: {test['images']} images  loss {test['loss']:.4f}  accuracy {test['accuracy']:.4f}" in result.output
+    assert len(loads) == 1  # the test split is scored from the data training loaded
+
+
+@pytest.mark.slow
+def test_train_without_a_test_split_says_it_is_not_evaluated(cli, write_experiment, tmp_path):
+    path = write_experiment({"data": {"dataset": "digits", "test_split": 0.0}, "training": {"epochs": 1}})
+    result = cli("train", path)
+    assert result.exit_code == 0, result.output
+    run = artifacts.latest_run(tmp_path / "runs")
+    assert f"Note: {run} is not evaluated:" in result.output and not (run / "metrics.json").exists()
+    assert result.output.splitlines()[-1] == f"Done: {run}"
+
+
+@pytest.mark.slow
 def test_train_then_evaluate_the_latest_run(cli, write_experiment, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = write_experiment({"output_dir": "runs", "training": {"epochs": 3}})
