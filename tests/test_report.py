@@ -56,7 +56,6 @@ def runs(tmp_path_factory):
         assert result.exit_code == 0, result.output
         out[name] = next((root / "runs" / name).iterdir())
         (out[name] / "metrics.json").unlink()  # train scored the test split; the page computes its own here
-        (out[name] / "metrics.json").unlink()  # train scored the test split; the page computes its own here
     return out
 
 
