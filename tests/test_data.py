@@ -166,3 +166,23 @@ def test_an_epoch_is_one_pass_over_the_training_images_by_default(npz_path):
         images = np.concatenate([x for x, _ in training_batches(npz_path, "none", epoch, epoch + 1)])
         assert images.shape == (108, 12, 12, 1)
         assert sorted(map(bytes, images.astype("uint8"))) == sorted(map(bytes, data.train.images))
+
+
+@pytest.mark.parametrize("engine", ["none", "layers"])
+def test_every_pipeline_runs_without_tf_data_autotuning_thread(npz_path, tmp_path, engine):
+    """TensorFlow can lose the wake-up of that thread when an iterator is destroyed, which stalled the
+    end of fit for up to a minute (cnnlab.data.pipeline.prefetched): no pipeline of cnnlab may start it."""
+    from PIL import Image
+
+    from cnnlab.predict import image_stream
+
+    cfg = build_config({"seed": 3, "data": {"dataset": "npz", "path": str(npz_path), "batch_size": 16,
+                                            "validation_split": 0.25},
+                        "augmentation": AUGMENTATIONS[engine] or {}})
+    data = load_data(cfg)
+    Image.fromarray(np.zeros((12, 12), np.uint8)).save(tmp_path / "a.png")
+    pipelines = {"train": data.train_dataset(epochs=2), "validation": data.validation_dataset(outputs=2),
+                 "test": data.dataset("test"), "predict": image_stream([str(tmp_path / "a.png")], (12, 12, 1), 4, {})}
+    for name, ds in pipelines.items():
+        assert ds.options().autotune.enabled is False, name
+        next(iter(ds))  # and each still yields

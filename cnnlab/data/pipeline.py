@@ -81,7 +81,7 @@ class DataBundle:
         ds = ds.map(weighted, num_parallel_calls=tf.data.AUTOTUNE)
         if outputs > 1:
             ds = ds.map(lambda x, y, w: (x, (y,) * outputs, (w,) * outputs))
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return prefetched(ds)
 
     def steps_per_epoch(self, steps=None):
         """`steps` (``training.steps_per_epoch``), or the batches of one pass over the training split."""
@@ -254,11 +254,28 @@ def one_hot(labels, classes):
 
 def labelled(ds, outputs=1):
     """Repeat the labels for a model with `outputs` outputs (auxiliary classifiers), prefetch."""
-    import tensorflow as tf
-
     if outputs > 1:
         ds = ds.map(lambda x, y: (x, (y,) * outputs))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return prefetched(ds)
+
+
+def prefetched(ds):
+    """`ds` prefetched, with tf.data's autotuning thread off: how every pipeline of cnnlab ends.
+
+    TensorFlow (checked on 2.21) can lose the wake-up of that thread (``Model::OptimizeLoop``)
+    when an iterator is destroyed: the iterator's CancellationManager runs the callback that
+    wakes it *before* it marks itself cancelled, so a thread woken in between finds
+    ``IsCancelled()`` false and sleeps out the rest of its optimisation period, which doubles
+    up to a minute, while the destructor waits for it. After ``fit``'s last epoch that was a
+    stall of up to 25 s in half the runs of 3 epochs (issue 20). With autotuning off no such
+    thread starts; ``AUTOTUNE`` parallelism then is one call per core (at most 16), what the
+    tuner chose on its own, and ``prefetch(AUTOTUNE)`` keeps its own buffer tuner.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 SHUFFLE_STREAM, AUGMENT_STREAM = 1, 2  # independent streams of randomness drawn from one seed
