@@ -202,8 +202,8 @@ def architecture_table(architectures, counts=None):
 
     `counts` maps a name to ``(parameters, multiply-adds)`` or to why it has none.
     """
-    name_width = max(len(spec.name) for spec in architectures) + 2
-    family_width = max(len(spec.family) for spec in architectures) + 2
+    name_width = max(len("name"), *(len(spec.name) for spec in architectures)) + 2  # the header fits too
+    family_width = max(len("family"), *(len(spec.family) for spec in architectures)) + 2
     header = f"{'name':<{name_width}}{'family':<{family_width}}"
     lines = [header + (f"{'parameters':>13}{'mult-adds':>13}  " if counts is not None else "") + "paper"]
     for spec in architectures:
