@@ -249,7 +249,7 @@ def image_stream(found, shape, batch_size, problems):
     """
     import tensorflow as tf
 
-    from cnnlab.data.pipeline import decode_image, fit_images, prefetched
+    from cnnlab.data.pipeline import decode_image, fit_images, plain, prefetched
 
     def candidates():
         for index, path in enumerate(found):
@@ -264,7 +264,7 @@ def image_stream(found, shape, batch_size, problems):
 
     signature = (tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.string))
     ds = tf.data.Dataset.from_generator(candidates, output_signature=signature)
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+    ds = ds.map(plain(load), num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
     return prefetched(ds.batch(batch_size))
 
 

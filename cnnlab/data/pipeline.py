@@ -59,7 +59,7 @@ class DataBundle:
             return self.train_dataset(epochs=1, outputs=outputs)
         examples = self.split(name)
         ds = make_dataset(examples, self.input_shape, self.batch_size)
-        return labelled(ds.map(lambda x, y: (x, one_hot(y, self.classes))), outputs)
+        return labelled(ds.map(plain(lambda x, y: (x, one_hot(y, self.classes)))), outputs)
 
     def validation_dataset(self, outputs=1):
         """The validation batches `model.fit` scores; with several workers, each loads its shard of every batch."""
@@ -78,9 +78,9 @@ class DataBundle:
             return x, one_hot(y, self.classes), weights
 
         ds = tf.data.Dataset.range(len(examples)).batch(self.batch_size)
-        ds = ds.map(weighted, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(plain(weighted), num_parallel_calls=tf.data.AUTOTUNE)
         if outputs > 1:
-            ds = ds.map(lambda x, y, w: (x, (y,) * outputs, (w,) * outputs))
+            ds = ds.map(plain(lambda x, y, w: (x, (y,) * outputs, (w,) * outputs)))
         return prefetched(ds)
 
     def steps_per_epoch(self, steps=None):
@@ -134,12 +134,12 @@ class DataBundle:
         load = batch_loader(examples, self.input_shape)
         worker = current()
         if worker.workers > 1:
-            stream = stream.map(lambda index, key: (
-                shard(index), tf.random.experimental.stateless_fold_in(key, worker.process_id)))
-        ds = stream.map(lambda index, key: (*load(index), key), num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.map(lambda x, y, key: (x, one_hot(y, self.classes), key))
+            stream = stream.map(plain(lambda index, key: (
+                shard(index), tf.random.experimental.stateless_fold_in(key, worker.process_id))))
+        ds = stream.map(plain(lambda index, key: (*load(index), key)), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(plain(lambda x, y, key: (x, one_hot(y, self.classes), key)))
         # The augmentation's randomness comes from each batch's key, so its parallel map is reproducible.
-        ds = ds.map(augment or (lambda x, y, key: (x, y)), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(plain(augment or (lambda x, y, key: (x, y))), num_parallel_calls=tf.data.AUTOTUNE)
         return labelled(ds, outputs)
 
     def channel_stats(self):
@@ -220,9 +220,9 @@ def make_dataset(examples, shape, batch_size):
     autotune = tf.data.AUTOTUNE
     if examples.images is not None:
         ds = tf.data.Dataset.from_tensor_slices((examples.images, examples.labels))
-        return ds.batch(batch_size).map(lambda x, y: (fit_images(x, shape), y), num_parallel_calls=autotune)
+        return ds.batch(batch_size).map(plain(lambda x, y: (fit_images(x, shape), y)), num_parallel_calls=autotune)
     ds = tf.data.Dataset.from_tensor_slices((examples.paths, examples.labels))
-    ds = ds.map(lambda p, y: (fit_images(decode_image(p), shape), y), num_parallel_calls=autotune)
+    ds = ds.map(plain(lambda p, y: (fit_images(decode_image(p), shape), y)), num_parallel_calls=autotune)
     return ds.batch(batch_size)
 
 
@@ -255,8 +255,19 @@ def one_hot(labels, classes):
 def labelled(ds, outputs=1):
     """Repeat the labels for a model with `outputs` outputs (auxiliary classifiers), prefetch."""
     if outputs > 1:
-        ds = ds.map(lambda x, y: (x, (y,) * outputs))
+        ds = ds.map(plain(lambda x, y: (x, (y,) * outputs)))
     return prefetched(ds)
+
+
+def plain(fn):
+    """`fn` as tf.data traces it, without AutoGraph's rewrite of it and of what it calls.
+
+    cnnlab's pipeline functions hold no Python ``if`` or loop over tensors (what AutoGraph
+    rewrites), and rewriting the dozen of them cost about a second at every start (issue 20).
+    """
+    import tensorflow as tf
+
+    return tf.autograph.experimental.do_not_convert(fn)
 
 
 def prefetched(ds):
@@ -303,7 +314,7 @@ def pass_batches(n, batch_size, seed, number):
     order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
                                                      seed=random_key(seed, SHUFFLE_STREAM, number))
     keys = tf.data.Dataset.range(batches_per_pass(n, batch_size)).map(
-        lambda batch: random_key(seed, AUGMENT_STREAM, number, batch))
+        plain(lambda batch: random_key(seed, AUGMENT_STREAM, number, batch)))
     return tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(order).batch(batch_size), keys)
 
 
@@ -313,7 +324,7 @@ def epoch_stream(n, batch_size, seed, first, count):
 
     per_pass = batches_per_pass(n, batch_size)
     passes = tf.data.Dataset.range(first // per_pass, PASSES_WITHOUT_END)
-    ds = passes.flat_map(lambda number: pass_batches(n, batch_size, seed, number)).skip(first % per_pass)
+    ds = passes.flat_map(plain(lambda number: pass_batches(n, batch_size, seed, number))).skip(first % per_pass)
     return ds if count is None else ds.take(count)
 
 
