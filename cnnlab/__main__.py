@@ -1,3 +1,3 @@
-from cnnlab.cli import main
+from cnnlab.cli import run
 
-main()
+run()

@@ -159,6 +159,41 @@ def main():
     """Train, fine-tune and evaluate classic CNNs with Keras 3 from YAML experiment files."""
 
 
+def run():
+    """The ``cnnlab`` command (and ``python -m cnnlab``): `main`, then a quick exit after TensorFlow.
+
+    Python's teardown of TensorFlow's and Keras's objects took 1-3 s after the work was
+    done (issue 20). A command that succeeded after importing TensorFlow therefore waits
+    for its own non-daemon threads, runs the exit handlers Python would run (logging's
+    flush, temporary folders, ...), flushes the standard streams and leaves with `os._exit`.
+    Failures and interruptions exit the usual way.
+    """
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    if code not in (0, None) or "tensorflow" not in sys.modules:
+        sys.exit(code)
+    _exit_now()
+
+
+def _exit_now():
+    import atexit
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()  # CPython's own: what a normal exit runs before its teardown
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing left to say
+            pass
+    os._exit(0)
+
+
 def _seeds(ctx, param, text):
     """``--seeds``'s callback: ``"42,1,2"`` -> ``(42, 1, 2)``, distinct non-negative integers; not given: None."""
     if text is None:

@@ -158,3 +158,24 @@ def test_evaluate_on_another_folder_and_a_bare_model(cli, write_experiment, imag
     (image_folder / "class_9").mkdir()
     result = cli("evaluate", run, "--data-dir", image_folder)
     assert result.exit_code == 2 and "class_9" in error_line(result)
+
+
+def test_a_command_that_ran_tensorflow_exits_at_once_with_its_exit_handlers_run(write_experiment, tmp_path):
+    """`cli.run` skips Python's teardown of TensorFlow (seconds) but not what a normal exit does:
+    the exit handlers run, the output is whole, a failure keeps its exit code and exits as usual."""
+    path = write_experiment({"training": {"epochs": 1}})
+    marker, teardown = tmp_path / "atexit-ran", tmp_path / "teardown-ran"
+    code = ("import atexit, pathlib, sys; "
+            f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('ran')); "
+            f"Teardown = type('Teardown', (), {{'__del__': lambda self: pathlib.Path({str(teardown)!r}).touch()}}); "
+            "kept = Teardown(); "  # deleted by Python's teardown of __main__, which a quick exit skips
+            "from cnnlab.cli import run; sys.argv[0] = 'cnnlab'; run()")
+    done = subprocess.run([sys.executable, "-c", code, "train", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert marker.read_text() == "ran" and not teardown.exists()
+    assert done.stdout.splitlines()[-1].startswith("Done: ")  # flushed before leaving
+    marker.unlink()
+    failed = subprocess.run([sys.executable, "-c", code, "evaluate", str(tmp_path / "nowhere")],
+                            capture_output=True, text=True)
+    assert failed.returncode == 2 and failed.stderr.startswith("Error: ") and "Traceback" not in failed.stderr
+    assert marker.read_text() == "ran" and teardown.exists()
