@@ -672,7 +672,8 @@ def _describe(exc, source="config", overrides=()):
     for error in exc.errors(include_url=False):
         loc = _location(error)
         item = _override_of(loc, overrides)
-        origin = f"--set {item if len(item) <= 80 else item[:77] + '...'}" if item else source
+        shown_item = repr(item)[1:-1] if item else item  # one line, whatever was typed (a newline as \n)
+        origin = f"--set {shown_item if len(shown_item) <= 80 else shown_item[:77] + '...'}" if item else source
         found.setdefault(origin, {})[_describe_one(error, loc, from_set=item is not None)] = None
     unique = [(origin, message) for origin, messages in found.items() for message in messages]
     shown = unique[:3]

@@ -131,12 +131,8 @@ def check_run_writable(cfg, output_dir=None, fresh=False):
     """Fail before any data is read if the run of `cfg` could not be written.
 
     The run goes into the interrupted run `start_run` would resume (unless `fresh`), or
-    into a new folder under ``<output_dir>/<name>``. A worker other than process 0
-    writes nothing, so it is not checked.
+    into a new folder under ``<output_dir>/<name>``.
     """
-    workers, _, process_id = distribution.plan(cfg)
-    if workers > 1 and process_id != 0:
-        return
     root = runs_root(cfg, output_dir)
     run = None if fresh else artifacts.find_resumable(root, cfg.name, cfg.to_dict())
     if run is not None:
@@ -176,8 +172,12 @@ def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto", test
     With `test`, the best model is then scored on ``evaluate.split`` (`score_run`) from the
     data already loaded.
     """
-    check_run_writable(cfg, output_dir, fresh)
+    single = distribution.plan(cfg)[0] == 1
+    if single:  # at once, before TensorFlow starts
+        check_run_writable(cfg, output_dir, fresh)
     setup(cfg, backend=True, distributed=True, echo=echo)
+    if not single:  # process 0 alone writes the run; once the workers have joined, each is told why it cannot
+        distribution.primary_only(lambda: check_run_writable(cfg, output_dir, fresh))
     from cnnlab.data.pipeline import load_data
     from cnnlab.training import resume
     from cnnlab.training.fit import compile_model, fit

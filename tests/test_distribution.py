@@ -86,7 +86,7 @@ def test_two_workers_train_one_model_and_only_process_0_writes(two_worker_experi
 @needs_jax
 @pytest.mark.slow
 @pytest.mark.parametrize("machine1, message", [
-    ([], "cannot create the run folder"),  # process 0 alone fails (runs/tiny is a file): every worker says why
+    ([], "cannot write the runs folder"),  # process 0 alone fails (runs/tiny is a file): every worker says why
     (["--set", "data.validation_split=0.3"], "do not have the same experiment and data"),
 ])
 def test_a_failure_on_one_worker_ends_every_worker_with_the_same_error(two_worker_experiment, tmp_path, machine1,
