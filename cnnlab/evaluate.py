@@ -25,7 +25,7 @@ def folder_data(data_dir, model, class_names, batch_size=64, on_bad_image="error
 
 
 def evaluate(target=None, *, split=None, data_dir=None, root="runs", unsafe=False, tta=False, echo=print,
-             note=None, data=None):
+             note=None, data=None, model=None):
     """Evaluate a run (default: the latest) or a .keras model, and write its metrics and plots.
 
     With ``data_dir``, every image of that class-sub-folder folder is the test set
@@ -37,7 +37,8 @@ def evaluate(target=None, *, split=None, data_dir=None, root="runs", unsafe=Fals
     marked ``"tta": true``, go to ``evaluations/<split or folder>-tta/``.
 
     `echo` (print-like) is told the metrics; `note` (default: `echo`) which run is evaluated.
-    `data`: the run's data when the caller has it loaded already (`train`), so it is not read again.
+    `data` and `model`: the run's data and model when the caller has them loaded already (`train`), so
+    they are not read again.
 
     Returns:
         The metrics dict that metrics.json holds.
@@ -54,7 +55,7 @@ def evaluate(target=None, *, split=None, data_dir=None, root="runs", unsafe=Fals
                          "Make the run writable for you, or evaluate a copy of it (cp -r) in a folder you own.")
     if cfg:
         setup(cfg)
-    model = opened.load_model(unsafe)
+    model = opened.load_model(unsafe) if model is None else model
     if data_dir:
         split = "test"
         data = folder_data(data_dir, model, opened.class_names(), cfg.data.batch_size if cfg else 64)

@@ -199,16 +199,17 @@ def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto", test
         distribution.primary_only(lambda: finish(run, model, cfg))
     if primary:
         resume.discard(run)
-    if test and primary:
-        score_run(run, data, echo)
+    if test and primary:  # without a checkpoint the model in memory is the one finish saved
+        score_run(run, data, echo, model=model if cfg.callbacks.model_checkpoint is None else None)
     return run
 
 
-def score_run(run, data=None, echo=print, what=None):
+def score_run(run, data=None, echo=print, what=None, model=None):
     """Score a trained run's best model on its ``evaluate.split`` (metrics.json, plots) and echo the figures.
 
     The one place training hands a run to `cnnlab.evaluate`. `data`: the run's data, loaded
-    already (`train`), so it is not read again. Data without that split (``data.test_split:
+    already (`train`), so it is not read again; `model`: its saved model, in memory already (when
+    no checkpoint chose another). Data without that split (``data.test_split:
     0``) gets a Note; a job of several workers too (evaluating would need every worker).
     """
     if distribution.current().workers > 1:
@@ -217,7 +218,7 @@ def score_run(run, data=None, echo=print, what=None):
     from cnnlab.evaluate import evaluate, format_metrics
 
     try:
-        result = evaluate(run, data=data, echo=lambda _: None)
+        result = evaluate(run, data=data, model=model, echo=lambda _: None)
     except DataError as exc:  # e.g. data.test_split: 0 leaves no split to score
         echo(f"Note: {what or run} is not evaluated: {exc}")
         return None

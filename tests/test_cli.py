@@ -46,6 +46,23 @@ def test_train_ends_with_the_test_figures_and_the_next_commands(cli, write_exper
     assert len(loads) == 1  # the test split is scored from the data training loaded
 
 
+@pytest.mark.parametrize("checkpoint", [False, {"monitor": "val_loss"}])
+def test_train_scores_the_model_it_saved(cli, write_experiment, tmp_path, monkeypatch, checkpoint):
+    """Without a checkpoint the scored model is the one in memory, not read back: the figures are the saved one's."""
+    from cnnlab import target
+
+    reads = []
+    original = target.load_model
+    monkeypatch.setattr(target, "load_model", lambda *a, **k: reads.append(a) or original(*a, **k))
+    result = cli("train", write_experiment({"training": {"epochs": 2}, "callbacks": {"model_checkpoint": checkpoint}}))
+    assert result.exit_code == 0, result.output
+    assert len(reads) == (0 if checkpoint is False else 1)
+    run = artifacts.latest_run(tmp_path / "runs")
+    scored = json.loads((run / "metrics.json").read_text())
+    again = cli("evaluate", str(run), "--json")
+    assert json.loads(again.stdout)["loss"] == pytest.approx(scored["loss"], abs=1e-6)
+
+
 @pytest.mark.slow
 def test_train_without_a_test_split_says_it_is_not_evaluated(cli, write_experiment, tmp_path):
     path = write_experiment({"data": {"dataset": "digits", "test_split": 0.0}, "training": {"epochs": 1}})
