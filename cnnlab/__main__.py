@@ -1,3 +1,3 @@
-from cnnlab.cli import run
+from cnnlab.cli import console_entry
 
-run()
+console_entry()

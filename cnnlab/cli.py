@@ -159,21 +159,23 @@ def main():
     """Train, fine-tune and evaluate classic CNNs with Keras 3 from YAML experiment files."""
 
 
-def run():
+def console_entry():
     """The ``cnnlab`` command (and ``python -m cnnlab``): `main`, then a quick exit after TensorFlow.
 
     Python's teardown of TensorFlow's and Keras's objects took 1-3 s after the work was
     done (issue 20). A command that succeeded after importing TensorFlow therefore waits
     for its own non-daemon threads, runs the exit handlers Python would run (logging's
     flush, temporary folders, ...), flushes the standard streams and leaves with `os._exit`.
-    Failures and interruptions exit the usual way.
+    Failures, interruptions and a profiled or traced process (cProfile, coverage write
+    their files at exit) exit the usual way.
     """
     try:
         main()
         code = 0
     except SystemExit as exc:
         code = exc.code
-    if code not in (0, None) or "tensorflow" not in sys.modules:
+    watched = sys.getprofile() is not None or sys.gettrace() is not None
+    if code not in (0, None) or "tensorflow" not in sys.modules or watched:
         sys.exit(code)
     _exit_now()
 

@@ -178,7 +178,7 @@ def test_evaluate_on_another_folder_and_a_bare_model(cli, write_experiment, imag
 
 
 def test_a_command_that_ran_tensorflow_exits_at_once_with_its_exit_handlers_run(write_experiment, tmp_path):
-    """`cli.run` skips Python's teardown of TensorFlow (seconds) but not what a normal exit does:
+    """`cli.console_entry` skips Python's teardown of TensorFlow (seconds) but not what a normal exit does:
     the exit handlers run, the output is whole, a failure keeps its exit code and exits as usual."""
     path = write_experiment({"training": {"epochs": 1}})
     marker, teardown = tmp_path / "atexit-ran", tmp_path / "teardown-ran"
@@ -186,7 +186,7 @@ def test_a_command_that_ran_tensorflow_exits_at_once_with_its_exit_handlers_run(
             f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('ran')); "
             f"Teardown = type('Teardown', (), {{'__del__': lambda self: pathlib.Path({str(teardown)!r}).touch()}}); "
             "kept = Teardown(); "  # deleted by Python's teardown of __main__, which a quick exit skips
-            "from cnnlab.cli import run; sys.argv[0] = 'cnnlab'; run()")
+            "from cnnlab.cli import console_entry; sys.argv[0] = 'cnnlab'; console_entry()")
     done = subprocess.run([sys.executable, "-c", code, "train", str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert marker.read_text() == "ran" and not teardown.exists()
