@@ -43,6 +43,7 @@ lint: install
 
 bench: install  ## timing and accuracy figures (see BENCHMARKS.md); needs ../shared/datasets/mnist.npz
 	$(BIN)/python benchmarks/host_check.py --seconds 10
+	$(BIN)/python benchmarks/whole_process.py
 	$(BIN)/python benchmarks/augmentation_throughput.py
 	$(BIN)/python benchmarks/throughput.py --memory
 	$(BIN)/python benchmarks/callback_cost.py
