@@ -184,10 +184,10 @@ def _exit_now():
     import atexit
     import threading
 
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
-    atexit._run_exitfuncs()  # CPython's own: what a normal exit runs before its teardown
+    # CPython's own two steps before its teardown (private, stable since 3.9): the threading hooks
+    # (which wake concurrent.futures' idle workers) and joining non-daemon threads; then the exit handlers
+    threading._shutdown()
+    atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -485,10 +485,14 @@ def lr_find_command(experiment, overrides, start, end, steps, output, as_json):
 @click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
 def ensemble_command(runs, weights, split, save_dir, unsafe):
     """Average the class probabilities of two or more RUNS on one split; print each member's and the ensemble's."""
+    from cnnlab.artifacts import is_run
     from cnnlab.ensemble import ensemble, summary_line
 
     console = current_console()
     save = True if save_dir == "" else save_dir  # --save alone: a new run in the runs layout
+    if save_dir and is_run(save_dir):  # `--save RUN_A RUN_B`: click took RUN_A for --save's DIR
+        raise CnnlabError(f"--save took the run {save_dir!r} as the folder to save into: put --save after the "
+                          "runs, or give its folder as --save=DIR.")
     result = ensemble(runs, weights=weights, split=split, save=save, unsafe=unsafe, echo=console.info)
     if console.quiet:
         click.echo(summary_line(result))

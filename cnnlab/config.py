@@ -599,7 +599,8 @@ def load_config(path, overrides=(), *, check_paths=False, **updates):
         **updates: dotted keys given by dedicated CLI options (``training.epochs``)
             that take precedence; ``None`` values are ignored.
     """
-    data = apply_overrides(read_yaml(path), [*overrides, *option_overrides(updates)])
+    overrides = [*overrides, *option_overrides(updates)]  # a bad --epochs is the option's error, not the file's
+    data = apply_overrides(read_yaml(path), overrides)
     if data.get("name") is None:
         data["name"] = default_name(path)
     cfg = build_config(data, str(path), overrides)

@@ -45,7 +45,8 @@ def evaluate(target=None, *, split=None, data_dir=None, root="runs", unsafe=Fals
     """
     from cnnlab.experiment import setup
 
-    opened = open_target(target, root, note=echo if note is None else note)
+    note = echo if note is None else note
+    opened = open_target(target, root, note=note)
     if opened.run is None and data_dir is None:
         raise CnnlabError(f"{str(opened.model_path)!r} is not inside a run folder: give --data-dir, a folder of "
                           "class sub-folders to evaluate it on.")
@@ -67,7 +68,7 @@ def evaluate(target=None, *, split=None, data_dir=None, root="runs", unsafe=Fals
     check_model_fits(model, data, opened.run or opened.model_path)
     plan = tta_plan(cfg, tuple(model.input_shape[1:])) if tta else None
     for line in plan.notes() if plan else ():
-        echo(line)
+        note(line)  # on stderr under --json, as the run's line
     probs, labels, mistakes = predict_split(model, data, split, tta=plan)
     result = scores(probs, labels, data.class_names, cfg.evaluate.top_k if cfg else [1, 5])
     result.update(split=split, model=str(opened.model_path), data_dir=data_dir)

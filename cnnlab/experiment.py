@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cnnlab import artifacts, distribution, files
 from cnnlab.config import save_config
-from cnnlab.errors import CnnlabError, DataError
+from cnnlab.errors import CnnlabError
 
 
 def setup(cfg, backend=False, distributed=False, echo=print):
@@ -219,9 +219,12 @@ def score_run(run, data=None, echo=print, what=None, model=None):
 
     try:
         result = evaluate(run, data=data, model=model, echo=lambda _: None)
-    except DataError as exc:  # e.g. data.test_split: 0 leaves no split to score
+    except CnnlabError as exc:  # e.g. data.test_split: 0 leaves no split to score; the run is complete all the same
         echo(f"Note: {what or run} is not evaluated: {exc}")
         return None
+    except KeyboardInterrupt:  # not "run it again to resume": the run is complete, a new one would start
+        echo(f"\nInterrupted while scoring: {run} is trained and complete; cnnlab evaluate {run} scores it.")
+        raise SystemExit(130) from None
     echo(format_metrics(result))
     return result
 

@@ -36,6 +36,7 @@ def atomic_path(path):
     path = Path(path)
     tmp = path.with_name(f"{PARTIAL_PREFIX}{os.getpid()}-{path.name}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # what check_writable_file promised can be made
         yield tmp
         if tmp.exists():
             os.replace(tmp, path)
@@ -180,8 +181,8 @@ def permission_errors():
         if exc.errno not in DENIED or isinstance(exc, CnnlabError):
             raise
         where = f" {str(exc.filename)!r}" if exc.filename else ""
-        raise CnnlabError(f"{exc.strerror or exc}:{where} (as {_user()}). Give a path this user can write to, "
-                          "or change the permissions of the folder.") from None
+        raise CnnlabError(f"{exc.strerror or exc}:{where} (as {_user()}). Give a path this user may read or "
+                          "write as needed, or change its permissions.") from None
 
 
 def _user():

@@ -53,10 +53,10 @@ def resolve_config(target, overrides=(), root="runs", echo=None, **updates):
         echo(opened.describe("Base run"))
     data = read_yaml(run / artifacts.CONFIG_FILE)
     data.pop("provenance", None)
-    data["name"] = f"{data.get('name', run.parent.name)}-finetune"
+    data["name"] = finetune_name(data.get("name", run.parent.name))
     data.setdefault("finetune", {})["base"] = str(run.resolve())
-    data = apply_overrides(data, [*overrides, *option_overrides(updates)])
-    return build_config(data, str(run / artifacts.CONFIG_FILE), overrides)
+    overrides = [*overrides, *option_overrides(updates)]  # a bad --freeze is the option's error, not the run's
+    return build_config(apply_overrides(data, overrides), str(run / artifacts.CONFIG_FILE), overrides)
 
 
 def finetune_name(name):

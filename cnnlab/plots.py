@@ -27,8 +27,6 @@ def _save(fig, path, tight=True):
         return
     from cnnlab.files import atomic_path
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, **options)
     _pyplot().close(fig)

@@ -186,8 +186,11 @@ def test_a_command_that_ran_tensorflow_exits_at_once_with_its_exit_handlers_run(
             f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('ran')); "
             f"Teardown = type('Teardown', (), {{'__del__': lambda self: pathlib.Path({str(teardown)!r}).touch()}}); "
             "kept = Teardown(); "  # deleted by Python's teardown of __main__, which a quick exit skips
+            "import concurrent.futures; pool = concurrent.futures.ThreadPoolExecutor(1); pool.submit(int).result(); "
+            # an idle pool's worker thread waits until the threading exit hooks wake it: joined alone, it never ends
             "from cnnlab.cli import console_entry; sys.argv[0] = 'cnnlab'; console_entry()")
-    done = subprocess.run([sys.executable, "-c", code, "train", str(path)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code, "train", str(path)], capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
     assert marker.read_text() == "ran" and not teardown.exists()
     assert done.stdout.splitlines()[-1].startswith("Done: ")  # flushed before leaving

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cnnlab.config import build_config
-from cnnlab.data.pipeline import input_shape, load_data, stratified_split
+from cnnlab.data.pipeline import input_shape, load_data, make_dataset, stratified_split
 from cnnlab.data.sources import Examples, load_raw
 from cnnlab.errors import DataError
 
@@ -182,7 +182,8 @@ def test_every_pipeline_runs_without_tf_data_autotuning_thread(npz_path, tmp_pat
     data = load_data(cfg)
     Image.fromarray(np.zeros((12, 12), np.uint8)).save(tmp_path / "a.png")
     pipelines = {"train": data.train_dataset(epochs=2), "validation": data.validation_dataset(outputs=2),
-                 "test": data.dataset("test"), "predict": image_stream([str(tmp_path / "a.png")], (12, 12, 1), 4, {})}
+                 "test": data.dataset("test"), "predict": image_stream([str(tmp_path / "a.png")], (12, 12, 1), 4, {}),
+                 "in order (statistics, previews, calibration)": make_dataset(data.train, data.input_shape, 8)}
     for name, ds in pipelines.items():
         assert ds.options().autotune.enabled is False, name
         next(iter(ds))  # and each still yields

@@ -206,6 +206,8 @@ def test_save_alone_makes_a_run_that_is_listed_and_latest_until_a_newer_training
     from cnnlab.experiment import train
 
     monkeypatch.chdir(tmp_path)
+    wrong = cli("ensemble", "--save", runs["mlp"], runs["cnn"])  # click takes the first run for --save's DIR
+    assert wrong.exit_code == 2 and "put --save after the runs" in error_line(wrong)
     result = cli("ensemble", runs["mlp"], runs["cnn"], "--save")
     assert result.exit_code == 0, result.output
     (saved,) = (tmp_path / "runs" / "ensemble").iterdir()

@@ -289,6 +289,7 @@ def test_evaluate_tta_writes_its_own_metrics_and_keeps_the_plain_ones(run):
     metrics = json.loads((run / "evaluations" / "test-tta" / "metrics.json").read_text())
     assert metrics["tta"] is True and len(metrics["tta_views"]) == 5 and metrics["split"] == "test"
     assert metrics == json.loads(result.stdout)
+    assert "Test-time augmentation:" in result.stderr and "Warning:" in result.stderr  # 8x8 digits: 12.5 % shifts
     assert (run / "metrics.json").read_text() == before
     assert 0.5 <= metrics["accuracy"] <= 1
 

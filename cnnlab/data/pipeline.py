@@ -220,10 +220,11 @@ def make_dataset(examples, shape, batch_size):
     autotune = tf.data.AUTOTUNE
     if examples.images is not None:
         ds = tf.data.Dataset.from_tensor_slices((examples.images, examples.labels))
-        return ds.batch(batch_size).map(plain(lambda x, y: (fit_images(x, shape), y)), num_parallel_calls=autotune)
+        return untuned(ds.batch(batch_size).map(plain(lambda x, y: (fit_images(x, shape), y)),
+                                                num_parallel_calls=autotune))
     ds = tf.data.Dataset.from_tensor_slices((examples.paths, examples.labels))
     ds = ds.map(plain(lambda p, y: (fit_images(decode_image(p), shape), y)), num_parallel_calls=autotune)
-    return ds.batch(batch_size)
+    return untuned(ds.batch(batch_size))
 
 
 def decode_image(path):
@@ -271,7 +272,14 @@ def plain(fn):
 
 
 def prefetched(ds):
-    """`ds` prefetched, with tf.data's autotuning thread off: how every pipeline of cnnlab ends.
+    """`ds` prefetched, autotuning off (`untuned`): how the pipelines cnnlab hands to Keras end."""
+    import tensorflow as tf
+
+    return untuned(ds.prefetch(tf.data.AUTOTUNE))
+
+
+def untuned(ds):
+    """`ds` with tf.data's autotuning thread off: every tf.data pipeline cnnlab builds.
 
     TensorFlow (checked on 2.21) can lose the wake-up of that thread (``Model::OptimizeLoop``)
     when an iterator is destroyed: the iterator's CancellationManager runs the callback that
@@ -280,13 +288,15 @@ def prefetched(ds):
     up to a minute, while the destructor waits for it. After ``fit``'s last epoch that was a
     stall of up to 25 s in half the runs of 3 epochs (issue 20). With autotuning off no such
     thread starts; ``AUTOTUNE`` parallelism then is one call per core (at most 16), what the
-    tuner chose on its own, and ``prefetch(AUTOTUNE)`` keeps its own buffer tuner.
+    tuner chose on its own, and ``prefetch(AUTOTUNE)`` keeps its own buffer tuner. (The
+    ``generator`` augmentation engine feeds Keras a ``PyDataset``, whose adapter builds its
+    own pipeline with autotuning on: that engine is not covered.)
     """
     import tensorflow as tf
 
     options = tf.data.Options()
     options.autotune.enabled = False
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+    return ds.with_options(options)
 
 
 SHUFFLE_STREAM, AUGMENT_STREAM = 1, 2  # independent streams of randomness drawn from one seed
