@@ -19,6 +19,18 @@ from click.testing import CliRunner
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist.npz"
 
 
+# A one-epoch MLP on scikit-learn's digits: the experiment the bad-input and permission cases vary.
+TINY_EXPERIMENT = {
+    "name": "tiny",
+    "seed": 1,
+    "data": {"dataset": "digits", "validation_split": 0.2, "batch_size": 64},
+    "model": {"architecture": "mlp", "dropout": 0.1},
+    "training": {"epochs": 1, "learning_rate": 0.003},
+    "callbacks": {"model_checkpoint": {"monitor": "val_accuracy", "mode": "max"},
+                  "reduce_lr_on_plateau": False, "early_stopping": False},
+}
+
+
 @pytest.fixture(autouse=True)
 def float32_policy_after_each_test():
     """A run sets Keras's global dtype policy to its precision; no test inherits another's."""

@@ -15,17 +15,9 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import error_line, make_images
+from tests.conftest import TINY_EXPERIMENT, error_line, make_images
 
-BASE = {
-    "name": "tiny",
-    "seed": 1,
-    "data": {"dataset": "digits", "validation_split": 0.2, "batch_size": 64},
-    "model": {"architecture": "mlp", "dropout": 0.1},
-    "training": {"epochs": 1, "learning_rate": 0.003},
-    "callbacks": {"model_checkpoint": {"monitor": "val_accuracy", "mode": "max"},
-                  "reduce_lr_on_plateau": False, "early_stopping": False},
-}
+BASE = TINY_EXPERIMENT
 DROP = object()  # a value that removes the key
 
 
