@@ -32,17 +32,44 @@ def _save(fig, path, tight=True):
     _pyplot().close(fig)
 
 
-def write_all(folder, result, mistakes, class_names, history_from=None):
-    """Write every plot there is material for into ``folder/plots``; the curves from the run `history_from`."""
-    from cnnlab.artifacts import read_history
+class Evaluation:
+    """An evaluation's plots in ``folder/plots``, begun before the model predicts.
 
-    plots = Path(folder) / "plots"
-    history = read_history(history_from or folder)
-    if history:
-        curves(history, plots / "curves.png")
-    confusion(np.array(result["confusion_matrix"]), class_names, plots / "confusion_matrix.png")
-    if mistakes:
-        mistakes_grid(mistakes, class_names, plots / "mistakes.png")
+    The learning curves (from the run `history_from`), and importing matplotlib, are
+    drawn on a thread at once, while the model's predictions run (TensorFlow computes
+    without the GIL); `finish` waits for them, then draws what needs the predictions.
+    Only one thread draws at a time.
+    """
+
+    def __init__(self, folder, history_from=None):
+        import threading
+
+        self.folder = Path(folder) / "plots"
+        self._failure = None
+        self._thread = threading.Thread(target=self._curves, args=(history_from or folder,), daemon=True,
+                                        name="cnnlab-plots")
+        self._thread.start()
+
+    def _curves(self, source):
+        from cnnlab.artifacts import read_history
+
+        try:
+            history = read_history(source)
+            if history:
+                curves(history, self.folder / "curves.png")
+            else:
+                _pyplot()
+        except BaseException as exc:  # raised again, in the caller's thread, by finish
+            self._failure = exc
+
+    def finish(self, result, mistakes, class_names):
+        """The confusion matrix and the misclassified images, once the curves are drawn."""
+        self._thread.join()
+        if self._failure is not None:
+            raise self._failure
+        confusion(np.array(result["confusion_matrix"]), class_names, self.folder / "confusion_matrix.png")
+        if mistakes:
+            mistakes_grid(mistakes, class_names, self.folder / "mistakes.png")
 
 
 PHASES = {1: ("phase 1: head", "#fde6c4"), 2: ("phase 2: fine-tuning", "#d6ecd2")}

@@ -49,16 +49,17 @@ class DataBundle:
             raise DataError(f"the data has no {name} split: set {key}.")
         return examples
 
-    def dataset(self, name, *, training=False, outputs=1):
+    def dataset(self, name, *, training=False, outputs=1, batch_size=None):
         """A batched pipeline over split `name`; ``training``: the training batches of one epoch.
 
         ``outputs`` > 1 repeats the labels for a model with auxiliary outputs. To fit,
-        use `train_dataset`, which spans the epochs fit asks for.
+        use `train_dataset`, which spans the epochs fit asks for. ``batch_size``: other
+        than the experiment's, for predictions (not with ``training``).
         """
         if training:
             return self.train_dataset(epochs=1, outputs=outputs)
         examples = self.split(name)
-        ds = make_dataset(examples, self.input_shape, self.batch_size)
+        ds = make_dataset(examples, self.input_shape, batch_size or self.batch_size)
         return labelled(ds.map(plain(lambda x, y: (x, one_hot(y, self.classes)))), outputs)
 
     def validation_dataset(self, outputs=1):
