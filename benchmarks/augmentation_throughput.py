@@ -21,7 +21,8 @@ import numpy as np
 
 from cnnlab.config import build_config
 from cnnlab.data.pipeline import load_data
-from cnnlab.experiment import build, setup
+from cnnlab.models.assemble import build
+from cnnlab.session import setup
 from cnnlab.training.fit import compile_model
 
 DEFAULT_NPZ = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist.npz"

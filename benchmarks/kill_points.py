@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from cnnlab import artifacts
+from cnnlab import rundir
 
 EPOCHS = 6
 EXPERIMENT = {
@@ -52,10 +52,10 @@ def killed(args, cwd, delay):
 def verdict(folder, epochs, kind):
     """'' when the finished run is whole, else what is wrong."""
     runs = sorted(p.parent for p in (folder / "runs").glob(f"{kind}/*/config.yaml"))
-    if len(runs) == 2 and artifacts.run_info(runs[0]).get("status") == "completed":
+    if len(runs) == 2 and rundir.run_info(runs[0]).get("status") == "completed":
         return "finished before the kill (not counted)"  # killed while exiting: the rerun is a new run
     if len(runs) != 1:
-        return f"{len(runs)} run folders ({', '.join(artifacts.status(r) for r in runs)})"
+        return f"{len(runs)} run folders ({', '.join(rundir.status(r) for r in runs)})"
     run = runs[0]
     with open(run / "history.csv", newline="") as f:
         seen = [int(row["epoch"]) for row in csv.DictReader(f)]

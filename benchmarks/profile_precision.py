@@ -96,7 +96,7 @@ def configured(config):
 def cnnlab_model(case, config, seed):
     """cnnlab's model of the case, compiled as a run compiles it but without its fast kernels (the policy comes from
     `configured`, the kernels from `build_model`)."""
-    from cnnlab.experiment import assemble
+    from cnnlab.models.assemble import assemble
     from cnnlab.training.fit import compile_model
 
     policy = config.split("+")[0]

@@ -56,7 +56,8 @@ from keras import layers
 
 from cnnlab.config import apply_overrides, build_config
 from cnnlab.data.pipeline import load_data
-from cnnlab.experiment import build, setup
+from cnnlab.models.assemble import build
+from cnnlab.session import setup
 from cnnlab.training import fit as fit_module
 from cnnlab.training.fit import compile_model
 
@@ -161,7 +162,7 @@ def cnnlab_config(case, npz, aug, precision, seed, output_dir, overrides=()):
 
 
 def cnnlab_model(cfg):
-    """`(bundle, compiled model)` as `cnnlab.experiment.train` makes them."""
+    """`(bundle, compiled model)` as `cnnlab.commands.train.train` makes them."""
     setup(cfg)
     bundle = load_data(cfg)
     model = build(cfg, bundle)

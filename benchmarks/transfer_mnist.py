@@ -61,9 +61,9 @@ def prepare(npz, per_class=(50,), out="data", seed=0):
 
 def contenders(path):
     """name -> function(seed) returning a finished run, on the images at `path`."""
+    from cnnlab.commands.finetune import finetune
+    from cnnlab.commands.train import train
     from cnnlab.config import load_config
-    from cnnlab.experiment import train
-    from cnnlab.finetune import finetune
 
     quiet = {"echo": lambda *_: None, "verbose": 0}
     data = [f"data.path={path}"]
@@ -92,9 +92,9 @@ def main():
     if args.prepare_only:
         return
 
+    from cnnlab.commands.evaluate import evaluate
+    from cnnlab.commands.train import train
     from cnnlab.config import load_config
-    from cnnlab.evaluate import evaluate
-    from cnnlab.experiment import train
 
     start = time.perf_counter()
     train(load_config(EXPERIMENTS / "transfer_pretrain_0to4.yaml"), fresh=True, echo=lambda *_: None, verbose=0)

@@ -250,6 +250,7 @@ DATASETS = {
     "directory": Dataset(path="folder"),
     "npz": Dataset(path="file"),
 }
+TASKS = ("classification",)  # task: what kind of problem (cnnlab.tasks)
 SCALINGS = ("unit", "symmetric", "standardize", "none", "backbone")
 ENGINES = ("layers", "generator")
 BACKENDS = ("tensorflow", "jax")  # Keras backends cnnlab runs on (runtime.backend)
@@ -353,6 +354,7 @@ def closest(word, names, n=5):
 
 # Registry key -> the names that registry may hold.
 CHOICES = {
+    "task": TASKS,
     "model.architecture": ARCHITECTURES,
     "model.weights": APPLICATIONS,
     "data.dataset": DATASETS,

@@ -235,12 +235,12 @@ def train_command(experiment, overrides, epochs, seeds, output_dir, dry_run, fre
     if workers and workers > 1 and not dry_run:
         sys.exit(_launch(experiment, overrides, epochs, output_dir, fresh, workers, console))
     if dry_run:
-        from cnnlab.experiment import check
+        from cnnlab.commands.check import check
 
         check(cfgs[0], echo=console.info)
         click.echo(f"Valid: {experiment}")
         return
-    from cnnlab.experiment import train, train_seeds
+    from cnnlab.commands.train import train, train_seeds
 
     _interrupt_on_sigterm()
     options = dict(output_dir=output_dir, fresh=fresh, echo=console.info, verbose=console.fit_verbose)
@@ -290,7 +290,7 @@ def _freeze(value):
 @click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
 def finetune_command(target, freeze, epochs, head_epochs, learning_rate, overrides, output_dir, fresh, unsafe):
     """Fine-tune EXPERIMENT.yaml or RUN_DIR (default: the latest run) in two phases."""
-    from cnnlab.finetune import finetune
+    from cnnlab.commands.finetune import finetune
 
     console = current_console()
     _interrupt_on_sigterm()
@@ -313,17 +313,18 @@ def evaluate_command(target, split, data_dir, as_json, tta, unsafe):
     """Evaluate RUN_DIR or MODEL.keras (default: the latest run) and write metrics.json."""
     import json
 
-    from cnnlab.evaluate import evaluate, format_metrics
+    from cnnlab.commands.evaluate import evaluate
 
     console = current_console()
-    silent = as_json or console.quiet
     note = (lambda _: None) if console.quiet else functools.partial(click.echo, err=as_json)  # JSON alone on stdout
-    result = evaluate(target, split=split, data_dir=data_dir, unsafe=unsafe, tta=tta,
-                      echo=(lambda _: None) if silent else click.echo, note=note)
+    echo = click.echo
+    if as_json:
+        echo = lambda _: None  # noqa: E731
+    elif console.quiet:
+        echo = lambda summary: click.echo(summary.splitlines()[0])  # noqa: E731  (the summary line)
+    result = evaluate(target, split=split, data_dir=data_dir, unsafe=unsafe, tta=tta, echo=echo, note=note)
     if as_json:
         click.echo(json.dumps(result, indent=2))
-    elif console.quiet:
-        click.echo(format_metrics(result).splitlines()[0])  # the summary line
 
 
 @command("predict")
@@ -344,7 +345,7 @@ def predict_command(arguments, top_k, output, as_json, all_probs, tta, batch_siz
     otherwise the latest run under ./runs predicts, and every argument is a PATH. Bad files
     are named on stderr and get an error column; exit 2 only if no image could be predicted.
     """
-    from cnnlab.predict import json_text, predict, split_arguments, table_lines
+    from cnnlab.commands.predict import predict, split_arguments
 
     console = current_console()
     target, paths = split_arguments(arguments)
@@ -353,9 +354,9 @@ def predict_command(arguments, top_k, output, as_json, all_probs, tta, batch_siz
                      note=(lambda _: None) if console.quiet else (lambda m: click.echo(m, err=True)),
                      warn=lambda m: click.echo(m, err=True))
     if as_json:
-        click.echo(json_text(result), nl=False)
+        click.echo(result.json_text(), nl=False)
     elif output is None:
-        for line in table_lines(result):
+        for line in result.table_lines():
             click.echo(line)
     else:
         console.info(f"Wrote {len(result.rows)} row(s) ({result.predicted} predicted) to {output}")
@@ -368,7 +369,7 @@ def predict_command(arguments, top_k, output, as_json, all_probs, tta, batch_siz
 @click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
 def report_command(targets, output, unsafe):
     """Write one self-contained HTML page about RUN_DIR (default: the latest run); several runs: a comparison."""
-    from cnnlab.report import report
+    from cnnlab.commands.report import report
 
     path = report(targets, output=output, unsafe=unsafe, echo=current_console().info)
     click.echo(f"Wrote {path}")
@@ -386,7 +387,7 @@ def report_command(targets, output, unsafe):
 @click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
 def export_command(target, fmt, quantize, output, data_dir, unsafe):
     """Export RUN_DIR or MODEL.keras (default: the latest run), checked in its own runtime against Keras."""
-    from cnnlab.export import export
+    from cnnlab.commands.export import export
 
     result = export(target, fmt=fmt, quantize=quantize, output=output, data_dir=data_dir, unsafe=unsafe,
                     echo=current_console().info)
@@ -406,7 +407,7 @@ def check_command(experiment, overrides, layers):
 
     console = current_console()
     cfg = load_config(experiment, overrides, check_paths=True)  # before TensorFlow: a typo answers at once
-    from cnnlab.experiment import check
+    from cnnlab.commands.check import check
 
     summary = []  # held back until the model is built: nothing is printed for an invalid file
     check(cfg, echo=summary.append, layers=layers)
@@ -428,7 +429,7 @@ def augment_preview_command(experiment, count, output, overrides):
 
     console = current_console()
     cfg = load_config(experiment, overrides, check_paths=True)  # before TensorFlow: a typo answers at once
-    from cnnlab.experiment import augment_preview
+    from cnnlab.commands.augment_preview import augment_preview
 
     path = augment_preview(cfg, count, output, echo=console.info)
     if console.quiet:
@@ -455,7 +456,7 @@ def lr_find_command(experiment, overrides, start, end, steps, output, as_json):
         raise click.BadParameter(f"--start must be below --end. Received: {start:g} and {end:g}.")
     console = current_console()
     cfg = load_config(experiment, overrides, check_paths=True)
-    from cnnlab.lr_find import lr_find
+    from cnnlab.commands.lr_find import lr_find
 
     result = lr_find(cfg, start=start, end=end, steps=steps, output=output,
                      echo=(lambda _: None) if as_json else console.info)
@@ -485,8 +486,8 @@ def lr_find_command(experiment, overrides, start, end, steps, output, as_json):
 @click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
 def ensemble_command(runs, weights, split, save_dir, unsafe):
     """Average the class probabilities of two or more RUNS on one split; print each member's and the ensemble's."""
-    from cnnlab.artifacts import is_run
-    from cnnlab.ensemble import ensemble, summary_line
+    from cnnlab.commands.ensemble import ensemble, summary_line
+    from cnnlab.rundir import is_run
 
     console = current_console()
     save = True if save_dir == "" else save_dir  # --save alone: a new run in the runs layout
@@ -506,17 +507,17 @@ def ensemble_command(runs, weights, split, save_dir, unsafe):
 def runs_command(root, sort, reverse, as_json):
     """List the runs under ROOT (default: ./runs, or the run or experiment's folder you are in) with their best
     metrics; runs that differ only in seed are also summarised as a group (mean ± sample standard deviation)."""
-    from cnnlab.artifacts import runs_here
+    from cnnlab.rundir import runs_here
 
     root = root or runs_here()
     if as_json:
         import json
 
-        from cnnlab.artifacts import run_records
+        from cnnlab.rundir import run_records
 
         click.echo(json.dumps(run_records(root, sort, reverse), indent=2))
         return
-    from cnnlab.artifacts import runs_table
+    from cnnlab.rundir import runs_table
 
     for line in runs_table(root, sort, reverse):
         click.echo(line)

@@ -44,6 +44,7 @@ class DataConfig(Section):
     color_mode: Literal["grayscale", "rgb"] | None = None
     validation_split: Fraction = 0.1
     test_split: Fraction = 0.2  # carved from the data only when it has no test split
+    split_seed: Annotated[int, Field(ge=0, lt=2**32)] | None = 0  # draws the val/test splits; null: `seed` does
     scaling: Literal[catalog.SCALINGS] = "unit"
     batch_size: PositiveInt = 128
     on_bad_image: Literal["error", "skip"] = "error"
@@ -247,6 +248,7 @@ class ExperimentConfig(Section):
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 42
     deterministic: bool = False  # TensorFlow's op determinism: bit-identical reruns and resumes, somewhat slower
     output_dir: Annotated[str, AfterValidator(_output_dir)] = "runs"
+    task: Literal[catalog.TASKS] = "classification"
     data: DataConfig
     augmentation: AugmentationConfig = AugmentationConfig()
     model: ModelConfig = ModelConfig()
@@ -638,11 +640,11 @@ def absolute_paths(config):
     A relative path in an experiment file or ``--set`` means what it means from the
     folder the command runs in. A run records its paths absolute (`save_config`), so
     that every later command finds its data from any folder; and comparing runs
-    (`cnnlab.artifacts.find_run`) through this function takes ``mnist.npz``,
+    (`cnnlab.rundir.find_run`) through this function takes ``mnist.npz``,
     ``./mnist.npz`` and ``/data/mnist.npz`` for the same file, and the relative
     paths of a run saved before paths were recorded absolute as they were meant.
     Names that are no paths stay: ``model.weights: imagenet``, a keras.applications
-    ``finetune.base`` (a base is a path when it exists, as `cnnlab.finetune` reads it).
+    ``finetune.base`` (a base is a path when it exists, as `cnnlab.commands.finetune` reads it).
     """
     out = _deepcopy(config)
     for section, key in PATH_KEYS:

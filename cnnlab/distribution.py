@@ -35,8 +35,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnlab.backend import EXTRA
 from cnnlab.errors import CnnlabError, ConfigError
-from cnnlab.runtime import EXTRA
 
 ENV_WORKERS = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 ENV_ADDRESSES = "KERAS_DISTRIBUTION_JOB_ADDRESSES"  # comma-separated; the first is process 0's

@@ -95,14 +95,9 @@ def cache_keras_skipsets():
     objects again: 9 of the deep CNN's 42 ms per checkpoint. This stores the same sets,
     computed by Keras, under the key it reads. ``clear_session`` empties both.
     """
-    from keras.src.backend.common import global_state
-    from keras.src.saving import saving_lib
+    from cnnlab.keras_private import cache_saving_skipsets
 
-    skipset = getattr(saving_lib, "get_attr_skipset", None)
-    for kind in SKIPSET_TYPES if skipset else ():
-        key = f"saving_attr_skiplist_{kind}"
-        if global_state.get_global_attribute(key) is None:
-            global_state.set_global_attribute(key, skipset(kind))
+    cache_saving_skipsets(SKIPSET_TYPES)
 
 
 def remove_partials(folder):

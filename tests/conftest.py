@@ -142,25 +142,25 @@ def sigkill_after_epoch(command, cwd, epoch=2, timeout=180):
     import signal
     import subprocess
 
-    from cnnlab import artifacts
+    from cnnlab import rundir
 
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
     wait_for_epoch(cwd, epoch, timeout)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    return artifacts.latest_run(Path(cwd) / "runs")
+    return rundir.latest_run(Path(cwd) / "runs")
 
 
 def wait_for_epoch(cwd, epoch, timeout=180):
     """Wait until the newest run under `cwd`/runs has saved the resume state of `epoch` epochs (or `timeout` s)."""
     import time
 
-    from cnnlab import artifacts
+    from cnnlab import rundir
     from cnnlab.training import resume
 
     deadline = time.time() + timeout
     while time.time() < deadline:
-        runs = artifacts.list_runs(Path(cwd) / "runs")
+        runs = rundir.list_runs(Path(cwd) / "runs")
         if runs and (resume.load(runs[-1]) or {}).get("epoch", 0) >= epoch:
             return
         time.sleep(0.05)

@@ -138,8 +138,8 @@ def test_both_engines_feed_training_from_folders(engine, image_folder):
 
 @pytest.mark.slow
 def test_both_engines_train_to_the_same_accuracy(tmp_path):
-    from cnnlab.evaluate import evaluate
-    from cnnlab.experiment import train
+    from cnnlab.commands.evaluate import evaluate
+    from cnnlab.commands.train import train
 
     accuracy = {}
     for engine in ENGINES:

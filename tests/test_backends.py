@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from cnnlab import artifacts
+from cnnlab import rundir
 from tests.conftest import error_line, sigkill_after_epoch
 
 HAS_JAX = importlib.util.find_spec("jax") is not None
@@ -33,15 +33,15 @@ def jax_experiment(write_experiment):
 @pytest.mark.slow
 def test_train_evaluate_finetune_and_report_on_jax(jax_experiment, tmp_path):
     out = run("train", jax_experiment, cwd=tmp_path)
-    run_dir = artifacts.latest_run(tmp_path / "runs")
-    assert "Done: " in out and artifacts.status(run_dir) == "completed"
+    run_dir = rundir.latest_run(tmp_path / "runs")
+    assert "Done: " in out and rundir.status(run_dir) == "completed"
     metrics = json.loads(run("evaluate", run_dir, "--json", cwd=tmp_path))
     assert metrics["accuracy"] > 0.2  # 10 classes: better than chance after 2 epochs
     out = run("finetune", run_dir, "--freeze", "2", "--head-epochs", "1", "--epochs", "1",
               "--set", "finetune.lr_mult=10", "--set", "finetune.lr_schedule=onecycle", cwd=tmp_path)
     assert "the first trainable layer's 10x lower" in out
-    tuned = artifacts.latest_run(tmp_path / "runs")
-    assert artifacts.run_info(tuned)["kind"] == "finetune" and artifacts.status(tuned) == "completed"
+    tuned = rundir.latest_run(tmp_path / "runs")
+    assert rundir.run_info(tuned)["kind"] == "finetune" and rundir.status(tuned) == "completed"
     run("report", tuned, "-o", tmp_path / "page.html", cwd=tmp_path)  # on TensorFlow: a JAX run's model loads
     assert "Grad-CAM" in (tmp_path / "page.html").read_text()
 
@@ -51,7 +51,7 @@ def test_train_evaluate_finetune_and_report_on_jax(jax_experiment, tmp_path):
 def test_the_generator_engine_and_seeds_on_jax(jax_experiment, tmp_path):
     out = run("train", jax_experiment, "--set", "augmentation.engine=generator", "--set", "augmentation.crop_padding=0",
               "--seeds", "1,2", cwd=tmp_path)
-    assert "[seeds 1,2]" in out and len(artifacts.list_runs(tmp_path / "runs")) == 2
+    assert "[seeds 1,2]" in out and len(rundir.list_runs(tmp_path / "runs")) == 2
 
 
 @needs_jax
@@ -62,13 +62,13 @@ def test_sigkill_on_jax_then_the_same_command_resumes(write_experiment, tmp_path
     path = write_experiment({"runtime": {"backend": "jax"}, "training": {"epochs": 8}, "data": {"batch_size": 16}})
     command = [*CNNLAB, "train", str(path)]
     run_dir = sigkill_after_epoch(command, tmp_path)
-    assert artifacts.status(run_dir) == "interrupted"
+    assert rundir.status(run_dir) == "interrupted"
     done = resume.load(run_dir)["epoch"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"going on after epoch {done}" in result.stdout
-    assert artifacts.list_runs(tmp_path / "runs") == [run_dir]
-    assert len(artifacts.read_history(run_dir)) == 8
+    assert rundir.list_runs(tmp_path / "runs") == [run_dir]
+    assert len(rundir.read_history(run_dir)) == 8
 
 
 def test_a_backend_other_than_the_running_one_is_one_error(cli, write_experiment, tmp_path):
@@ -83,8 +83,8 @@ def test_a_backend_other_than_the_running_one_is_one_error(cli, write_experiment
 
 
 def test_a_backend_that_is_not_installed_says_how_to_install_it(monkeypatch):
+    from cnnlab.backend import use_backend
     from cnnlab.errors import ConfigError
-    from cnnlab.runtime import use_backend
 
     monkeypatch.delitem(sys.modules, "keras")  # as in a fresh process, before Keras is imported
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from cnnlab import artifacts
+from cnnlab import rundir
 from tests.conftest import error_line
 
 
@@ -37,7 +37,7 @@ def test_train_ends_with_the_test_figures_and_the_next_commands(cli, write_exper
     monkeypatch.setattr(pipeline, "load_data", lambda cfg: loads.append(cfg) or original(cfg))
     result = cli("train", write_experiment({"training": {"epochs": 1}}))
     assert result.exit_code == 0, result.output
-    run = artifacts.latest_run(tmp_path / "runs")
+    run = rundir.latest_run(tmp_path / "runs")
     lines = result.output.splitlines()
     assert lines[-1] == f"Done: {run}"
     assert lines[-2] == f"Next: cnnlab report {run}  |  cnnlab predict {run} IMAGE...  |  cnnlab finetune {run}"
@@ -49,7 +49,7 @@ def test_train_ends_with_the_test_figures_and_the_next_commands(cli, write_exper
 @pytest.mark.parametrize("checkpoint", [False, {"monitor": "val_loss"}])
 def test_train_scores_the_model_it_saved(cli, write_experiment, tmp_path, monkeypatch, checkpoint):
     """Without a checkpoint the scored model is the one in memory, not read back: the figures are the saved one's."""
-    from cnnlab import target
+    from cnnlab.rundir import targets as target
 
     reads = []
     original = target.load_model
@@ -57,7 +57,7 @@ def test_train_scores_the_model_it_saved(cli, write_experiment, tmp_path, monkey
     result = cli("train", write_experiment({"training": {"epochs": 2}, "callbacks": {"model_checkpoint": checkpoint}}))
     assert result.exit_code == 0, result.output
     assert len(reads) == (0 if checkpoint is False else 1)
-    run = artifacts.latest_run(tmp_path / "runs")
+    run = rundir.latest_run(tmp_path / "runs")
     scored = json.loads((run / "metrics.json").read_text())
     again = cli("evaluate", str(run), "--json")
     assert json.loads(again.stdout)["loss"] == pytest.approx(scored["loss"], abs=1e-6)
@@ -68,7 +68,7 @@ def test_train_without_a_test_split_says_it_is_not_evaluated(cli, write_experime
     path = write_experiment({"data": {"dataset": "digits", "test_split": 0.0}, "training": {"epochs": 1}})
     result = cli("train", path)
     assert result.exit_code == 0, result.output
-    run = artifacts.latest_run(tmp_path / "runs")
+    run = rundir.latest_run(tmp_path / "runs")
     assert f"Note: {run} is not evaluated:" in result.output and not (run / "metrics.json").exists()
     assert result.output.splitlines()[-1] == f"Done: {run}"
 
@@ -79,11 +79,11 @@ def test_train_then_evaluate_the_latest_run(cli, write_experiment, tmp_path, mon
     path = write_experiment({"output_dir": "runs", "training": {"epochs": 3}})
     result = cli("train", path)
     assert result.exit_code == 0, result.output
-    run = artifacts.latest_run("runs")
+    run = rundir.latest_run("runs")
     for name in ("config.yaml", "model.keras", "history.csv", "class_names.json", "run.json"):
         assert (run / name).is_file(), name
     assert json.loads((run / "class_names.json").read_text()) == [str(i) for i in range(10)]
-    assert artifacts.run_info(run)["status"] == "completed"
+    assert rundir.run_info(run)["status"] == "completed"
     assert "versions" in (run / "config.yaml").read_text()
 
     result = cli("evaluate", "--json")
@@ -108,10 +108,10 @@ def test_train_then_evaluate_the_latest_run(cli, write_experiment, tmp_path, mon
 def test_a_second_train_never_overwrites_the_first(cli, write_experiment, tmp_path):
     path = write_experiment({"training": {"epochs": 1}})
     assert cli("train", path).exit_code == 0
-    first = artifacts.latest_run(tmp_path / "runs")
+    first = rundir.latest_run(tmp_path / "runs")
     before = (first / "model.keras").read_bytes()
     assert cli("train", path).exit_code == 0
-    runs = artifacts.list_runs(tmp_path / "runs")
+    runs = rundir.list_runs(tmp_path / "runs")
     assert len(runs) == 2 and runs[0] == first
     assert (first / "model.keras").read_bytes() == before
 
@@ -159,7 +159,7 @@ def test_evaluate_on_another_folder_and_a_bare_model(cli, write_experiment, imag
     path = write_experiment({"data": {"dataset": "directory", "path": str(image_folder), "batch_size": 8},
                              "model": {"architecture": "simple_cnn"}, "training": {"epochs": 1}})
     assert cli("train", path).exit_code == 0
-    run = artifacts.latest_run(tmp_path / "runs")
+    run = rundir.latest_run(tmp_path / "runs")
     result = cli("evaluate", run, "--data-dir", image_folder, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output[result.output.index("{"):])["images"] == 36

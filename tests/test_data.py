@@ -171,10 +171,10 @@ def test_an_epoch_is_one_pass_over_the_training_images_by_default(npz_path):
 @pytest.mark.parametrize("engine", ["none", "layers"])
 def test_every_pipeline_runs_without_tf_data_autotuning_thread(npz_path, tmp_path, engine):
     """TensorFlow can lose the wake-up of that thread when an iterator is destroyed, which stalled the
-    end of fit for up to a minute (cnnlab.data.pipeline.prefetched): no pipeline of cnnlab may start it."""
+    end of fit for up to a minute (cnnlab.data.ops.prefetched): no pipeline of cnnlab may start it."""
     from PIL import Image
 
-    from cnnlab.predict import image_stream
+    from cnnlab.commands.predict import image_stream
 
     cfg = build_config({"seed": 3, "data": {"dataset": "npz", "path": str(npz_path), "batch_size": 16,
                                             "validation_split": 0.25},

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnlab import artifacts, distribution
+from cnnlab import distribution, rundir
 from cnnlab.config import load_config
 from tests.conftest import error_line, wait_for_epoch
 from tests.test_backends import CNNLAB, needs_jax
@@ -72,11 +72,11 @@ def test_two_workers_train_one_model_and_only_process_0_writes(two_worker_experi
     assert [w.returncode for w in workers] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
 
     assert not (tmp_path / "machine1" / "runs").exists()  # process 1 wrote nothing
-    run_dir = artifacts.latest_run(tmp_path / "machine0" / "runs")
-    assert artifacts.status(run_dir) == "completed" and len(artifacts.read_history(run_dir)) == 2
+    run_dir = rundir.latest_run(tmp_path / "machine0" / "runs")
+    assert rundir.status(run_dir) == "completed" and len(rundir.read_history(run_dir)) == 2
     with np.load(tmp_path / "weights0.npz") as w0, np.load(tmp_path / "weights1.npz") as w1:
         final = [[f[k] for k in f.files] for f in (w0, w1)]
-    saved = [np.asarray(w) for w in keras.models.load_model(run_dir / artifacts.MODEL_FILE).weights]
+    saved = [np.asarray(w) for w in keras.models.load_model(run_dir / rundir.MODEL_FILE).weights]
     assert len(final[0]) == len(saved) > 0
     for a, b, c in zip(*final, saved):
         np.testing.assert_array_equal(a, b)  # one model: bit-identical on both workers
@@ -152,13 +152,13 @@ def test_a_killed_worker_ends_the_job_with_one_error_and_the_run_resumes(two_wor
     assert len(lines) == 1 and "worker 0 of 2" in lines[0] and "resume" in lines[0], err[-3000:]
     assert "Traceback" not in err
 
-    run_dir = artifacts.latest_run(tmp_path / "runs")
+    run_dir = rundir.latest_run(tmp_path / "runs")
     done = resume.load(run_dir)["epoch"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=TIMEOUT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert f"going on after epoch {done}" in result.stdout
-    assert artifacts.list_runs(tmp_path / "runs") == [run_dir]
-    assert len(artifacts.read_history(run_dir)) == 6
+    assert rundir.list_runs(tmp_path / "runs") == [run_dir]
+    assert len(rundir.read_history(run_dir)) == 6
 
 
 # --------------------------------------------------------------------------- the rules, in-process
@@ -215,4 +215,4 @@ def test_only_train_runs_on_several_workers(cli, write_experiment, monkeypatch):
 def test_a_run_resumes_whatever_the_number_of_workers(write_experiment):
     one = load_config(write_experiment()).to_dict()
     two = load_config(write_experiment({"distribution": {"workers": 2, "coordinator": "head:1234"}})).to_dict()
-    assert artifacts._comparable(one, "interrupted") == artifacts._comparable(two, "interrupted")
+    assert rundir.comparable(one, "interrupted") == rundir.comparable(two, "interrupted")

@@ -9,11 +9,11 @@ import keras
 import numpy as np
 import pytest
 
-from cnnlab import artifacts
+from cnnlab import rundir
+from cnnlab.commands.ensemble import ensemble
+from cnnlab.commands.evaluate import evaluate
 from cnnlab.config import build_config
-from cnnlab.ensemble import ensemble
-from cnnlab.evaluate import evaluate
-from cnnlab.target import open_target
+from cnnlab.rundir import open_target
 from tests.conftest import error_line
 
 BASE = {"seed": 1, "data": {"dataset": "digits", "validation_split": 0.2, "batch_size": 64},
@@ -29,7 +29,7 @@ def quiet(*_):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Three tiny digits runs: an MLP, a CNN on the same data and seed, and the MLP with another seed."""
-    from cnnlab.experiment import train
+    from cnnlab.commands.train import train
 
     root = tmp_path_factory.mktemp("ensemble") / "runs"
 
@@ -45,7 +45,7 @@ def runs(tmp_path_factory):
 
 
 def own_metrics(run):
-    return json.loads((run / artifacts.METRICS_FILE).read_text())
+    return json.loads((run / rundir.METRICS_FILE).read_text())
 
 
 def test_the_same_run_twice_equals_it(runs):
@@ -99,7 +99,7 @@ def copy_run(run, tmp_path, name="copy"):
 
 def test_refuses_different_class_names_or_order(cli, runs, tmp_path):
     copy = copy_run(runs["mlp"], tmp_path)
-    (copy / artifacts.CLASSES_FILE).write_text(json.dumps([str(i) for i in reversed(range(10))]))
+    (copy / rundir.CLASSES_FILE).write_text(json.dumps([str(i) for i in reversed(range(10))]))
     assert "different class names or order" in refused(cli, runs["mlp"], copy)
 
 
@@ -113,7 +113,7 @@ def test_refuses_different_input_shapes(cli, runs, tmp_path):
     copy = copy_run(runs["mlp"], tmp_path)
     inputs = keras.Input((10, 10, 1))
     outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs))
-    keras.Model(inputs, outputs).save(copy / artifacts.MODEL_FILE)
+    keras.Model(inputs, outputs).save(copy / rundir.MODEL_FILE)
     assert "images of different shapes" in refused(cli, runs["mlp"], copy)
 
 
@@ -123,7 +123,7 @@ def test_refuses_bad_usage(cli, runs, tmp_path):
     assert "--weights must be 2" in refused(cli, runs["mlp"], runs["cnn"], "--weights", "0,0")
     assert "--weights must be 2" in refused(cli, runs["mlp"], runs["cnn"], "--weights", "a,b")
     bare = tmp_path / "bare.keras"
-    shutil.copy(runs["mlp"] / artifacts.MODEL_FILE, bare)
+    shutil.copy(runs["mlp"] / rundir.MODEL_FILE, bare)
     assert "outside a run folder" in refused(cli, runs["mlp"], bare)
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "file").write_text("")
@@ -136,11 +136,11 @@ def test_the_saved_ensemble_is_a_run_that_evaluate_accepts(cli, runs, tmp_path, 
     args = [runs["mlp"], runs["cnn"], "--save", saved] + (["--weights", weights] if weights else [])
     result = cli("ensemble", *args)
     assert result.exit_code == 0, result.output
-    expected = json.loads((saved / artifacts.METRICS_FILE).read_text())
+    expected = json.loads((saved / rundir.METRICS_FILE).read_text())
     opened = open_target(saved)
     assert opened.run == saved and opened.config().name == "ensemble"
     assert opened.class_names() == [str(i) for i in range(10)]
-    info = artifacts.run_info(saved)
+    info = rundir.run_info(saved)
     assert info["kind"] == "ensemble" and info["members"] == [str(runs[k].resolve()) for k in ("mlp", "cnn")]
 
     model = opened.load_model()  # safe mode: no Lambda layer
@@ -165,8 +165,8 @@ def test_an_ensemble_of_ensembles_and_evaluate_in_python(runs, tmp_path):
 def test_the_report_of_a_saved_ensemble_looks_inside_its_members(runs, tmp_path):
     """Grad-CAM is the CNN member's (the MLP one named as left out), not "a dense network"; the page lists
     the members with their own epochs and wall times instead of the ensemble's "epochs 0", "wall time 0 s"."""
-    from cnnlab.gradcam import GradCam, grad_cam
-    from cnnlab.report import report
+    from cnnlab.commands.report import report
+    from cnnlab.visual.gradcam import GradCam, grad_cam
 
     saved = tmp_path / "saved"
     ensemble([runs["mlp"], runs["cnn"]], weights="1,3", save=saved, echo=quiet)
@@ -183,7 +183,7 @@ def test_the_report_of_a_saved_ensemble_looks_inside_its_members(runs, tmp_path)
     assert "<td>epochs</td>" not in environment and "<td>wall time</td>" not in environment
     assert "<td>members</td><td>2</td>" in environment
     for number, (key, weight) in enumerate((("mlp", 0.25), ("cnn", 0.75))):
-        epochs = len(artifacts.read_history(runs[key]))
+        epochs = len(rundir.read_history(runs[key]))
         assert (f"<td>member_{number}</td><td>{runs[key].resolve()}: weight {weight:.3f}, {epochs} epochs, "
                 "wall time ") in environment
     gradcam = page[page.index('data-section="gradcam"'):]
@@ -199,11 +199,11 @@ def test_ensemble_in_a_fresh_process(runs, tmp_path):
                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[3].split()[0] == "ensemble" and result.stderr == ""
-    assert (saved / artifacts.MODEL_FILE).is_file() and (saved / artifacts.CONFIG_FILE).is_file()
+    assert (saved / rundir.MODEL_FILE).is_file() and (saved / rundir.CONFIG_FILE).is_file()
 
 
 def test_save_alone_makes_a_run_that_is_listed_and_latest_until_a_newer_training(cli, runs, tmp_path, monkeypatch):
-    from cnnlab.experiment import train
+    from cnnlab.commands.train import train
 
     monkeypatch.chdir(tmp_path)
     wrong = cli("ensemble", "--save", runs["mlp"], runs["cnn"])  # click takes the first run for --save's DIR
@@ -213,15 +213,15 @@ def test_save_alone_makes_a_run_that_is_listed_and_latest_until_a_newer_training
     (saved,) = (tmp_path / "runs" / "ensemble").iterdir()
     saved = saved.relative_to(tmp_path)
     assert f"Saved: {saved}" in result.output
-    assert artifacts.run_info(saved)["kind"] == "ensemble"
+    assert rundir.run_info(saved)["kind"] == "ensemble"
     listed = json.loads(cli("runs", "--json").output)
     assert [r["run"] for r in listed if r["type"] == "run"] == [str(saved)]
-    assert artifacts.pick_run(None) == (saved, "latest")
+    assert rundir.pick_run(None) == (saved, "latest")
 
     newer = train(build_config({**BASE, "name": "newer", "output_dir": "runs", "training": {"epochs": 1}}),
                   echo=quiet, verbose=0)
     keras.backend.clear_session()
-    assert artifacts.list_runs("runs") == [saved, newer]
+    assert rundir.list_runs("runs") == [saved, newer]
     result = cli("evaluate", "--json")
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines() == [f"Run: {newer} (latest)"]  # not the ensemble saved before it

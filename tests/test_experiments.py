@@ -5,8 +5,8 @@ from pathlib import Path
 import keras
 import pytest
 
+from cnnlab.commands.check import check
 from cnnlab.config import load_config
-from cnnlab.experiment import check
 
 EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
 

@@ -113,7 +113,7 @@ def test_int8_takes_raw_pixels_through_the_recorded_scale_and_zero_point(runs, c
     from ai_edge_litert.interpreter import Interpreter
 
     from cnnlab.data.pipeline import load_data
-    from cnnlab.target import open_target
+    from cnnlab.rundir import open_target
 
     record, path, _ = exported(cli, runs("mlp"), "tflite", "int8")
     opened = open_target(runs("mlp"))
@@ -162,7 +162,7 @@ def test_a_bare_keras_file_exports_with_data_dir_which_also_calibrates_int8(runs
     from PIL import Image
 
     from cnnlab.data.pipeline import load_data
-    from cnnlab.target import open_target
+    from cnnlab.rundir import open_target
 
     bare = tmp_path / "bare" / "digits.keras"
     bare.parent.mkdir()

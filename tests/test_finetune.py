@@ -7,11 +7,11 @@ import keras
 import numpy as np
 import pytest
 
-from cnnlab import artifacts
+from cnnlab import rundir
+from cnnlab.commands.finetune import finetune, freeze_base, freeze_index, replace_head, unfreeze_after
 from cnnlab.config import ModelConfig
+from cnnlab.models.heads import head_start, last_weighted
 from cnnlab.errors import ConfigError
-from cnnlab.finetune import (finetune, freeze_base, freeze_index, head_start, last_weighted, replace_head,
-                             unfreeze_after)
 from cnnlab.models.registry import build_model
 from tests.conftest import error_line, make_images
 
@@ -77,8 +77,8 @@ def npz_pair(tmp_path):
 
 @pytest.fixture
 def pretrained(npz_pair, write_experiment, tmp_path):
+    from cnnlab.commands.train import train
     from cnnlab.config import load_config
-    from cnnlab.experiment import train
 
     path = write_experiment({"data": {"dataset": "npz", "path": str(npz_pair[0]), "batch_size": 16},
                              "model": {"architecture": "deep_cnn", "batch_norm": True}, "training": {"epochs": 2}},
@@ -126,7 +126,7 @@ def test_two_phases_on_new_classes(pretrained, npz_pair, tmp_path, monkeypatch):
     with open(run / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["epoch"], r["phase"]) for r in rows] == [("0", "1"), ("1", "1"), ("2", "2"), ("3", "2")]
-    info = artifacts.run_info(run)
+    info = rundir.run_info(run)
     assert info["status"] == "completed" and str(pretrained.resolve()) in info["base"]
     assert str(pretrained.resolve()) in (run / "config.yaml").read_text()
 
@@ -147,7 +147,7 @@ def test_bad_freeze_fails_before_training(cli, pretrained, tmp_path):
     assert result.exit_code == 2 and "no layer named 'nonexistent_layer'" in error_line(result)
     result = cli("finetune", pretrained, "--freeze", "-1")
     assert result.exit_code == 2 and "or a layer name" in error_line(result)
-    assert [r for r in artifacts.list_runs(tmp_path / "runs") if "finetune" in str(r)] == []
+    assert [r for r in rundir.list_runs(tmp_path / "runs") if "finetune" in str(r)] == []
 
 
 def test_an_input_shape_the_base_cannot_take(cli, pretrained):
@@ -156,7 +156,7 @@ def test_an_input_shape_the_base_cannot_take(cli, pretrained):
 
 
 def test_an_experiment_file_fine_tunes_into_name_finetune(write_experiment):
-    from cnnlab.finetune import resolve_config
+    from cnnlab.commands.finetune import resolve_config
 
     assert resolve_config(write_experiment(name="exp")).name == "exp-finetune"  # README: <name>-finetune
     assert resolve_config(write_experiment(name="exp"), ["name=other"]).name == "other-finetune"
@@ -192,7 +192,7 @@ def test_keras_application_base_with_local_weights(write_experiment, tmp_path):
 
 
 def test_discriminative_rates_rise_layer_by_layer_to_the_head():
-    from cnnlab.finetune import rate_multipliers
+    from cnnlab.commands.finetune import rate_multipliers
 
     model = small_cnn()
     first = freeze_index(model, "block1_pool")
@@ -248,8 +248,8 @@ def test_a_model_trained_with_discriminative_rates_loads_in_plain_keras(tmp_path
     import subprocess
     import sys
 
-    from cnnlab.training.fit import compile_model
     from cnnlab.config import build_config
+    from cnnlab.training.fit import compile_model
 
     model = _two_dense()
     cfg = build_config({"data": {"dataset": "digits"}})
@@ -274,7 +274,7 @@ def test_phase2_one_cycle_with_discriminative_rates_from_the_cli(cli, pretrained
                  "--learning-rate", "1e-3")
     assert result.exit_code == 0, result.output
     assert "learning rate 0.001 (onecycle), the first trainable layer's 10x lower" in result.output
-    run = artifacts.latest_run(tmp_path / "runs")
+    run = rundir.latest_run(tmp_path / "runs")
     with open(run / "history.csv") as f:
         rates = [float(r["learning_rate"]) for r in csv.DictReader(f) if r["phase"] == "2"]
     assert len(rates) == 2 and rates[0] != rates[1]  # the cycle moves the rate within phase 2

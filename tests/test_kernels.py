@@ -130,20 +130,20 @@ def test_a_model_trained_with_fast_kernels_saves_plain_keras_layers(tmp_path):
 
 
 def test_a_run_resumes_under_either_kernels_but_a_completed_one_counts_for_its_own(write_experiment):
-    from cnnlab import artifacts
+    from cnnlab import rundir
     from cnnlab.config import load_config
 
     on = load_config(write_experiment()).to_dict()
     off = load_config(write_experiment({"runtime": {"fast_kernels": False}})).to_dict()
     batched = load_config(write_experiment({"runtime": {"steps_per_execution": 1}})).to_dict()
     before = {**on, "runtime": {"backend": "tensorflow"}}  # config.yaml of a run from before both keys: Keras's layers
-    same = [artifacts._comparable(c, "interrupted") for c in (on, off, batched, before)]
+    same = [rundir.comparable(c, "interrupted") for c in (on, off, batched, before)]
     assert all(c == same[0] for c in same)
-    assert artifacts._comparable(on, "completed") == artifacts._comparable(batched, "completed")
-    assert artifacts._comparable(on, "completed") != artifacts._comparable(off, "completed")
-    assert artifacts._comparable(off, "completed") == artifacts._comparable(before, "completed")
+    assert rundir.comparable(on, "completed") == rundir.comparable(batched, "completed")
+    assert rundir.comparable(on, "completed") != rundir.comparable(off, "completed")
+    assert rundir.comparable(off, "completed") == rundir.comparable(before, "completed")
     other = load_config(write_experiment({"training": {"epochs": 9}})).to_dict()
-    assert artifacts._comparable(on, "interrupted") != artifacts._comparable(other, "interrupted")
+    assert rundir.comparable(on, "interrupted") != rundir.comparable(other, "interrupted")
 
 
 def test_frozen_batch_norm_trains_the_layers_around_it_as_keras_does():

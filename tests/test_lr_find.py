@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from cnnlab.lr_find import DIVERGED, longest_valley, smooth, suggest
+from cnnlab.commands.lr_find import DIVERGED, longest_valley, smooth, suggest
 from tests.conftest import error_line
 
 
@@ -68,7 +68,7 @@ def test_lr_find_says_the_rate_to_use(cli, write_experiment, tmp_path):
 
 
 def test_a_loss_that_is_nan_from_the_start_is_one_error(cli, write_experiment, monkeypatch, tmp_path):
-    from cnnlab import lr_find as module
+    from cnnlab.commands import lr_find as module
 
     monkeypatch.chdir(tmp_path)  # the default -o lr_find.png would land here
 

@@ -183,9 +183,9 @@ def test_local_weights_file_for_an_application(tmp_path):
 
 @pytest.mark.slow
 def test_googlenet_with_auxiliary_heads_trains_checkpoints_and_evaluates(tmp_path):
+    from cnnlab.commands.evaluate import evaluate
+    from cnnlab.commands.train import train
     from cnnlab.config import build_config
-    from cnnlab.evaluate import evaluate
-    from cnnlab.experiment import train
 
     cfg = build_config({"output_dir": str(tmp_path), "name": "aux",
                         "data": {"dataset": "digits", "batch_size": 32, "image_size": [16, 16]},
@@ -216,8 +216,8 @@ def test_multiply_adds_count_every_kind_of_convolution():
 
 # The modules through which a command first reaches the registry; applications-before-vgg once
 # registered vgg16 twice (the family order is fixed in cnnlab/models/__init__.py since).
-FIRST_IMPORTS = ["cnnlab.models.applications", "cnnlab.models.vgg", "cnnlab.models.registry", "cnnlab.finetune",
-                 "cnnlab.target"]
+FIRST_IMPORTS = ["cnnlab.models.applications", "cnnlab.models.vgg", "cnnlab.models.registry",
+                 "cnnlab.commands.finetune", "cnnlab.rundir.targets"]
 
 
 @pytest.fixture(scope="module")

@@ -224,7 +224,7 @@ def test_tta_probabilities_sum_to_one(run, tmp_path):
 
 def test_tta_follows_the_run_flips_or_shifts_by_five_percent():
     from cnnlab.config import build_config
-    from cnnlab.tta import plan
+    from cnnlab.inference.tta import plan
 
     flips = build_config({"data": {"dataset": "digits"},
                           "augmentation": {"horizontal_flip": True, "vertical_flip": True}})
@@ -235,7 +235,7 @@ def test_tta_follows_the_run_flips_or_shifts_by_five_percent():
 
 
 def test_tta_warns_when_a_shift_is_more_than_a_tenth_of_the_side():
-    from cnnlab.tta import Plan, plan
+    from cnnlab.inference.tta import Plan, plan
 
     digits = plan(None, (8, 8, 1)).notes()  # 1 pixel of 8: 12.5 %
     assert digits[0] == ("Test-time augmentation: 5 views (identity, shift_left, shift_right, shift_up, "
@@ -256,7 +256,7 @@ def test_evaluate_tta_prints_the_views_and_the_warning(run):
 
 
 def test_shifts_move_the_image_and_mirror_the_border():
-    from cnnlab.tta import shifted
+    from cnnlab.inference.tta import shifted
 
     images = np.arange(2 * 5 * 6 * 1, dtype=np.float32).reshape(2, 5, 6, 1)
     right = np.asarray(shifted(images, 0, 2))
@@ -269,8 +269,8 @@ def test_shifts_move_the_image_and_mirror_the_border():
 def test_tta_of_a_flip_invariant_model_equals_its_plain_prediction():
     import keras
 
-    from cnnlab.evaluate import predict_batch
-    from cnnlab.tta import Plan
+    from cnnlab.inference.predictions import predict_batch
+    from cnnlab.inference.tta import Plan
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(),

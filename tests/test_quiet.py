@@ -8,10 +8,9 @@ import textwrap
 
 import pytest
 
-from cnnlab import artifacts
+from cnnlab import rundir
 from cnnlab.console import Console, keras_verbose
 from tests.conftest import error_line
-
 
 
 def cnnlab(*args, cwd=None):
@@ -110,7 +109,7 @@ def test_verbose_anywhere_on_the_line(tmp_path):
 def test_quiet_prints_only_the_result(cli, write_experiment, tmp_path):
     result = cli("train", write_experiment({"training": {"epochs": 1}}), "--quiet")
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == [f"Done: {artifacts.latest_run(tmp_path / 'runs')}"]
+    assert result.output.splitlines() == [f"Done: {rundir.latest_run(tmp_path / 'runs')}"]
 
 
 def test_verbose_and_quiet_exclude_each_other(cli, tmp_path):
@@ -138,7 +137,7 @@ def test_tensorboard_logs_get_event_files(cli, write_experiment, tmp_path):
     path = write_experiment({"training": {"epochs": 1}, "callbacks": {"tensorboard": True}})
     result = cli("train", path, "--quiet")
     assert result.exit_code == 0, result.output
-    events = list((artifacts.latest_run(tmp_path / "runs") / "tensorboard").rglob("events.out.tfevents*"))
+    events = list((rundir.latest_run(tmp_path / "runs") / "tensorboard").rglob("events.out.tfevents*"))
     assert events and all(event.stat().st_size > 0 for event in events)
 
 

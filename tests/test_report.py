@@ -125,7 +125,7 @@ def test_a_bare_keras_file_is_one_error(runs, tmp_path):
 
 
 def test_everything_put_into_the_page_is_escaped(tmp_path):
-    from cnnlab.report import RunReport, render
+    from cnnlab.commands.report import RunReport, render
 
     evil = '<img src=x onerror="alert(1)">'
     metrics = {"accuracy": 0.5, "loss": 1.0, "top_k_accuracy": {}, "images": 2, "split": "test",
@@ -141,7 +141,7 @@ def test_everything_put_into_the_page_is_escaped(tmp_path):
 
 
 def test_differing_keys_are_dotted_and_ignore_provenance():
-    from cnnlab.report import differing_keys, flatten
+    from cnnlab.commands.report import differing_keys, flatten
 
     a = {"name": "a", "model": {"architecture": "mlp", "dropout": 0.1}, "provenance": {"created": "1"}}
     b = {"name": "b", "model": {"architecture": "mlp", "dropout": 0.2}, "provenance": {"created": "2"},
@@ -151,7 +151,7 @@ def test_differing_keys_are_dotted_and_ignore_provenance():
 
 
 def test_confident_mistakes_most_confident_first():
-    from cnnlab.report import confident_mistakes
+    from cnnlab.commands.report import confident_mistakes
 
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.1, 0.9], [0.7, 0.3]])
     labels = np.array([0, 0, 0, 0, 1])
@@ -164,8 +164,8 @@ def test_confident_mistakes_most_confident_first():
 
 @pytest.fixture
 def captured_figures(monkeypatch):
-    """The matplotlib figures `cnnlab.plots` saves, kept open for inspection."""
-    from cnnlab import plots
+    """The matplotlib figures `cnnlab.visual.plots` saves, kept open for inspection."""
+    from cnnlab.visual import plots
 
     figures = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
@@ -174,7 +174,7 @@ def captured_figures(monkeypatch):
 
 
 def test_curves_have_integer_epochs_a_learning_rate_panel_and_shaded_phases(captured_figures):
-    from cnnlab import plots
+    from cnnlab.visual import plots
 
     history = [{"epoch": e, "loss": 1 / (e + 1), "accuracy": e / 10, "val_loss": 1.1 / (e + 1),
                 "val_accuracy": e / 11, "learning_rate": 1e-3 if e < 3 else 1e-5, "phase": 1 if e < 3 else 2}
@@ -192,7 +192,7 @@ def test_curves_have_integer_epochs_a_learning_rate_panel_and_shaded_phases(capt
 
 
 def test_curves_without_learning_rate_or_phases(captured_figures):
-    from cnnlab import plots
+    from cnnlab.visual import plots
 
     history = [{"epoch": e, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5} for e in range(3)]
     plots.curves(history, io.BytesIO())
@@ -218,7 +218,7 @@ def tiny_cnn(padding="valid"):
 def test_gradcam_heatmap_has_the_conv_layers_shape_and_is_normalised():
     import keras
 
-    from cnnlab.gradcam import GradCam, overlay
+    from cnnlab.visual.gradcam import GradCam, overlay
 
     keras.utils.set_random_seed(0)
     model = tiny_cnn()
@@ -240,7 +240,7 @@ def test_gradcam_heatmap_has_the_conv_layers_shape_and_is_normalised():
 def test_gradcam_under_mixed_precision_is_float32_and_finite():
     import keras
 
-    from cnnlab.gradcam import GradCam
+    from cnnlab.visual.gradcam import GradCam
 
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
@@ -256,7 +256,7 @@ def test_gradcam_scores_the_logits_without_touching_the_softmax():
     logits' softmax is the model's output, and the model still ends in its softmax."""
     import keras
 
-    from cnnlab.gradcam import GradCam
+    from cnnlab.visual.gradcam import GradCam
 
     model = tiny_cnn()
     images = np.random.default_rng(1).uniform(0, 255, (3, 12, 12, 1)).astype("float32")
@@ -272,7 +272,7 @@ def test_gradcam_of_a_dense_network_says_there_is_no_convolutional_layer():
     import keras
 
     from cnnlab.errors import CnnlabError
-    from cnnlab.gradcam import NO_CONV, GradCam
+    from cnnlab.visual.gradcam import NO_CONV, GradCam
 
     inputs = keras.Input((12, 12, 1))
     x = keras.layers.Rescaling(1 / 255)(inputs)  # 4-D, but no convolution
@@ -288,7 +288,7 @@ def test_gradcam_explains_a_nested_base_by_its_output():
     """A keras.applications-style base is one layer of the classifier: its output is the feature map."""
     import keras
 
-    from cnnlab.gradcam import GradCam
+    from cnnlab.visual.gradcam import GradCam
 
     inner = keras.Input((16, 16, 3))
     feature = keras.layers.Conv2D(6, 3, padding="same", activation="relu")(inner)
@@ -308,8 +308,8 @@ def test_gradcam_of_a_saved_ensemble_averages_its_members_maps_with_its_weights(
     import keras
     import tensorflow as tf
 
-    from cnnlab.ensemble import combine
-    from cnnlab.gradcam import GradCam, grad_cam
+    from cnnlab.commands.ensemble import combine
+    from cnnlab.visual.gradcam import GradCam, grad_cam
 
     keras.utils.set_random_seed(0)
     members = [tiny_cnn(), tiny_cnn(padding="same")]  # 10 x 10 and 12 x 12 feature maps
@@ -331,8 +331,8 @@ def test_gradcam_of_a_saved_ensemble_averages_its_members_maps_with_its_weights(
 def test_gradcam_of_an_ensemble_of_ensembles_looks_into_the_inner_members(tmp_path):
     import keras
 
-    from cnnlab.ensemble import combine
-    from cnnlab.gradcam import grad_cam
+    from cnnlab.commands.ensemble import combine
+    from cnnlab.visual.gradcam import grad_cam
 
     keras.utils.set_random_seed(1)
     inner = combine([tiny_cnn(), tiny_cnn(padding="same")], [0.5, 0.5], (12, 12, 1))
@@ -345,7 +345,7 @@ def test_gradcam_of_an_ensemble_of_ensembles_looks_into_the_inner_members(tmp_pa
 
 def test_an_ensembles_page_lists_its_members_instead_of_epochs_and_wall_time(tmp_path):
     """A saved ensemble trained no epochs: no "epochs 0" nor "wall time 0 s", but each member's own."""
-    from cnnlab.report import RunReport, render
+    from cnnlab.commands.report import RunReport, render
 
     metrics = {"accuracy": 0.9, "loss": 0.3, "top_k_accuracy": {}, "images": 2, "split": "test", "per_class": {}}
     members = [{"name": "member_0", "run": "runs/a/1", "weight": 0.25, "found": True, "epochs": 3,

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnnlab import artifacts, files
+from cnnlab import files, rundir
 from cnnlab.errors import CnnlabError
 from cnnlab.training import fit as fit_module
 from cnnlab.training import resume
@@ -51,23 +51,23 @@ def weights_of(run):
 def test_an_interrupted_run_resumes_to_the_same_history_and_weights(cli, write_experiment, tmp_path, monkeypatch):
     path = write_experiment(COUNTING)
     assert cli("train", path, "--output-dir", tmp_path / "straight").exit_code == 0
-    straight = artifacts.latest_run(tmp_path / "straight")
+    straight = rundir.latest_run(tmp_path / "straight")
 
     restore = interrupt_at(monkeypatch, 2)
     result = cli("train", path)
     assert result.exit_code == 130
-    run = artifacts.latest_run(tmp_path / "runs")
-    assert artifacts.status(run) == "interrupted" and resume.load(run)["epoch"] == 2
+    run = rundir.latest_run(tmp_path / "runs")
+    assert rundir.status(run) == "interrupted" and resume.load(run)["epoch"] == 2
     restore()
     result = cli("train", path)
     assert result.exit_code == 0, result.output
     assert "Resuming" in result.output and "going on after epoch 2" in result.output
-    assert artifacts.list_runs(tmp_path / "runs") == [run]
+    assert rundir.list_runs(tmp_path / "runs") == [run]
     assert rows(run) == rows(straight)  # epochs, losses, learning rate lowered by the plateau callback
     assert float(rows(run)[-1]["learning_rate"]) < 0.003
     for ours, theirs in zip(weights_of(run), weights_of(straight)):
         np.testing.assert_array_equal(ours, theirs)
-    assert not (run / "backup").exists() and artifacts.status(run) == "completed"
+    assert not (run / "backup").exists() and rundir.status(run) == "completed"
 
 
 @pytest.mark.slow
@@ -81,7 +81,7 @@ def test_early_stopping_counters_survive_a_resume(cli, write_experiment, monkeyp
     restore()
     result = cli("train", path)
     assert result.exit_code == 0, result.output
-    run = artifacts.latest_run(path.parent / "runs")
+    run = rundir.latest_run(path.parent / "runs")
     # min_delta 10 means no epoch improves: patience 3 stops after epoch index 3, as without the interruption
     assert [r["epoch"] for r in rows(run)] == ["0", "1", "2", "3"]
 
@@ -92,14 +92,14 @@ def test_a_kill_in_the_first_epoch_and_another_config_in_between(cli, write_expe
     restore = interrupt_at(monkeypatch, 0)
     assert cli("train", path).exit_code == 130
     restore()
-    run = artifacts.latest_run(path.parent / "runs")
-    assert resume.load(run) is None and artifacts.status(run) == "interrupted"
+    run = rundir.latest_run(path.parent / "runs")
+    assert resume.load(run) is None and rundir.status(run) == "interrupted"
     assert cli("train", path, "--epochs", "1").exit_code == 0  # another configuration of the same experiment
     result = cli("train", path)
     assert result.exit_code == 0, result.output
     assert f"Resuming the interrupted run {run}" in result.output
-    assert [r["epoch"] for r in rows(run)] == ["0", "1", "2"] and artifacts.status(run) == "completed"
-    assert len(artifacts.list_runs(path.parent / "runs")) == 2
+    assert [r["epoch"] for r in rows(run)] == ["0", "1", "2"] and rundir.status(run) == "completed"
+    assert len(rundir.list_runs(path.parent / "runs")) == 2
 
 
 @pytest.mark.slow
@@ -116,7 +116,7 @@ def test_a_kill_while_the_state_is_written_resumes_from_the_epoch_before(cli, wr
 
     monkeypatch.setattr(files, "write_json", dies_on_third_state)
     assert cli("train", path).exit_code == 130
-    run = artifacts.latest_run(path.parent / "runs")
+    run = rundir.latest_run(path.parent / "runs")
     assert resume.load(run)["epoch"] == 2 and not list(run.rglob(".partial-*"))
     monkeypatch.setattr(files, "write_json", original)
     result = cli("train", path)
@@ -129,12 +129,12 @@ def test_sigkill_in_a_fresh_process_then_the_same_command_resumes(write_experime
     path = write_experiment({"training": {"epochs": 8}, "data": {"batch_size": 16}})
     command = [sys.executable, "-m", "cnnlab", "train", str(path)]
     run = sigkill_after_epoch(command, tmp_path, timeout=120)
-    assert artifacts.run_info(run)["status"] == "running" and artifacts.status(run) == "interrupted"
+    assert rundir.run_info(run)["status"] == "running" and rundir.status(run) == "interrupted"
     done = resume.load(run)["epoch"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     assert f"going on after epoch {done}" in result.stdout
-    assert artifacts.list_runs(tmp_path / "runs") == [run]
+    assert rundir.list_runs(tmp_path / "runs") == [run]
     assert [int(r["epoch"]) for r in rows(run)] == list(range(8))
 
 
@@ -150,52 +150,52 @@ def test_an_interrupted_finetune_resumes_in_its_phase(cli, write_experiment, tmp
     result = cli(*args)
     assert result.exit_code == 0, result.output
     assert "Going on after epoch 3 (phase 2)" in result.output and "Phase 1:" not in result.output
-    names = sorted({run.parent.name for run in artifacts.list_runs("runs")})
+    names = sorted({run.parent.name for run in rundir.list_runs("runs")})
     assert names == ["tiny", "tiny-finetune"]  # not tiny-finetune-finetune
-    run = artifacts.latest_run("runs")
+    run = rundir.latest_run("runs")
     assert [(r["epoch"], r["phase"]) for r in rows(run)] == [("0", "1"), ("1", "1"), ("2", "2"), ("3", "2"),
                                                             ("4", "2")]
     assert not (run / "backup").exists() and not list(run.glob("*.h5"))
 
 
 def test_a_run_held_by_another_process_is_refused_naming_it(tmp_path):
-    run = artifacts.new_run_dir(tmp_path, "x")
-    code = f"from cnnlab import artifacts; artifacts.lock({str(run)!r}); print('locked', flush=True); input()"
+    run = rundir.new_run_dir(tmp_path, "x")
+    code = f"from cnnlab import rundir; rundir.lock({str(run)!r}); print('locked', flush=True); input()"
     holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        artifacts.update_run_info(run, status="running")
-        assert artifacts.status(run) == "running"
+        rundir.update_run_info(run, status="running")
+        assert rundir.status(run) == "running"
         with pytest.raises(CnnlabError, match=f"another process .pid {holder.pid}."):
-            artifacts.lock(run)
+            rundir.lock(run)
     finally:
         holder.kill()
         holder.wait()
-    assert artifacts.status(run) == "interrupted"  # died without marking itself
+    assert rundir.status(run) == "interrupted"  # died without marking itself
 
 
 def test_a_run_that_died_before_training_started_is_taken_up(tmp_path):
     from cnnlab.config import build_config
-    from cnnlab.experiment import start_run
+    from cnnlab.rundir import start_run
 
     cfg = build_config({"name": "x", "data": {"dataset": "digits"}})
     run = start_run(cfg, tmp_path, fresh=False, echo=print)  # locked, config written, no run.json yet
-    assert artifacts.is_locked(run) and artifacts.status(run) == "running"
-    artifacts.unlock(run)  # as if the process died here
-    assert artifacts.status(run) == "interrupted"
+    assert rundir.is_locked(run) and rundir.status(run) == "running"
+    rundir.unlock(run)  # as if the process died here
+    assert rundir.status(run) == "interrupted"
     notes = []
     assert start_run(cfg, tmp_path, fresh=False, echo=notes.append) == run and "Resuming" in notes[0]
     assert start_run(cfg, tmp_path, fresh=False, echo=print) != run  # held by "another" run now: a new folder
-    for held in artifacts.list_runs(tmp_path):
-        artifacts.unlock(held)
+    for held in rundir.list_runs(tmp_path):
+        rundir.unlock(held)
 
 
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
-    first, second = artifacts.new_run_dir(tmp_path, "x"), artifacts.new_run_dir(tmp_path, "x")
+    first, second = rundir.new_run_dir(tmp_path, "x"), rundir.new_run_dir(tmp_path, "x")
     assert first != second and first.parent == second.parent
     for name in ("..", "../x", "/etc", "a/b", ""):
         with pytest.raises(CnnlabError, match="one folder name"):
-            artifacts.new_run_dir(tmp_path, name)
+            rundir.new_run_dir(tmp_path, name)
 
 
 def test_atomic_writes_keep_the_old_file_on_a_full_disk(tmp_path, monkeypatch):
@@ -230,8 +230,8 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_best_model(cli, write_experim
     monkeypatch.setattr(keras.Model, "save", save)
     result = cli("train", path)
     assert result.exit_code == 2 and "No space left on device" in error_line(result)
-    run = artifacts.latest_run(path.parent / "runs")
-    assert artifacts.status(run) == "failed"
+    run = rundir.latest_run(path.parent / "runs")
+    assert rundir.status(run) == "failed"
     assert len(weights_of(run)) > 0 and not list(run.glob(".partial-*"))  # epoch 1's model, whole
 
 
@@ -245,20 +245,20 @@ def test_nan_loss_keeps_no_nan_model_and_evaluate_says_so(cli, write_experiment,
     # the first epoch was NaN: the message says no model was saved, not that a best one is kept
     assert "no model was saved before it: the run is kept as failed" in error_line(result)
     assert "best model" not in error_line(result)
-    run = artifacts.latest_run(tmp_path / "runs")
-    assert artifacts.status(run) == "failed" and not (run / "backup").exists()
+    run = rundir.latest_run(tmp_path / "runs")
+    assert rundir.status(run) == "failed" and not (run / "backup").exists()
     assert not (run / "model.keras").exists()  # the only epoch was NaN: nothing to keep
     result = cli("evaluate", run)
     assert result.exit_code == 2 and "no model" in error_line(result) and "failed" in error_line(result)
     result = cli("train", path)  # a failed run is not resumed: a new one starts
-    assert len(artifacts.list_runs(tmp_path / "runs")) == 2
+    assert len(rundir.list_runs(tmp_path / "runs")) == 2
 
 
 @pytest.mark.slow
 def test_evaluating_another_split_keeps_the_test_metrics(cli, write_experiment, tmp_path):
     path = write_experiment({"training": {"epochs": 1}})
     assert cli("train", path).exit_code == 0
-    run = artifacts.latest_run(tmp_path / "runs")
+    run = rundir.latest_run(tmp_path / "runs")
     assert cli("evaluate", run).exit_code == 0
     test_metrics = (run / "metrics.json").read_text()
     assert cli("evaluate", run, "--split", "val").exit_code == 0
@@ -275,7 +275,7 @@ def lambda_model(path):
 
 
 def test_models_load_in_safe_mode_unless_unsafe(tmp_path):
-    from cnnlab.target import load_model
+    from cnnlab.rundir import load_model
 
     path = tmp_path / "lambda.keras"
     lambda_model(path)
@@ -285,7 +285,7 @@ def test_models_load_in_safe_mode_unless_unsafe(tmp_path):
 
 
 def test_a_truncated_model_is_named_as_such(tmp_path):
-    from cnnlab.target import load_model
+    from cnnlab.rundir import load_model
 
     path = tmp_path / "model.keras"
     lambda_model(path)
@@ -324,8 +324,8 @@ def state_of(model):
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16"])  # mixed_float16: the loss scale's variables too
 def test_the_variables_file_restores_weights_optimizer_and_dropout_seeds(tmp_path, policy):
     trained, fresh, (x, y) = trained_pair(policy)
-    (tmp_path / artifacts.BACKUP_DIR).mkdir()
-    resume.save_variables(trained, tmp_path / artifacts.BACKUP_DIR / "epoch-0002.npz")
+    (tmp_path / rundir.BACKUP_DIR).mkdir()
+    resume.save_variables(trained, tmp_path / rundir.BACKUP_DIR / "epoch-0002.npz")
     resume.restore_variables(fresh, tmp_path, {"weights": "epoch-0002.npz"})
     assert len(resume.seed_states(fresh)) == 1  # the dropout layer's
     for ours, theirs in zip(state_of(fresh), state_of(trained), strict=True):
@@ -340,8 +340,8 @@ def test_the_variables_file_restores_weights_optimizer_and_dropout_seeds(tmp_pat
 def test_a_backup_written_as_keras_weights_still_resumes(tmp_path):
     """Runs interrupted before the variables file kept Keras's .weights.h5 and the seeds in state.json."""
     trained, fresh, _ = trained_pair()
-    (tmp_path / artifacts.BACKUP_DIR).mkdir()
-    trained.save_weights(tmp_path / artifacts.BACKUP_DIR / "epoch-0002.weights.h5")
+    (tmp_path / rundir.BACKUP_DIR).mkdir()
+    trained.save_weights(tmp_path / rundir.BACKUP_DIR / "epoch-0002.weights.h5")
     seeds = [np.asarray(v).tolist() for v in resume.seed_states(trained)]
     resume.restore_variables(fresh, tmp_path, {"weights": "epoch-0002.weights.h5", "seeds": seeds})
     for ours, theirs in zip(state_of(fresh), state_of(trained), strict=True):
@@ -372,7 +372,7 @@ def test_saving_finds_the_skip_sets_it_cached_and_writes_the_same_model(tmp_path
 
 def test_a_backup_that_is_damaged_or_of_another_model_is_one_error(tmp_path):
     trained, _, _ = trained_pair()
-    backup = tmp_path / artifacts.BACKUP_DIR
+    backup = tmp_path / rundir.BACKUP_DIR
     backup.mkdir()
     (backup / "epoch-0002.npz").write_bytes(b"PK\x03\x04 cut short")
     with pytest.raises(CnnlabError, match="cannot resume from .*epoch-0002.npz.*starts a new run"):

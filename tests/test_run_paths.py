@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnnlab import artifacts
+from cnnlab import rundir
 from cnnlab.config import absolute_paths
 from tests.test_resume import interrupt_at
 
@@ -14,7 +14,7 @@ NPZ = {"dataset": "npz", "validation_split": 0.2, "batch_size": 32}
 
 
 def saved_config(run):
-    return yaml.safe_load((run / artifacts.CONFIG_FILE).read_text())
+    return yaml.safe_load((run / rundir.CONFIG_FILE).read_text())
 
 
 def test_absolute_paths_makes_paths_absolute_and_leaves_names(tmp_path, monkeypatch):
@@ -44,7 +44,7 @@ def test_a_run_trained_on_a_relative_path_evaluates_from_another_folder(cli, wri
     relative = f"../shared/{data.name}"  # as in --set data.path=../shared/datasets/mnist.npz
     path = write_experiment({"data": {**NPZ, "dataset": kind}, "training": {"epochs": 1}})
     assert cli("train", path, "--set", f"data.path={relative}").exit_code == 0
-    run = artifacts.latest_run(tmp_path / "runs")
+    run = rundir.latest_run(tmp_path / "runs")
     assert saved_config(run)["data"]["path"] == str(data)
     monkeypatch.chdir(tmp_path)
     result = cli("evaluate", run)
@@ -60,13 +60,13 @@ def test_an_old_run_with_a_relative_path_still_resumes_and_evaluates(cli, write_
     restore = interrupt_at(monkeypatch, 0)
     assert cli("train", path).exit_code == 130
     restore()
-    run = artifacts.latest_run(tmp_path / "runs")
+    run = rundir.latest_run(tmp_path / "runs")
     config = saved_config(run)
     config["data"]["path"] = "tiny.npz"  # as cnnlab wrote it before runs recorded their paths absolute
-    (run / artifacts.CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+    (run / rundir.CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
     result = cli("train", path, "--set", "data.path=./tiny.npz")  # another spelling of the same file
     assert result.exit_code == 0, result.output
     assert f"Resuming the interrupted run {run}" in result.output
-    assert artifacts.list_runs(tmp_path / "runs") == [run] and artifacts.status(run) == "completed"
+    assert rundir.list_runs(tmp_path / "runs") == [run] and rundir.status(run) == "completed"
     result = cli("evaluate", run)
     assert result.exit_code == 0 and "test: 30 images" in result.output

@@ -10,7 +10,7 @@ import keras
 import pytest
 import yaml
 
-from cnnlab import artifacts
+from cnnlab import rundir
 from cnnlab.config import build_config
 from tests.conftest import error_line
 
@@ -27,8 +27,8 @@ def fake_run(root, folder, created=None, kind=None):
     config = {"name": run.parent.name if run.parent != root else run.name, "seed": 1}
     if created is not None:
         config["provenance"] = {"created": created}
-    (run / artifacts.CONFIG_FILE).write_text(yaml.safe_dump(config))
-    (run / artifacts.RUN_FILE).write_text(json.dumps({"status": "completed", **({"kind": kind} if kind else {})}))
+    (run / rundir.CONFIG_FILE).write_text(yaml.safe_dump(config))
+    (run / rundir.RUN_FILE).write_text(json.dumps({"status": "completed", **({"kind": kind} if kind else {})}))
     return run
 
 
@@ -39,16 +39,16 @@ def test_latest_is_the_most_recently_created_run_not_the_last_name(tmp_path):
     root = tmp_path / "runs"
     older = fake_run(root, "mlp/20261202-011500", "2026-12-02T01:15:00")
     newer = fake_run(root, "mlp/20200101-000000", "2026-12-02T02:00:00")  # a clock set back when it was made
-    assert artifacts.latest_run(root) == newer
-    assert artifacts.list_runs(root) == [older, newer]
+    assert rundir.latest_run(root) == newer
+    assert rundir.list_runs(root) == [older, newer]
 
 
 def test_an_ensemble_saved_before_a_training_does_not_beat_it(tmp_path):
     root = tmp_path / "runs"
     training = fake_run(root, "mlp/20261202-011500", "2026-12-02T01:15:00")
     ensemble = fake_run(root, "ensembles/e2", "2026-12-02T01:00:00", kind="ensemble")  # "e2" sorts after digits
-    assert artifacts.latest_run(root) == training
-    assert artifacts.list_runs(root) == [ensemble, training]
+    assert rundir.latest_run(root) == training
+    assert rundir.list_runs(root) == [ensemble, training]
 
 
 def test_runs_without_a_record_fall_back_to_their_folder_name_then_their_config_time(tmp_path):
@@ -56,18 +56,18 @@ def test_runs_without_a_record_fall_back_to_their_folder_name_then_their_config_
     named = fake_run(root, "mlp/20261202-011500")
     unnamed = fake_run(root, "mlp/odd-name")
     early = datetime.datetime(2020, 1, 1).timestamp()
-    os.utime(unnamed / artifacts.CONFIG_FILE, (early, early))
+    os.utime(unnamed / rundir.CONFIG_FILE, (early, early))
     recorded = fake_run(root, "cnn/x", "2025-06-01T12:00:00")
-    assert artifacts.created(named) == datetime.datetime(2026, 12, 2, 1, 15)
-    assert artifacts.list_runs(root) == [unnamed, recorded, named]
+    assert rundir.created(named) == datetime.datetime(2026, 12, 2, 1, 15)
+    assert rundir.list_runs(root) == [unnamed, recorded, named]
 
 
 def test_runs_made_in_one_second_are_ordered_by_when_their_config_was_written(tmp_path):
     root = tmp_path / "runs"
     first = fake_run(root, "b/20261202-011500", "2026-12-02T01:15:00")
     second = fake_run(root, "a/20261202-011500", "2026-12-02T01:15:00")
-    os.utime(first / artifacts.CONFIG_FILE, ns=(1, 1))
-    assert artifacts.latest_run(root) == second
+    os.utime(first / rundir.CONFIG_FILE, ns=(1, 1))
+    assert rundir.latest_run(root) == second
 
 
 # --------------------------------------------------------------------------- `cnnlab runs` lists what they accept
@@ -84,7 +84,7 @@ def test_runs_lists_an_ensemble_saved_directly_under_the_root(cli, tmp_path):
     run = fake_run(root, "mlp/20261202-011500", "2026-12-02T01:15:00")
     ensemble = fake_run(root, "ens1", "2026-12-02T01:30:00", kind="ensemble")
     assert listed(cli, root) == [str(run), str(ensemble)]
-    assert artifacts.resolve_run(root) == ensemble  # what `cnnlab evaluate runs` acts on is listed
+    assert rundir.resolve_run(root) == ensemble  # what `cnnlab evaluate runs` acts on is listed
 
 
 def test_runs_accepts_an_experiment_folder_a_run_and_the_folder_you_are_in(cli, tmp_path, monkeypatch):
@@ -110,7 +110,7 @@ def test_no_runs_anywhere_is_one_error_line(cli, tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A folder holding runs/tiny/<stamp>: one digits MLP trained for an epoch."""
-    from cnnlab.experiment import train
+    from cnnlab.commands.train import train
 
     folder = tmp_path_factory.mktemp("targets")
     train(build_config({**TINY, "output_dir": str(folder / "runs")}), echo=lambda *_: None, verbose=0)
@@ -120,7 +120,7 @@ def project(tmp_path_factory):
 
 @pytest.fixture
 def run(project):
-    return artifacts.latest_run(project / "runs")
+    return rundir.latest_run(project / "runs")
 
 
 def test_evaluate_says_which_run_it_picked(cli, project, run, monkeypatch):
@@ -157,7 +157,7 @@ def test_report_says_which_run_it_picked(cli, project, run, tmp_path, monkeypatc
 
 
 def test_finetune_says_which_run_is_its_base(project, run, monkeypatch):
-    from cnnlab.finetune import resolve_config
+    from cnnlab.commands.finetune import resolve_config
 
     monkeypatch.chdir(project)
     lines = []
@@ -188,6 +188,6 @@ def test_predict_says_which_run_and_refuses_the_run_named_last(cli, project, run
     assert f"'{run}' is a run folder, not images: name the run first: cnnlab predict RUN_DIR PATH..." in line
     result = cli("predict", run, image, project / "runs")
     assert "is a folder of runs, not images: name the run first (one run or model)" in error_line(result)
-    shutil.copy(run / artifacts.MODEL_FILE, tmp_path / "bare.keras")
+    shutil.copy(run / rundir.MODEL_FILE, tmp_path / "bare.keras")
     result = cli("predict", image, tmp_path / "bare.keras")
     assert "is a .keras model, not images: name the model first: cnnlab predict MODEL.keras" in error_line(result)

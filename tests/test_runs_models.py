@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from cnnlab import artifacts, catalog
+from cnnlab import catalog, rundir
 from tests.conftest import error_line
 
 # --------------------------------------------------------------------------- cnnlab runs
@@ -23,13 +23,13 @@ def fake_run(root, stamp, *, val=None, test=None, loss=None, status="completed",
     config = {**CONFIG, **config}
     run = root / config["name"] / stamp
     run.mkdir(parents=True)
-    (run / artifacts.CONFIG_FILE).write_text(yaml.safe_dump({**config, "provenance": {"created": stamp}}))
-    (run / artifacts.RUN_FILE).write_text(json.dumps({"status": status, **(info or {})}))
+    (run / rundir.CONFIG_FILE).write_text(yaml.safe_dump({**config, "provenance": {"created": stamp}}))
+    (run / rundir.RUN_FILE).write_text(json.dumps({"status": status, **(info or {})}))
     if val is not None:
         rows = "".join(f"{e},{v},{v + 0.1}\n" for e, v in enumerate((val - 0.1, val)))
-        (run / artifacts.HISTORY_FILE).write_text("epoch,val_accuracy,accuracy\n" + rows)
+        (run / rundir.HISTORY_FILE).write_text("epoch,val_accuracy,accuracy\n" + rows)
     if test is not None:
-        (run / artifacts.METRICS_FILE).write_text(json.dumps({"split": "test", "accuracy": test, "loss": loss}))
+        (run / rundir.METRICS_FILE).write_text(json.dumps({"split": "test", "accuracy": test, "loss": loss}))
     return run
 
 
@@ -55,7 +55,7 @@ def records(cli, root, *args):
 def test_json_is_a_list_of_runs_then_seed_groups(cli, runs_root):
     rows = records(cli, runs_root)
     assert [r["type"] for r in rows] == ["run"] * 6 + ["seed_group"]
-    assert set(rows[0]) >= set(artifacts.RUN_COLUMNS)
+    assert set(rows[0]) >= set(rundir.RUN_COLUMNS)
     first = rows[0]
     assert (first["name"], first["seed"], first["status"], first["epochs"]) == ("tiny", 1, "completed", 2)
     assert (first["best_val_accuracy"], first["test_accuracy"], first["test_loss"]) == (0.90, 0.80, 0.5)
@@ -78,8 +78,8 @@ def test_the_table_has_a_group_line_with_mean_and_spread(cli, runs_root):
     result = cli("runs", runs_root)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == list(artifacts.RUN_COLUMNS)
-    assert lines[7] == f"seed groups ({artifacts.SPREAD}):"
+    assert lines[0].split() == list(rundir.RUN_COLUMNS)
+    assert lines[7] == f"seed groups ({rundir.SPREAD}):"
     group = lines[8]
     assert group.startswith("tiny [seeds 1,2,3]") and "3 seeds" in group
     assert "0.8400 ± 0.0400" in group and "0.9200 ± 0.0200" in group and "2.0 ± 0.0" in group

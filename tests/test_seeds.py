@@ -2,12 +2,12 @@
 
 import json
 
-from cnnlab import artifacts
+from cnnlab import rundir
 from tests.conftest import error_line
 
 
 def _runs(root):
-    return sorted(artifacts.list_runs(root))
+    return sorted(rundir.list_runs(root))
 
 
 def test_seeds_train_and_evaluate_one_run_per_seed(cli, write_experiment, tmp_path):
@@ -15,7 +15,7 @@ def test_seeds_train_and_evaluate_one_run_per_seed(cli, write_experiment, tmp_pa
     assert result.exit_code == 0, result.output
     runs = _runs(tmp_path / "runs")
     assert len(runs) == 2
-    assert [artifacts.status(run) for run in runs] == ["completed"] * 2
+    assert [rundir.status(run) for run in runs] == ["completed"] * 2
     seeds = sorted(int(next(line for line in (run / "config.yaml").read_text().splitlines()
                             if line.startswith("seed:")).split(":")[1]) for run in runs)
     assert seeds == [3, 4]
@@ -31,7 +31,7 @@ def test_the_summary_line_gives_mean_spread_and_range(cli, write_experiment, tmp
     result = cli("train", write_experiment(), "--seeds", "5,6")
     assert result.exit_code == 0, result.output
     summary = next(line for line in result.output.splitlines() if "over seeds 5,6" in line)
-    assert "test_accuracy " in summary and " ± " in summary and artifacts.SPREAD in summary
+    assert "test_accuracy " in summary and " ± " in summary and rundir.SPREAD in summary
 
 
 def test_running_the_same_command_again_trains_no_seed_twice(cli, write_experiment, tmp_path):
@@ -51,13 +51,13 @@ def test_an_interrupted_seed_is_resumed_and_the_finished_one_kept(cli, write_exp
     experiment = write_experiment()
     assert cli("train", experiment, "--seeds", "3,4", "--quiet").exit_code == 0
     first, second = sorted(_runs(tmp_path / "runs"), key=lambda run: "seed: 4" in (run / "config.yaml").read_text())
-    artifacts.update_run_info(second, status="running")  # as a killed process leaves it: no lock, no metrics
+    rundir.update_run_info(second, status="running")  # as a killed process leaves it: no lock, no metrics
     (second / "metrics.json").unlink()
     again = cli("train", experiment, "--seeds", "3,4")
     assert again.exit_code == 0, again.output
     assert f"is trained already: {first}" in again.output
     assert f"Resuming the interrupted run {second}" in again.output
-    assert artifacts.status(second) == "completed" and (second / "metrics.json").is_file()
+    assert rundir.status(second) == "completed" and (second / "metrics.json").is_file()
     assert len(_runs(tmp_path / "runs")) == 2
 
 
@@ -96,7 +96,7 @@ def test_seeds_without_a_test_split_train_every_seed_and_say_why_none_is_scored(
 
 
 def test_a_failing_seed_does_not_stop_the_others(cli, write_experiment, tmp_path, monkeypatch):
-    from cnnlab import experiment as experiment_module
+    from cnnlab.commands import train as experiment_module
     from cnnlab.errors import TrainingError
 
     original = experiment_module.train

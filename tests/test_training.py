@@ -6,7 +6,7 @@ import pytest
 from cnnlab.config import build_config
 from cnnlab.errors import ConfigError
 from cnnlab.training.callbacks import direction, make_callbacks
-from cnnlab.training.fit import class_weight
+from cnnlab.tasks.classification import class_weight
 from cnnlab.training.optimizers import build_learning_rate, build_optimizer
 
 

@@ -10,6 +10,7 @@ Both read the same `AugmentationConfig`; augmentation touches training data only
 import math
 from contextlib import contextmanager
 
+from cnnlab.keras_private import flatten_layers, generator_batch
 from cnnlab.precision import float32_policy
 from cnnlab.registry import Registry
 
@@ -98,8 +99,8 @@ class LayersAugmenter:
             self.mixing = self._mixing()
 
     def _keyed(self, layer):
-        """`layer`, and the layers it holds (Keras's ``_flatten_layers``), drawing from the batch's key."""
-        for inner in layer._flatten_layers():
+        """`layer`, and the layers it holds, drawing from the batch's key."""
+        for inner in flatten_layers(layer):
             if hasattr(inner, "generator"):
                 inner.generator = self.seeds
         return layer
@@ -358,7 +359,7 @@ class GeneratorAugmenter:
 
         if examples.paths is not None:
             return self._flow_files(examples, data)
-        from cnnlab.data.pipeline import fit_images
+        from cnnlab.data.ops import fit_images
 
         x = np.concatenate([fit_images(examples.images[i:i + 4096], self.shape).numpy()
                             for i in range(0, len(examples), 4096)])
@@ -380,7 +381,7 @@ class GeneratorAugmenter:
         """Seed the draws of batch `batch` of pass `number`: NumPy's global generator and `_extra`'s."""
         import numpy as np
 
-        from cnnlab.data.pipeline import AUGMENT_STREAM
+        from cnnlab.data.streams import AUGMENT_STREAM
 
         state = np.random.SeedSequence([self.seed % 2**32, AUGMENT_STREAM, number, batch])
         np.random.seed(state.generate_state(1)[0])
@@ -412,13 +413,13 @@ def _epoch_batches_class():
             rows = self._order(number)[batch * self.batch_size:(batch + 1) * self.batch_size]
             self.augment.seed_batch(number, batch)
             # ImageDataGenerator's iterators turn given rows into a batch (the method its own indexing uses).
-            x, y = self.flow._get_batches_of_transformed_samples(rows)
+            x, y = generator_batch(self.flow, rows)
             return x, (y if self.outputs == 1 else (y,) * self.outputs)
 
         def _order(self, number):
             import numpy as np
 
-            from cnnlab.data.pipeline import SHUFFLE_STREAM
+            from cnnlab.data.streams import SHUFFLE_STREAM
 
             if number not in self._orders:
                 self._orders = {number: np.random.default_rng(
@@ -437,7 +438,7 @@ def augment_images(cfg, images, shape, classes, seed):
         return np.asarray(images, dtype="float32")
     if augment.feeds_fit:
         return augment.augment_images(images)
-    from cnnlab.data.pipeline import AUGMENT_STREAM, random_key
+    from cnnlab.data.streams import AUGMENT_STREAM, random_key
 
     labels = np.eye(classes, dtype="float32")[np.zeros(len(images), dtype=int)]
     out, _ = augment(np.asarray(images, dtype="float32"), labels, random_key(seed, AUGMENT_STREAM, 0, 0))

@@ -10,14 +10,16 @@ TensorFlow's stateless random ops, so a parallel map stays reproducible and a
 resumed run sees the batches an uninterrupted one would.
 """
 
-import math
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
+from cnnlab.data.ops import decode_image, fit_images, labelled, one_hot, plain, prefetched, untuned
 from cnnlab.data.sources import Examples, load_raw
+from cnnlab.data.streams import batches_per_pass, epoch_stream
 from cnnlab.errors import DataError
+from cnnlab.tasks import task_of
 
 COLOR_CHANNELS = {"grayscale": 1, "rgb": 3}
 
@@ -35,6 +37,7 @@ class DataBundle:
     seed: int
     augmentation: object = None  # an AugmentationConfig, or None for no augmentation
     skipped: tuple = ()
+    targets: Callable = one_hot  # a batch of labels -> what the loss takes (the task's, `Task.targets`)
     _stats: dict = field(default=None, repr=False)
 
     @property
@@ -60,7 +63,7 @@ class DataBundle:
             return self.train_dataset(epochs=1, outputs=outputs)
         examples = self.split(name)
         ds = make_dataset(examples, self.input_shape, batch_size or self.batch_size)
-        return labelled(ds.map(plain(lambda x, y: (x, one_hot(y, self.classes)))), outputs)
+        return labelled(ds.map(plain(lambda x, y: (x, self.targets(y, self.classes)))), outputs)
 
     def validation_dataset(self, outputs=1):
         """The validation batches `model.fit` scores; with several workers, each loads its shard of every batch."""
@@ -76,7 +79,7 @@ class DataBundle:
         def weighted(index):  # the top-up copies of a short batch weigh 0: each example is scored once
             mine, weights = shard(index, weights=True)
             x, y = load(mine)
-            return x, one_hot(y, self.classes), weights
+            return x, self.targets(y, self.classes), weights
 
         ds = tf.data.Dataset.range(len(examples)).batch(self.batch_size)
         ds = ds.map(plain(weighted), num_parallel_calls=tf.data.AUTOTUNE)
@@ -138,10 +141,19 @@ class DataBundle:
             stream = stream.map(plain(lambda index, key: (
                 shard(index), tf.random.experimental.stateless_fold_in(key, worker.process_id))))
         ds = stream.map(plain(lambda index, key: (*load(index), key)), num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.map(plain(lambda x, y, key: (x, one_hot(y, self.classes), key)))
+        ds = ds.map(plain(lambda x, y, key: (x, self.targets(y, self.classes), key)))
         # The augmentation's randomness comes from each batch's key, so its parallel map is reproducible.
         ds = ds.map(plain(augment or (lambda x, y, key: (x, y))), num_parallel_calls=tf.data.AUTOTUNE)
         return labelled(ds, outputs)
+
+    def describe(self, echo):
+        """Tell `echo` the splits' sizes, the image shape and the classes (and the bad files skipped)."""
+        splits = ", ".join(f"{n} {len(getattr(self, n))}" for n in ("train", "val", "test")
+                           if getattr(self, n) is not None)
+        echo(f"Data: {splits} images of {self.input_shape}, {self.classes} classes")
+        if self.skipped:
+            echo(f"Skipped {len(self.skipped)} bad image file(s) (data.on_bad_image: skip), e.g. "
+                 f"{self.skipped[0][0]}")
 
     def channel_stats(self):
         """Per-channel mean and variance of the (un-augmented) training images."""
@@ -157,20 +169,28 @@ def load_data(cfg):
     """Load, split and describe the data of an `ExperimentConfig`.
 
     Sources without a test split give one of ``data.test_split``; the validation
-    split is carved from the training data. Both are stratified and seeded.
+    split is carved from the training data. Both are stratified and drawn by
+    ``data.split_seed`` (`split_seed`), so runs of several seeds share them.
     """
     data = cfg.data
     raw = load_raw(data)
     train, test = raw.train, raw.test
+    seed = split_seed(cfg)
     if test is None and data.test_split > 0:
-        train, test = stratified_split(train, data.test_split, cfg.seed, "data.test_split", raw.class_names)
+        train, test = stratified_split(train, data.test_split, seed, "data.test_split", raw.class_names)
     val = None
     if data.validation_split > 0:
-        train, val = stratified_split(train, data.validation_split, cfg.seed, "data.validation_split",
-                                      raw.class_names)
+        train, val = stratified_split(train, data.validation_split, seed, "data.validation_split", raw.class_names)
     return DataBundle(train=train, val=val, test=test, class_names=list(raw.class_names),
                       input_shape=input_shape(raw.image_shape, data), batch_size=data.batch_size,
-                      seed=cfg.seed, augmentation=cfg.augmentation, skipped=raw.skipped)
+                      seed=cfg.seed, augmentation=cfg.augmentation, skipped=raw.skipped,
+                      targets=task_of(cfg).targets)
+
+
+def split_seed(cfg):
+    """The seed that draws the validation and test splits: ``data.split_seed``, or ``seed`` where it is null
+    (runs from before the key)."""
+    return cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
 
 
 def describe_data(cfg):
@@ -226,117 +246,6 @@ def make_dataset(examples, shape, batch_size):
     ds = tf.data.Dataset.from_tensor_slices((examples.paths, examples.labels))
     ds = ds.map(plain(lambda p, y: (fit_images(decode_image(p), shape), y)), num_parallel_calls=autotune)
     return untuned(ds.batch(batch_size))
-
-
-def decode_image(path):
-    """Read and decode one jpg/png/bmp/gif file to an RGB uint8 tensor (first frame of a gif)."""
-    import tensorflow as tf
-
-    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-
-
-def fit_images(images, shape):
-    """Cast to float32 and bring an image or a batch to ``(H, W, C)`` = `shape`."""
-    import tensorflow as tf
-
-    h, w, c = shape
-    x = tf.cast(images, tf.float32)
-    if x.shape[-1] != c:
-        x = tf.image.rgb_to_grayscale(x) if c == 1 else tf.image.grayscale_to_rgb(x)
-    if tuple(x.shape[-3:-1]) != (h, w):
-        x = tf.image.resize(x, (h, w))
-    return x
-
-
-def one_hot(labels, classes):
-    import tensorflow as tf
-
-    return tf.one_hot(labels, classes)
-
-
-def labelled(ds, outputs=1):
-    """Repeat the labels for a model with `outputs` outputs (auxiliary classifiers), prefetch."""
-    if outputs > 1:
-        ds = ds.map(plain(lambda x, y: (x, (y,) * outputs)))
-    return prefetched(ds)
-
-
-def plain(fn):
-    """`fn` as tf.data traces it, without AutoGraph's rewrite of it and of what it calls.
-
-    cnnlab's pipeline functions hold no Python ``if`` or loop over tensors (what AutoGraph
-    rewrites), and rewriting the dozen of them cost about a second at every start (issue 20).
-    """
-    import tensorflow as tf
-
-    return tf.autograph.experimental.do_not_convert(fn)
-
-
-def prefetched(ds):
-    """`ds` prefetched, autotuning off (`untuned`): how the pipelines cnnlab hands to Keras end."""
-    import tensorflow as tf
-
-    return untuned(ds.prefetch(tf.data.AUTOTUNE))
-
-
-def untuned(ds):
-    """`ds` with tf.data's autotuning thread off: every tf.data pipeline cnnlab builds.
-
-    TensorFlow (checked on 2.21) can lose the wake-up of that thread (``Model::OptimizeLoop``)
-    when an iterator is destroyed: the iterator's CancellationManager runs the callback that
-    wakes it *before* it marks itself cancelled, so a thread woken in between finds
-    ``IsCancelled()`` false and sleeps out the rest of its optimisation period, which doubles
-    up to a minute, while the destructor waits for it. After ``fit``'s last epoch that was a
-    stall of up to 25 s in half the runs of 3 epochs (issue 20). With autotuning off no such
-    thread starts; ``AUTOTUNE`` parallelism then is one call per core (at most 16), what the
-    tuner chose on its own, and ``prefetch(AUTOTUNE)`` keeps its own buffer tuner. (The
-    ``generator`` augmentation engine feeds Keras a ``PyDataset``, whose adapter builds its
-    own pipeline with autotuning on: that engine is not covered.)
-    """
-    import tensorflow as tf
-
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return ds.with_options(options)
-
-
-SHUFFLE_STREAM, AUGMENT_STREAM = 1, 2  # independent streams of randomness drawn from one seed
-PASSES_WITHOUT_END = 2**62
-
-
-def batches_per_pass(n, batch_size):
-    return math.ceil(n / batch_size)
-
-
-def random_key(seed, stream, *indices):
-    """A stateless-random seed (int64, shape [2]) folded from `seed`, `stream` and integer `indices`."""
-    import tensorflow as tf
-
-    key = tf.constant([seed, stream], dtype=tf.int64)
-    for index in indices:
-        key = tf.random.experimental.stateless_fold_in(key, tf.cast(index, tf.int64))
-    return key
-
-
-def pass_batches(n, batch_size, seed, number):
-    """Pass `number` over `n` examples: ``(example indices, augmentation key)`` per batch, shuffled by the seed."""
-    import tensorflow as tf
-
-    order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
-                                                     seed=random_key(seed, SHUFFLE_STREAM, number))
-    keys = tf.data.Dataset.range(batches_per_pass(n, batch_size)).map(
-        plain(lambda batch: random_key(seed, AUGMENT_STREAM, number, batch)))
-    return tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(order).batch(batch_size), keys)
-
-
-def epoch_stream(n, batch_size, seed, first, count):
-    """Batches ``first .. first + count - 1`` of the gapless stream of passes 0, 1, 2, ... (None: no end)."""
-    import tensorflow as tf
-
-    per_pass = batches_per_pass(n, batch_size)
-    passes = tf.data.Dataset.range(first // per_pass, PASSES_WITHOUT_END)
-    ds = passes.flat_map(plain(lambda number: pass_batches(n, batch_size, seed, number))).skip(first % per_pass)
-    return ds if count is None else ds.take(count)
 
 
 def batch_loader(examples, shape):

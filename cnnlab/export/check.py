@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.evaluate import main_output
+from cnnlab.models.heads import main_probabilities
 
-FLOORS = {"none": 0.99, "float16": 0.99, "int8": 0.97}  # least top-1 agreement with Keras per quantisation
+FLOORS = {"none": 0.99, "float16": 0.99, "int8": 0.97}  # least agreement with Keras per quantisation
 LATENCY_IMAGES = 50
 WARMUP = 3
 
@@ -19,9 +19,10 @@ class CheckResult:
 
     Attributes:
         images: how many images were compared.
-        agreement: fraction of images whose top-1 class is the Keras model's.
+        agreement: the task's agreement with the Keras model (classification: the fraction of images whose
+            top-1 class is the Keras model's).
         floor: the least agreement that passes.
-        accuracy: the artifact's top-1 accuracy on the images' labels.
+        accuracy: the artifact's agreement with the images' targets (classification: top-1 accuracy).
         keras_accuracy: the Keras model's, on the same images.
         max_probability_difference: the largest difference of one class probability.
         latency_ms: median milliseconds per image, one image at a time, in the artifact's runtime.
@@ -47,25 +48,29 @@ class CheckResult:
         return {**asdict(self), "passed": self.passed}
 
 
-def check_artifact(runtime, model, batches, floor, size_bytes):
-    """Run `runtime` and the Keras `model` on `batches` of ``(raw images, one-hot labels)``; compare."""
-    agree = correct = keras_correct = total = 0
+def check_artifact(runtime, model, batches, floor, size_bytes, task):
+    """Run `runtime` and the Keras `model` on `batches` of ``(raw images, targets)``; compare.
+
+    Agreement is the `task`'s (`cnnlab.tasks.base.Task.agreement`): with the Keras model's
+    outputs, and, as accuracy, with the targets.
+    """
+    agree = correct = keras_correct = compared = images_seen = 0
     largest, sample = 0.0, None
-    for images, onehot in batches:
-        images = np.asarray(images, np.float32)
-        labels = np.asarray(onehot).argmax(axis=1)
-        expected = main_output(model.predict_on_batch(images))
+    for images, targets in batches:
+        images, targets = np.asarray(images, np.float32), np.asarray(targets)
+        expected = main_probabilities(model.predict_on_batch(images))
         got = runtime.predict(images)
-        agree += int(np.sum(got.argmax(axis=1) == expected.argmax(axis=1)))
-        correct += int(np.sum(got.argmax(axis=1) == labels))
-        keras_correct += int(np.sum(expected.argmax(axis=1) == labels))
+        count, total = task.agreement(expected, got)
+        agree, compared = agree + count, compared + total
+        correct += task.agreement(targets, got)[0]
+        keras_correct += task.agreement(targets, expected)[0]
         largest = max(largest, float(np.max(np.abs(got - expected))))
-        total += len(images)
+        images_seen += len(images)
         sample = images[:LATENCY_IMAGES] if sample is None else sample
-    if not total:
+    if not images_seen:
         raise ValueError("no images to check the export on")
-    return CheckResult(images=total, agreement=agree / total, floor=floor, accuracy=correct / total,
-                       keras_accuracy=keras_correct / total, max_probability_difference=largest,
+    return CheckResult(images=images_seen, agreement=agree / compared, floor=floor, accuracy=correct / compared,
+                       keras_accuracy=keras_correct / compared, max_probability_difference=largest,
                        latency_ms=latency_ms(runtime, sample), size_bytes=size_bytes, runtime=runtime.name)
 
 

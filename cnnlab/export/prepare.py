@@ -14,6 +14,8 @@ The trained model itself is left untouched.
 
 import numpy as np
 
+from cnnlab.keras_private import flatten_layers
+from cnnlab.models.heads import auxiliary_outputs, without_auxiliary
 from cnnlab.precision import float32_policy
 
 
@@ -40,16 +42,16 @@ def export_copy(model):
         copy = keras.models.clone_model(model, clone_function=clone_layer, recursive=True)
         for old, new in replaced:
             new.set_weights(old.get_weights())
-        if len(copy.outputs) > 1:  # auxiliary classifiers: the main one comes first
-            notes.append(f"main output only ({len(copy.outputs) - 1} auxiliary outputs left out)")
-            copy = keras.Model(copy.input, copy.outputs[0], name=copy.name)
+        if auxiliary_outputs(copy):
+            notes.append(f"main output only ({auxiliary_outputs(copy)} auxiliary outputs left out)")
+            copy = without_auxiliary(copy)
         copy(np.zeros((1, *model.input_shape[1:]), np.float32))  # ONNX export needs a called model
     return copy, notes
 
 
 def policies(model):
     """The names of the dtype policies of every layer in `model` (nested models included)."""
-    return {layer.dtype_policy.name for layer in model._flatten_layers(include_self=False)}
+    return {layer.dtype_policy.name for layer in flatten_layers(model, include_self=False)}
 
 
 def normalization_as_rescaling(layer):

@@ -15,6 +15,7 @@ import os
 import keras
 from keras import layers
 
+from cnnlab.keras_private import application_module
 from cnnlab import catalog
 from cnnlab.errors import ConfigError
 from cnnlab.models.blocks import pool_features, predictions
@@ -53,7 +54,7 @@ def discover():
     for cls in sorted(dir(keras.applications)):
         fn = getattr(keras.applications, cls)
         if cls[:1].isupper() and inspect.isfunction(fn):
-            module = fn.__module__.rsplit(".", 1)[-1]  # keras.src.applications.mobilenet_v3
+            module = fn.__module__.rsplit(".", 1)[-1]  # its module's last name: mobilenet_v3
             yield _name(module, cls), module, fn
 
 
@@ -61,9 +62,7 @@ def preprocess_input(module):
     """The ``preprocess_input`` of a keras.applications module (some are not exported by name)."""
     public = getattr(keras.applications, module, None)
     if public is None:
-        import importlib
-
-        public = importlib.import_module(f"keras.src.applications.{module}")
+        public = application_module(module)
     return public.preprocess_input
 
 

@@ -5,6 +5,7 @@ from keras import layers
 from cnnlab.models.blocks import conv_bn_act, conv_kwargs, dense_act, pool_features, predictions
 from cnnlab.models.registry import register_model
 
+
 @register_model("simple_cnn")
 def simple_cnn(x, classes, cfg):
     """Conv(30, 5x5, valid) - ReLU - Pool(2) - Affine(100) - ReLU - Affine - Softmax."""

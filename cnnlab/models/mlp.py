@@ -5,6 +5,7 @@ from keras import layers
 from cnnlab.models.blocks import dense_act, predictions
 from cnnlab.models.registry import register_model
 
+
 @register_model("slp")
 def slp(x, classes, cfg):
     """A single dense softmax layer on the flattened pixels."""

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import keras
 
+from cnnlab.keras_private import checkpoint_with_save
 from cnnlab import files
-from cnnlab.artifacts import MODEL_FILE
 from cnnlab.distribution import local, primary_only
+from cnnlab.rundir import MODEL_FILE
 
 
 def finite(logs):
@@ -16,7 +17,7 @@ def finite(logs):
     return all(math.isfinite(v) for v in (logs or {}).values() if isinstance(v, (int, float)))
 
 
-class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+class AtomicModelCheckpoint(checkpoint_with_save(keras.callbacks.ModelCheckpoint)):
     """ModelCheckpoint that writes through `cnnlab.files.atomic_path` and never saves a NaN epoch.
 
     A kill or a full disk during the save leaves the previous best model intact.
@@ -26,7 +27,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         super().__init__(str(filepath), **kwargs)
         self.target = Path(filepath)
 
-    def _save_model(self, epoch, batch, logs):
+    def save(self, epoch, batch, logs):
         if finite(logs):
             primary_only(lambda: self._save_atomically(epoch, batch, logs))  # on several workers, process 0 saves
 
@@ -34,7 +35,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         with files.atomic_path(self.target) as tmp, local():
             self.filepath = str(tmp)
             files.cache_keras_skipsets()
-            super()._save_model(epoch, batch, logs)
+            super().save(epoch, batch, logs)
 
 
 class PhaseLogger(keras.callbacks.Callback):

@@ -1,28 +1,21 @@
 """Compile a model from a TrainingConfig and fit it, resumable epoch by epoch."""
 
 import math
+from pathlib import Path
 
-import keras
-
-from cnnlab.artifacts import MODEL_FILE
+from cnnlab.keras_private import record_compiled_optimizer
+from cnnlab import files
 from cnnlab.distribution import current
-from cnnlab.errors import ConfigError, TrainingError
+from cnnlab.errors import TrainingError
+from cnnlab.models.heads import auxiliary_outputs
+from cnnlab.rundir import MODEL_FILE
+from cnnlab.tasks import task_of
 from cnnlab.training import resume
 from cnnlab.training.callbacks import EpochLine, make_callbacks
 from cnnlab.training.kernels import speed_up
 from cnnlab.training.optimizers import build_learning_rate, build_optimizer, with_multipliers
 
 AUX_LOSS_WEIGHT = 0.3
-LOSSES = {"auto": keras.losses.CategoricalCrossentropy,
-          "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
-          "categorical_focal_crossentropy": keras.losses.CategoricalFocalCrossentropy}
-
-
-def metrics(classes, top_k):
-    """Accuracy plus top-k accuracy for each k in `top_k` below the class count."""
-    out = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    out += [keras.metrics.TopKCategoricalAccuracy(k, name=f"top{k}_accuracy") for k in top_k if 1 < k < classes]
-    return out
 
 
 def compile_model(model, cfg, classes, steps_per_epoch, *, learning_rate=None, schedule=None, epochs=None,
@@ -43,19 +36,20 @@ def compile_model(model, cfg, classes, steps_per_epoch, *, learning_rate=None, s
     lr = build_learning_rate(training, steps_per_epoch, epochs)
     plain = build_optimizer(training, lr)
     optimizer = with_multipliers(plain, multipliers) if multipliers else plain
-    loss = LOSSES[training.loss](label_smoothing=training.label_smoothing)
-    scores = metrics(classes, cfg.evaluate.top_k)
-    extra = len(model.outputs) - 1  # GoogLeNet's auxiliary classifiers, weighted 0.3 as in the paper
+    task = task_of(cfg)
+    loss = task.loss(training)
+    scores = task.metrics(classes, cfg)
+    extra = auxiliary_outputs(model)  # GoogLeNet's auxiliary classifiers, weighted 0.3 as in the paper
     execution = {"steps_per_execution": steps_per_execution(steps_per_epoch, cfg.runtime.steps_per_execution)}
     if extra:
         model.compile(optimizer=optimizer, loss=[loss] * (extra + 1),
                       loss_weights=[1.0] + [AUX_LOSS_WEIGHT] * extra, metrics=[scores] + [[]] * extra, **execution)
     else:
         model.compile(optimizer=optimizer, loss=loss, metrics=scores, **execution)
-    if optimizer is not plain and hasattr(model, "_compile_config"):
+    if optimizer is not plain:
         # model.keras records the plain optimizer, so it loads in Keras without cnnlab (the per-layer rates
         # are phase 2's training detail; resume rebuilds them from the config)
-        model._compile_config.config["optimizer"] = plain
+        record_compiled_optimizer(model, plain)
     return model
 
 
@@ -73,29 +67,6 @@ def monitored(name, model):
     return f"{prefix}{model.output_names[0]}_{name.removeprefix('val_')}"
 
 
-def class_weight(cfg, labels, class_names):
-    """``training.class_weight`` as Keras's ``{index: weight}``; ``balanced`` as scikit-learn computes it."""
-    import numpy as np
-
-    spec = cfg.training.class_weight
-    if spec is None:
-        return None
-    classes = np.arange(len(class_names))
-    if spec == "balanced":
-        from sklearn.utils.class_weight import compute_class_weight
-
-        present = np.unique(labels)
-        weights = compute_class_weight("balanced", classes=present, y=labels)
-        return {int(c): float(w) for c, w in zip(present, weights)}
-    out = {int(c): 1.0 for c in classes}
-    for key, weight in spec.items():
-        index = class_names.index(str(key)) if str(key) in class_names else key
-        if not isinstance(index, int) or index not in out:
-            raise ConfigError(f"training.class_weight: {key!r} is not a class. Classes: {', '.join(class_names)}.")
-        out[index] = float(weight)
-    return out
-
-
 def fit(model, data, cfg, run, *, epochs, initial_epoch=0, phase=None, state=None, steps_per_epoch=None,
         verbose="auto"):
     """Fit `model` on `data` into `run`, going on from `state` (`cnnlab.training.resume`) if given.
@@ -111,6 +82,10 @@ def fit(model, data, cfg, run, *, epochs, initial_epoch=0, phase=None, state=Non
     Raises:
         TrainingError: the loss became NaN; the best model saved before it, if any, is kept.
     """
+    custom = task_of(cfg).fit
+    if custom is not None:  # two networks, a custom step: the task trains itself
+        return custom(model, data, cfg, run, epochs=epochs, initial_epoch=initial_epoch, phase=phase, state=state,
+                      steps_per_epoch=steps_per_epoch, verbose=verbose)
     same_phase = state is not None and state.get("phase") == phase
     if same_phase:
         resume.restore_variables(model, run, state)
@@ -131,7 +106,7 @@ def fit(model, data, cfg, run, *, epochs, initial_epoch=0, phase=None, state=Non
     result = model.fit(train, validation_data=val, epochs=epochs, initial_epoch=start,
                        steps_per_epoch=data.steps_per_epoch(steps_per_epoch), callbacks=[*callbacks, checkpointer],
                        verbose=verbose,
-                       shuffle=False, class_weight=class_weight(cfg, data.train.labels, data.class_names))
+                       shuffle=False, class_weight=task_of(cfg).class_weight(cfg, data.train.labels, data.class_names))
     losses = result.history.get("loss", [])
     if any(math.isnan(v) or math.isinf(v) for v in losses):
         kept = ("the best model saved before it is kept" if (run / MODEL_FILE).is_file() else
@@ -140,3 +115,15 @@ def fit(model, data, cfg, run, *, epochs, initial_epoch=0, phase=None, state=Non
                             f"Lower training.learning_rate (now {cfg.training.learning_rate}), add batch_norm, "
                             f"or check the data's scaling; {kept}.")
     return checkpointer.state
+
+
+def preflight(cfg, data):
+    """Checks that need the data, made before a run folder exists (so a bad input leaves none)."""
+    task_of(cfg).class_weight(cfg, data.train.labels, data.class_names)
+
+
+def keep_final_model(run, model, cfg):
+    """Keep the final model when no checkpoint chose a best one."""
+    path = Path(run) / MODEL_FILE
+    if cfg.callbacks.model_checkpoint is None or not path.is_file():
+        files.save_model(model, path)

@@ -22,6 +22,8 @@ renorm) take Keras's path.
 
 import keras
 
+from cnnlab.keras_private import flatten_layers, has_replaced_call, replace_call
+
 FUSED_DTYPES = ("float32", "bfloat16")
 FUSED_MIN_EPSILON = 1.001e-5  # tf.nn.fused_batch_norm raises smaller ones to this
 
@@ -35,13 +37,13 @@ def speed_up(model, enabled=True, kernels=("batch_norm", "strided_depthwise")):
     if not enabled or keras.backend.backend() != "tensorflow":
         return 0
     changed = 0
-    for layer in model._flatten_layers(include_self=False):  # nested models' too (a keras.applications base)
-        if "call" in vars(layer):  # already given a kernel (fine-tuning compiles twice)
+    for layer in flatten_layers(model, include_self=False):  # nested models' too (a keras.applications base)
+        if has_replaced_call(layer):  # already given a kernel (fine-tuning compiles twice)
             continue
         for name in kernels:
             applies, kernel = KERNELS[name]
             if applies(layer):
-                object.__setattr__(layer, "call", kernel(layer))  # past Keras's tracker: a method, not state
+                replace_call(layer, kernel(layer))
                 changed += 1
                 break
     return changed

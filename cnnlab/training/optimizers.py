@@ -7,6 +7,7 @@ config checks them when it loads; the registries here map the names to Keras.
 
 import keras
 
+from cnnlab.keras_private import optimizer_variable
 from cnnlab import catalog
 from cnnlab.errors import ConfigError
 from cnnlab.registry import Registry
@@ -32,7 +33,7 @@ class DiscriminativeMixin:
 
     def _factor(self, variable):
         if not isinstance(variable, keras.Variable):  # a backend variable: find the Keras one by its index
-            variable = self._trainable_variables[self._get_variable_index(variable)]
+            variable = optimizer_variable(self, variable)
         return self.lr_multipliers.get(variable.path)
 
     def update_step(self, gradient, variable, learning_rate):

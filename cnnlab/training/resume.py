@@ -15,7 +15,6 @@ the checkpoint's best, the dropout layers' seed states, and fine-tuning's phase.
 
 import contextlib
 import math
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -23,9 +22,9 @@ import keras
 import numpy as np
 
 from cnnlab import files
-from cnnlab.artifacts import BACKUP_DIR, HISTORY_FILE
 from cnnlab.distribution import primary_only, share, shared_file
 from cnnlab.errors import CnnlabError
+from cnnlab.rundir import BACKUP_DIR, HISTORY_FILE
 
 STATE_FILE = "state.json"
 ES_BEST_FILE = "early_stopping_best.npz"
@@ -43,12 +42,6 @@ def load(run):
     if not state or not (Path(run) / BACKUP_DIR / state["weights"]).is_file():
         return None
     return state
-
-
-def discard(run):
-    """Drop the run's resume state (a NaN state is nothing to go on from; a finished run needs none)."""
-    with contextlib.suppress(OSError):
-        shutil.rmtree(Path(run) / BACKUP_DIR)
 
 
 def save_variables(model, path):

@@ -51,7 +51,7 @@ class Evaluation:
         self._thread.start()
 
     def _curves(self, source):
-        from cnnlab.artifacts import read_history
+        from cnnlab.rundir import read_history
 
         try:
             history = read_history(source)
@@ -62,14 +62,21 @@ class Evaluation:
         except BaseException as exc:  # raised again, in the caller's thread, by finish
             self._failure = exc
 
-    def finish(self, result, mistakes, class_names):
-        """The confusion matrix and the misclassified images, once the curves are drawn."""
+    def finish(self, draw):
+        """Once the curves are drawn, ``draw(folder)``: the plots of the predictions (a task's)."""
         self._thread.join()
         if self._failure is not None:
             raise self._failure
-        confusion(np.array(result["confusion_matrix"]), class_names, self.folder / "confusion_matrix.png")
-        if mistakes:
-            mistakes_grid(mistakes, class_names, self.folder / "mistakes.png")
+        draw(self.folder)
+
+
+def png(plot, *args, **kwargs):
+    """The PNG bytes of one of this module's plots (which take the path after their data)."""
+    import io
+
+    buffer = io.BytesIO()
+    plot(*args, buffer, **kwargs)
+    return buffer.getvalue()
 
 
 PHASES = {1: ("phase 1: head", "#fde6c4"), 2: ("phase 2: fine-tuning", "#d6ecd2")}
@@ -82,7 +89,7 @@ def curves(history, path, learning_rates=None):
     ``phase`` column) are shaded.
 
     Args:
-        history: rows of history.csv (`cnnlab.artifacts.read_history`).
+        history: rows of history.csv (`cnnlab.rundir.read_history`).
         path: the PNG to write, or a binary file object.
         learning_rates: one rate per row, for runs whose history did not log
             ``learning_rate``; None to use the history's own column, if any.

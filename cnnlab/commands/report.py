@@ -11,21 +11,17 @@ differ. Everything put into the page is escaped.
 import base64
 import datetime
 import html
-import io
 import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from string import Template
 
-import numpy as np
-
-from cnnlab import __version__, artifacts, files
+from cnnlab import __version__, files, rundir
 from cnnlab.errors import CnnlabError
-from cnnlab.target import open_target
+from cnnlab.rundir import open_target
+from cnnlab.tasks import task_of
 
-MISTAKES = 16  # the most confident mistakes shown
-GRADCAM = 8  # ... of which this many get a heat-map
 RUN_SECTIONS = ("config", "environment", "metrics", "per-class", "curves", "confusion", "mistakes", "gradcam")
 COMPARISON_SECTIONS = ("comparison", "validation-curves", "config-diff")
 
@@ -97,11 +93,12 @@ def report(targets=(), *, output=None, root="runs", unsafe=False, echo=print):
 
 def gather(opened, *, unsafe=False, echo=print):
     """Everything the page shows about the run of `opened`: its files, its model on its split, the figures."""
-    from cnnlab import plots
     from cnnlab.config import read_yaml
     from cnnlab.data.pipeline import load_data
-    from cnnlab.evaluate import check_model_fits, predict_split  # the checks evaluate makes
-    from cnnlab.experiment import setup
+    from cnnlab.inference.inputs import check_model_fits
+    from cnnlab.inference.predictions import predict_split  # the checks evaluate makes
+    from cnnlab.session import setup
+    from cnnlab.visual import plots
 
     run = opened.run
     cfg = opened.config()
@@ -111,24 +108,15 @@ def gather(opened, *, unsafe=False, echo=print):
     check_model_fits(model, data, run)
     split = cfg.evaluate.split
     echo(f"{run}: predicting its {split} split ({len(data.split(split))} images)")
-    probs, labels, _ = predict_split(model, data, split)
-    info = artifacts.run_info(run)
-    out = RunReport(run=run, config=read_yaml(run / artifacts.CONFIG_FILE), info=info,
-                    history=artifacts.read_history(run), metrics=run_metrics(run, probs, labels, data, cfg),
+    outputs, targets, _ = predict_split(model, data, split)
+    info = rundir.run_info(run)
+    out = RunReport(run=run, config=read_yaml(run / rundir.CONFIG_FILE), info=info,
+                    history=rundir.read_history(run), metrics=run_metrics(run, outputs, targets, data, cfg),
                     parameters=int(model.count_params()), members=member_summaries(info))
     if out.history:
         rates = learning_rates(out.history, cfg, data.steps_per_epoch(cfg.training.steps_per_epoch))
-        out.figures["curves"] = figure(plots.curves, out.history, learning_rates=rates)
-    out.figures["confusion"] = figure(plots.confusion, np.array(out.metrics["confusion_matrix"]), data.class_names)
-    worst = confident_mistakes(probs, labels, MISTAKES)
-    images = images_at(data, split, worst)
-    mistakes = [(images[i], int(labels[j]), int(probs[j].argmax()), float(probs[j].max())) for i, j in enumerate(worst)]
-    if mistakes:
-        out.figures["mistakes"] = figure(plots.mistakes_grid, mistakes, data.class_names)
-    else:
-        out.notes["mistakes"] = f"No mistakes: every image of the {split} split is classified correctly."
-    explained = mistakes[:GRADCAM] or least_confident(probs, labels, data, split, GRADCAM)
-    gradcam_section(out, model, explained, data.class_names, echo, mistakes=bool(mistakes))
+        out.figures["curves"] = plots.png(plots.curves, out.history, learning_rates=rates)
+    task_of(cfg).report(out, model, data, split, outputs, targets, echo)
     return out
 
 
@@ -143,93 +131,27 @@ def member_summaries(info):
     out = []
     for number, (member, weight) in enumerate(zip(info.get("members", []), info.get("weights", []))):
         path = Path(member)
-        summary = {"name": f"member_{number}", "run": member, "weight": weight, "found": artifacts.is_run(path),
+        summary = {"name": f"member_{number}", "run": member, "weight": weight, "found": rundir.is_run(path),
                    "epochs": None, "wall_seconds": None}
-        if summary["found"] and artifacts.run_info(path).get("kind") != "ensemble":
+        if summary["found"] and rundir.run_info(path).get("kind") != "ensemble":
             try:
-                provenance = read_yaml(path / artifacts.CONFIG_FILE).get("provenance", {}) or {}
+                provenance = read_yaml(path / rundir.CONFIG_FILE).get("provenance", {}) or {}
             except CnnlabError:
                 provenance = {}
-            summary.update(epochs=len(artifacts.read_history(path)),
-                           wall_seconds=wall_time(artifacts.run_info(path), provenance))
+            summary.update(epochs=len(rundir.read_history(path)),
+                           wall_seconds=wall_time(rundir.run_info(path), provenance))
         out.append(summary)
     return out
 
 
-def run_metrics(run, probs, labels, data, cfg):
+def run_metrics(run, outputs, targets, data, cfg):
     """The run's metrics.json (what `cnnlab evaluate` wrote), or the same scores computed now."""
-    from cnnlab.evaluate import scores
-
-    saved = files.read_json(Path(run) / artifacts.METRICS_FILE)
+    saved = files.read_json(Path(run) / rundir.METRICS_FILE)
     if saved and saved.get("class_names", data.class_names) == list(data.class_names):
         return saved
-    result = scores(probs, labels, data.class_names, cfg.evaluate.top_k)
+    result = task_of(cfg).scores(outputs, targets, data.class_names, cfg)
     result.update(split=cfg.evaluate.split, computed_by="report")
     return result
-
-
-def confident_mistakes(probs, labels, count):
-    """Indices of up to `count` misclassified examples, the most confident first."""
-    predicted = probs.argmax(axis=1)
-    wrong = np.flatnonzero(predicted != labels)
-    return wrong[np.argsort(-probs[wrong].max(axis=1), kind="stable")][:count].tolist()
-
-
-def least_confident(probs, labels, data, split, count):
-    """``(image, true, predicted, confidence)`` of the `count` least confident examples."""
-    order = np.argsort(probs.max(axis=1), kind="stable")[:count].tolist()
-    images = images_at(data, split, order)
-    return [(images[i], int(labels[j]), int(probs[j].argmax()), float(probs[j].max())) for i, j in enumerate(order)]
-
-
-def images_at(data, split, indices):
-    """The images (0..255, as the model takes them) at `indices` of a split, in the order asked."""
-    wanted = {index: place for place, index in enumerate(indices)}
-    found = [None] * len(indices)
-    start = 0
-    for images, _ in data.dataset(split):
-        batch = np.asarray(images)
-        for index in range(start, start + len(batch)):
-            if index in wanted:
-                found[wanted[index]] = batch[index - start]
-        start += len(batch)
-        if all(image is not None for image in found):
-            break
-    return found
-
-
-def gradcam_section(out, model, examples, class_names, echo, mistakes=True):
-    """Grad-CAM heat-maps over `examples` (mistakes, or else the least confident answers), or why there are none."""
-    from cnnlab import plots
-    from cnnlab.gradcam import grad_cam, overlay
-
-    cam = grad_cam(model)
-    if not cam.available:
-        out.notes["gradcam"] = cam.unavailable + "."
-        return
-    if not examples:
-        out.notes["gradcam"] = "No images to explain."
-        return
-    images = np.stack([e[0] for e in examples])
-    cam.heatmaps(images[:1])  # the first call traces the graph: not part of the timing
-    started = time.perf_counter()
-    maps = cam.heatmaps(images, [e[2] for e in examples])
-    per_image = (time.perf_counter() - started) / len(examples)
-    items = [(image, overlay(image, heat), *rest) for (image, *rest), heat in zip(examples, maps)]
-    out.figures["gradcam"] = figure(plots.gradcam_grid, items, class_names, layer_name=cam.layer_name)
-    which = ("the most confident mistakes: where the model looked for the class it wrongly predicted" if mistakes
-             else "no mistakes, so the least confident answers: where the model looked for the class it predicted")
-    out.notes["gradcam"] = (f"Heat-maps over {which}. {cam.description} "
-                            f"({maps.shape[1]}x{maps.shape[2]} map), {per_image * 1000:.0f} ms an image."
-                            + (f" {cam.note}" if cam.note else ""))
-    echo(f"Grad-CAM: {len(examples)} images, layer {cam.layer_name}, {per_image * 1000:.0f} ms an image")
-
-
-def figure(plot, *args, **kwargs):
-    """The PNG bytes of one of `cnnlab.plots`' functions (which take the path last-but-keywords)."""
-    buffer = io.BytesIO()
-    plot(*args, buffer, **kwargs)
-    return buffer.getvalue()
 
 
 def learning_rates(history, cfg, steps_per_epoch):
@@ -384,10 +306,10 @@ def config_html(config):
 
 def environment_html(r):
     """Versions and git commit (from provenance), device, status, epochs, parameters and wall time."""
-    from cnnlab.experiment import device
+    from cnnlab.session import device
 
     provenance = r.config.get("provenance", {}) or {}
-    rows = [("run", str(r.run)), ("status", artifacts.status(r.run)), ("kind", r.info.get("kind", "?"))]
+    rows = [("run", str(r.run)), ("status", rundir.status(r.run)), ("kind", r.info.get("kind", "?"))]
     if r.info.get("base"):
         rows.append(("base", r.info["base"]))
     rows += [(f"{name} version", version) for name, version in (provenance.get("versions") or {}).items()]
@@ -456,14 +378,14 @@ def num(value, digits=4):
 
 def comparison_sections(reports):
     """The comparison table, the overlaid validation curves and the config keys that differ."""
-    from cnnlab import plots
+    from cnnlab.visual import plots
 
     rows = [(r.label, pct(r.metrics.get("accuracy")), num(r.metrics.get("loss")),
              num(best(r.history, "val_accuracy", max)), num(r.epochs, 0), f"{r.parameters:,}",
              "-" if r.is_ensemble else duration(r.wall_seconds),
              r.config.get("model", {}).get("architecture", "?")) for r in reports]
     headers = ("run", "accuracy", "loss", "best val_accuracy", "epochs", "parameters", "wall time", "architecture")
-    curves = figure(plots.compare_curves, {r.label: r.history for r in reports})
+    curves = plots.png(plots.compare_curves, {r.label: r.history for r in reports})
     keys = differing_keys([r.config for r in reports])
     flat = [flatten(r.config) for r in reports]
     diff_rows = [(key, *(show(f.get(key, "(absent)")) for f in flat)) for key in keys]
@@ -479,13 +401,13 @@ def comparison_sections(reports):
 
 def seed_groups_section(runs):
     """A table of the runs that differ only in seed: each test metric's mean ± spread (empty if none)."""
-    groups = artifacts.seed_groups(runs)
+    groups = rundir.seed_groups(runs)
     if not groups:
         return ""
-    rows = [(g["group"], len(g["seeds"]), *(artifacts.mean_std(g, c) for c in ("test_accuracy", "test_loss")),
+    rows = [(g["group"], len(g["seeds"]), *(rundir.mean_std(g, c) for c in ("test_accuracy", "test_loss")),
              num(g["min"]["test_accuracy"]), num(g["max"]["test_accuracy"])) for g in groups]
     headers = ("seed group", "seeds", "test accuracy", "test loss", "lowest accuracy", "highest accuracy")
-    note = f'<p class="note">{esc(artifacts.SPREAD)}.</p>'
+    note = f'<p class="note">{esc(rundir.SPREAD)}.</p>'
     return section("seed-groups", "Seed groups", table(headers, rows, numeric=(1, 2, 3, 4, 5)) + note)
 
 

@@ -3,7 +3,7 @@
 A target is nothing (the run the current folder is, else the latest run under
 ``./runs``, else the latest the current folder holds), a run folder, an
 experiment's folder of runs (its latest), a file inside a run, or a bare
-``.keras`` file; "latest" is the most recently created (`artifacts.list_runs`).
+``.keras`` file; "latest" is the most recently created (`cnnlab.rundir.listing.list_runs`).
 Every command says which run it opened (`Target.describe`). Models load in
 Keras's safe mode: a model with a Lambda layer is refused unless the user passes
 ``--unsafe``.
@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cnnlab import artifacts
 from cnnlab.errors import CnnlabError
+from cnnlab.files import read_json
+from cnnlab.rundir.folder import CLASSES_FILE, CONFIG_FILE, MODEL_FILE, is_run, read_config
+from cnnlab.rundir.lifecycle import status
+from cnnlab.rundir.listing import pick_run
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class Target:
 
     def class_names(self):
         """The class names saved beside the model, or None."""
-        return artifacts.read_json(self.folder / artifacts.CLASSES_FILE)
+        return read_json(self.folder / CLASSES_FILE)
 
     def load_model(self, unsafe=False):
         return load_model(self.model_path, unsafe=unsafe, run=self.run)
@@ -49,7 +52,7 @@ class Target:
         if self.run is None:
             return f"Model: {self.model_path}"
         notes = [self.picked] if self.picked else []
-        if self.model_path != self.run / artifacts.MODEL_FILE:
+        if self.model_path != self.run / MODEL_FILE:
             notes.append(f"model {self.model_path.name}")
         return f"{label}: {self.run}" + (f" ({', '.join(notes)})" if notes else "")
 
@@ -63,12 +66,12 @@ def open_target(target=None, root="runs", note=None):
         note: a print-like function told `Target.describe`, or None to say nothing.
     """
     path = Path(target) if target is not None else None
-    if path is not None and path.suffix == ".keras" and path.is_file() and not artifacts.is_run(path.parent):
+    if path is not None and path.suffix == ".keras" and path.is_file() and not is_run(path.parent):
         opened = Target(None, path)
     else:
-        run, picked = artifacts.pick_run(target, root)
+        run, picked = pick_run(target, root)
         keras_file = path is not None and path.suffix == ".keras" and path.is_file()
-        opened = Target(run, path if keras_file else run / artifacts.MODEL_FILE, picked)
+        opened = Target(run, path if keras_file else run / MODEL_FILE, picked)
     if note is not None:
         note(opened.describe())
     return opened
@@ -76,10 +79,10 @@ def open_target(target=None, root="runs", note=None):
 
 def load_run_config(run, overrides=()):
     """The resolved config a run was trained with, with optional ``--set`` overrides."""
-    from cnnlab.config import apply_overrides, build_config, read_yaml
+    from cnnlab.config import apply_overrides, build_config
 
-    data = read_yaml(Path(run) / artifacts.CONFIG_FILE)
-    return build_config(apply_overrides(data, overrides), str(Path(run) / artifacts.CONFIG_FILE))
+    data = read_config(run)
+    return build_config(apply_overrides(data, overrides), str(Path(run) / CONFIG_FILE))
 
 
 def load_model(path, *, unsafe=False, run=None):
@@ -91,7 +94,7 @@ def load_model(path, *, unsafe=False, run=None):
 
     path = Path(path)
     if not path.is_file():
-        state = f" (the run is {artifacts.status(run)})" if run is not None else ""
+        state = f" (the run is {status(run)})" if run is not None else ""
         raise CnnlabError(f"no model at {str(path)!r}{state}: a run saves its model when an epoch finishes "
                           "without NaN; train it, or name another run or .keras file.")
     if not zipfile.is_zipfile(path):

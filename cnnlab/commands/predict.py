@@ -13,54 +13,19 @@ dropped from its batch alone (``ignore_errors``) and found again by its index.
 Every bad file gets a row with its reason in the ``error`` column.
 """
 
-import csv
-import io
-import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
-import numpy as np
-
-from cnnlab import artifacts, files
-from cnnlab.console import aligned
+from cnnlab import files, rundir
 from cnnlab.data.folders import DECODABLE, IMAGE_EXTENSIONS, check_image, visible_files
 from cnnlab.errors import CnnlabError, DataError
-from cnnlab.target import open_target
+from cnnlab.rundir import open_target
+from cnnlab.tasks import task_of
 
 DEFAULT_TOP_K = 3
 DEFAULT_BATCH_SIZE = 64
 OUTPUT_SUFFIXES = (".csv", ".json")
 BAD_FILES_LISTED = 10  # more bad files than this: the first ones, then a summary line
-
-
-@dataclass(frozen=True)
-class Row:
-    """One file's prediction: the top classes (label, probability), every class's probability, or an error."""
-
-    path: str
-    top: tuple = ()
-    probabilities: Optional[tuple] = None
-    error: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """The rows of one `predict` call, in the order of the files, and what they mean."""
-
-    rows: list
-    class_names: list
-    top_k: int
-    all_probs: bool = False
-
-    @property
-    def predicted(self):
-        return sum(row.error is None for row in self.rows)
-
-    @property
-    def bad(self):
-        return [row for row in self.rows if row.error is not None]
 
 
 def is_target(argument):
@@ -73,7 +38,7 @@ def is_target(argument):
     path = Path(argument)
     if path.is_file():
         return path.suffix == ".keras"
-    return artifacts.has_runs(path)
+    return rundir.has_runs(path)
 
 
 def split_arguments(arguments):
@@ -99,7 +64,7 @@ def _misplaced(argument, one):
     if path.is_file():
         kind, name, usage = "a .keras model", "the model", "MODEL.keras"
     else:
-        kind, name, usage = ("a run folder" if artifacts.is_run(path) else "a folder of runs"), "the run", "RUN_DIR"
+        kind, name, usage = ("a run folder" if rundir.is_run(path) else "a folder of runs"), "the run", "RUN_DIR"
     return (f"{str(argument)!r} is {kind}, not images: name {name} first{' (one run or model)' if one else ''}: "
             f"cnnlab predict {usage} PATH... (PATH an image file or a folder).")
 
@@ -143,7 +108,7 @@ def predict(target, paths, *, top_k=None, all_probs=False, tta=False, batch_size
         paths: image files and folders (searched recursively).
         top_k: how many classes per image (default 3); more than the model has is clamped, with a note.
         all_probs: also keep every class's probability.
-        tta: average over test-time augmentation views (`cnnlab.tta`).
+        tta: average over test-time augmentation views (`cnnlab.inference.tta`).
         batch_size: images per model call (default: the run's ``data.batch_size``, else 64).
         output: a .csv or .json file to write the rows to (atomically), or None.
         unsafe: load a model with Lambda layers (Keras ``safe_mode=False``).
@@ -164,14 +129,14 @@ def predict(target, paths, *, top_k=None, all_probs=False, tta=False, batch_size
     k = clamp_top_k(top_k, len(class_names), note)
     plan = None
     if tta:
-        from cnnlab.tta import plan as tta_plan
+        from cnnlab.inference.tta import plan as tta_plan
 
         plan = tta_plan(cfg, shape)
         for line in plan.notes():
             note(line)
     size = batch_size or (cfg.data.batch_size if cfg is not None else DEFAULT_BATCH_SIZE)
     probs, problems = run_model(model, found, shape, size, plan, progress)
-    result = Predictions(make_rows(found, probs, problems, k, all_probs), class_names, k, all_probs)
+    result = task_of(cfg).predictions(found, probs, problems, class_names, top_k=k, all_probs=all_probs)
     if not result.predicted:
         raise DataError(f"none of the {len(found)} file(s) could be predicted: {bad_summary(result.bad, 5)}.")
     report_bad(result.bad, warn)
@@ -191,14 +156,14 @@ def input_shape(model, where):
 
 def class_names_of(opened, model):
     """The run's class names, or the class indices as text for a bare model without class_names.json."""
-    from cnnlab.evaluate import main_output_shape
+    from cnnlab.models.heads import main_output_shape
 
     classes = main_output_shape(model)[-1]
     names = opened.class_names()
     if names is None:
         return [str(i) for i in range(classes)]
     if len(names) != classes:
-        raise CnnlabError(f"{opened.folder / artifacts.CLASSES_FILE} names {len(names)} classes but the model "
+        raise CnnlabError(f"{opened.folder / rundir.CLASSES_FILE} names {len(names)} classes but the model "
                           f"predicts {classes}: the class names do not belong to this model.")
     return [str(name) for name in names]
 
@@ -249,7 +214,7 @@ def image_stream(found, shape, batch_size, problems):
     """
     import tensorflow as tf
 
-    from cnnlab.data.pipeline import decode_image, fit_images, plain, prefetched
+    from cnnlab.data.ops import decode_image, fit_images, plain, prefetched
 
     def candidates():
         for index, path in enumerate(found):
@@ -269,10 +234,10 @@ def image_stream(found, shape, batch_size, problems):
 
 
 def run_model(model, found, shape, batch_size, plan, progress):
-    """``(probabilities by file index, problems by file index)`` of the files in `found`."""
+    """``(probabilities by file index, problems by file index)`` of the files in `found`: each file has one."""
     import keras
 
-    from cnnlab.evaluate import predict_batch
+    from cnnlab.inference.predictions import predict_batch
 
     probs, problems = {}, {}
     bar = keras.utils.Progbar(len(found), unit_name="image") if progress else None
@@ -283,21 +248,8 @@ def run_model(model, found, shape, batch_size, plan, progress):
             bar.update(int(indices[-1]) + 1)
     if bar is not None:
         bar.update(len(found), finalize=True)
+    problems.update({i: decode_problem(path) for i, path in enumerate(found) if i not in probs and i not in problems})
     return probs, problems
-
-
-def make_rows(found, probs, problems, k, all_probs):
-    """One `Row` per file, in order: the top `k` classes by probability, or the file's problem."""
-    rows = []
-    for index, path in enumerate(found):
-        p = probs.get(index)
-        if p is None:
-            rows.append(Row(path, error=problems.get(index) or decode_problem(path)))
-            continue
-        best = np.argsort(-p, kind="stable")[:k]  # ties keep class order
-        rows.append(Row(path, tuple((int(c), float(p[c])) for c in best),
-                        tuple(float(v) for v in p) if all_probs else None))
-    return rows
 
 
 def bad_summary(bad, limit):
@@ -318,61 +270,8 @@ def report_bad(bad, warn):
 # --------------------------------------------------------------------------- output
 
 
-def columns(result):
-    """The CSV header: path, ``top<i>_label`` and ``top<i>_prob``, optionally ``prob_<class>``, error."""
-    top = [f"top{i}_{what}" for i in range(1, result.top_k + 1) for what in ("label", "prob")]
-    every = [f"prob_{name}" for name in result.class_names] if result.all_probs else []
-    return ["path", *top, *every, "error"]
-
-
-def csv_text(result):
-    """The rows as CSV text, one line per file, probabilities rounded to 6 decimals."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns(result))
-    for row in result.rows:
-        top = [v for c, p in row.top for v in (result.class_names[c], round(p, 6))]
-        top += [""] * (2 * result.top_k - len(top))
-        every = ([round(p, 6) for p in row.probabilities] if row.probabilities else
-                 [""] * len(result.class_names)) if result.all_probs else []
-        writer.writerow([row.path, *top, *every, row.error or ""])
-    return buffer.getvalue()
-
-
-def json_records(result):
-    """The rows as JSON-ready dicts: path, top (label, probability), [probabilities], error."""
-    records = []
-    for row in result.rows:
-        record = {"path": row.path,
-                  "top": [{"label": result.class_names[c], "probability": p} for c, p in row.top]}
-        if result.all_probs:
-            record["probabilities"] = (dict(zip(result.class_names, row.probabilities))
-                                       if row.probabilities else None)
-        record["error"] = row.error
-        records.append(record)
-    return records
-
-
-def json_text(result):
-    return json.dumps(json_records(result), indent=2) + "\n"
-
-
-def table_lines(result):
-    """An aligned table: path, ``top1 .. topk`` as ``label  0.982``, [every class], error (when any)."""
-    heads = ["path", *(f"top{i}" for i in range(1, result.top_k + 1))]
-    heads += list(result.class_names) if result.all_probs else []
-    has_errors = bool(result.bad)
-    cells = [heads + (["error"] if has_errors else [])]
-    for row in result.rows:
-        top = [f"{result.class_names[c]} {p:.3f}" for c, p in row.top] or [""] * result.top_k
-        every = ([f"{p:.3f}" for p in row.probabilities] if row.probabilities else
-                 [""] * len(result.class_names)) if result.all_probs else []
-        cells.append([row.path, *top, *every] + ([row.error or ""] if has_errors else []))
-    return aligned(cells)
-
-
 def write(result, output):
     """Write the rows to `output` atomically: CSV or JSON by its suffix."""
     check_output(output)
-    text = json_text(result) if Path(output).suffix.lower() == ".json" else csv_text(result)
+    text = result.json_text() if Path(output).suffix.lower() == ".json" else result.csv_text()
     files.write_text(output, text)

@@ -124,16 +124,17 @@ def lr_find(cfg, *, start=1e-7, end=10.0, steps=100, output="lr_find.png", echo=
     for GoogLeNet the loss includes its auxiliary classifiers' (weighted 0.3).
     """
     from cnnlab import files
-    from cnnlab.experiment import build, describe, setup
+    from cnnlab.models.assemble import build
+    from cnnlab.session import setup
 
     files.check_writable_file(output, "the plot", "Give -o a .png in a folder you can write to.")
     setup(cfg, backend=True)
-    from cnnlab import plots
     from cnnlab.data.pipeline import load_data
     from cnnlab.training.fit import compile_model
+    from cnnlab.visual import plots
 
     data = load_data(cfg)
-    describe(data, echo)
+    data.describe(echo)
     model = build(cfg, data)
     compile_model(model, cfg, data.classes, 1, learning_rate=start)
     rates = start * (end / start) ** (np.arange(steps) / max(steps - 1, 1))

@@ -1,7 +1,7 @@
 """Which Keras backend runs an experiment (``runtime.backend``), chosen before Keras is imported.
 
 Keras reads ``KERAS_BACKEND`` once, when it is first imported; so `use_backend` runs
-first in `cnnlab.experiment.setup` of the commands that train (train, finetune, lr-find),
+first in `cnnlab.commands.train.setup` of the commands that train (train, finetune, lr-find),
 and no module that they import before it imports Keras. The tf.data pipeline runs on
 TensorFlow whatever the backend.
 """

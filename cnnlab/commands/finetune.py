@@ -14,12 +14,12 @@ Both phases write one history.csv (with a ``phase`` column) and one best model.
 import difflib
 from pathlib import Path
 
-from cnnlab import artifacts, files
+from cnnlab import files, rundir
 from cnnlab.catalog import APPLICATIONS, is_backbone
 from cnnlab.config import apply_overrides, build_config, load_config, option_overrides, read_yaml
 from cnnlab.errors import ConfigError, did_you_mean
-from cnnlab.target import Target, open_target
-
+from cnnlab.models.heads import head_start, last_weighted, without_auxiliary
+from cnnlab.rundir import Target, open_target
 
 # --------------------------------------------------------------------------- what to fine-tune
 
@@ -39,24 +39,24 @@ def resolve_config(target, overrides=(), root="runs", echo=None, **updates):
         return cfg.model_copy(update={"name": finetune_name(cfg.name)})
     opened = open_target(target, root)
     run = opened.run
-    if run is not None and artifacts.run_info(run).get("kind") == "ensemble":
+    if run is not None and rundir.run_info(run).get("kind") == "ensemble":
         raise ConfigError(f"{run} is an ensemble (cnnlab ensemble --save): fine-tune one of its members instead.")
     if run is None:
         raise ConfigError(f"`cnnlab finetune` takes an experiment file or a run folder; to start from the "
                           f".keras file {target!r}, set finetune.base to it in an experiment file.")
-    if artifacts.run_info(run).get("kind") == "finetune" and artifacts.status(run) == "interrupted":
-        base = read_yaml(run / artifacts.CONFIG_FILE).get("finetune", {}).get("base")
+    if rundir.run_info(run).get("kind") == "finetune" and rundir.status(run) == "interrupted":
+        base = read_yaml(run / rundir.CONFIG_FILE).get("finetune", {}).get("base")
         if base and Path(base).is_dir():
-            run = artifacts.resolve_run(base)
-            opened = Target(run, run / artifacts.MODEL_FILE, f"the base of the interrupted fine-tune {opened.run}")
+            run = rundir.resolve_run(base)
+            opened = Target(run, run / rundir.MODEL_FILE, f"the base of the interrupted fine-tune {opened.run}")
     if echo is not None:
         echo(opened.describe("Base run"))
-    data = read_yaml(run / artifacts.CONFIG_FILE)
+    data = rundir.read_config(run)
     data.pop("provenance", None)
     data["name"] = finetune_name(data.get("name", run.parent.name))
     data.setdefault("finetune", {})["base"] = str(run.resolve())
     overrides = [*overrides, *option_overrides(updates)]  # a bad --freeze is the option's error, not the run's
-    return build_config(apply_overrides(data, overrides), str(run / artifacts.CONFIG_FILE), overrides)
+    return build_config(apply_overrides(data, overrides), str(run / rundir.CONFIG_FILE), overrides)
 
 
 def finetune_name(name):
@@ -77,7 +77,7 @@ def backbone_scaling(cfg):
 
 def base_model(cfg, data, unsafe=False):
     """The model to fine-tune, its head fitted to `data`; and a description of where it came from."""
-    from cnnlab.experiment import build
+    from cnnlab.models.assemble import build
 
     base = cfg.finetune.base
     if base is None:
@@ -98,40 +98,16 @@ def base_model(cfg, data, unsafe=False):
 
 def _loaded_base(path, data, unsafe):
     """Load a run's (or a file's) model; replace its head if the classes differ."""
-    from cnnlab.evaluate import check_input_shape
+    from cnnlab.inference.inputs import check_input_shape
 
     target = open_target(path)
     model = target.load_model(unsafe)
-    if len(model.outputs) > 1:  # GoogLeNet's auxiliary heads are not fine-tuned
-        import keras
-
-        model = keras.Model(model.inputs, model.outputs[0], name=model.name)
+    model = without_auxiliary(model)  # GoogLeNet's auxiliary heads are not fine-tuned
     check_input_shape(model, data, target.run or path)
     names = target.class_names()
     if model.output_shape[-1] != data.classes or (names is not None and list(names) != list(data.class_names)):
         model = replace_head(model, data.classes)
     return model
-
-
-FEATURES = ("flatten", "avg_pool")  # what the zoo and the backbones name the layer before the classifier
-
-
-def last_weighted(model):
-    """Index of the last layer with weights: the output classifier (later layers have none)."""
-    for index in range(len(model.layers) - 1, -1, -1):
-        if model.layers[index].weights:
-            return index
-    raise ConfigError(f"the model {model.name} has no layer with weights to train.")
-
-
-def head_start(model):
-    """Index of the first layer of the head: the classifier after the base's pooled features
-    (``flatten`` or ``avg_pool``), or else the output classifier alone."""
-    names = [layer.name for layer in model.layers]
-    for name in FEATURES:
-        if name in names:
-            return names.index(name) + 1
-    return last_weighted(model)
 
 
 def replace_head(model, classes):
@@ -235,26 +211,27 @@ def finetune(target=None, *, overrides=(), freeze=None, epochs=None, head_epochs
     Re-running the same command after an interruption resumes the run, in the phase it was in.
     """
     from cnnlab.data.pipeline import load_data
-    from cnnlab.experiment import check_run_writable, describe, device, finish, preflight, setup, start_run
+    from cnnlab.rundir import check_run_writable, start_run
+    from cnnlab.session import device, setup
+    from cnnlab.training.fit import keep_final_model, preflight
 
     cfg = backbone_scaling(resolve_config(target, overrides, root, echo, **{
         "finetune.freeze": freeze, "finetune.epochs": epochs, "finetune.head_epochs": head_epochs,
         "finetune.learning_rate": learning_rate}))
     check_run_writable(cfg, output_dir, fresh)
     setup(cfg, backend=True)
-    from cnnlab.training import resume
     data = load_data(cfg)
-    describe(data, echo)
+    data.describe(echo)
     model, origin = base_model(cfg, data, unsafe)
     first = freeze_index(model, cfg.finetune.freeze, echo)  # a bad --freeze fails before any training
     preflight(cfg, data)
     run = start_run(cfg, output_dir, fresh, echo)
-    with artifacts.running(run, kind="finetune", base=origin, device=device()):
-        files.write_json(run / artifacts.CLASSES_FILE, data.class_names)
+    with rundir.running(run, kind="finetune", base=origin, device=device()):
+        files.write_json(run / rundir.CLASSES_FILE, data.class_names)
         echo(f"Run: {run}\nBase: {origin}")
         _phases(model, data, cfg, run, first, data.steps_per_epoch(cfg.training.steps_per_epoch), echo, verbose)
-        finish(run, model, cfg)
-    resume.discard(run)
+        keep_final_model(run, model, cfg)
+    rundir.discard(run)
     return run
 
 

@@ -3,8 +3,9 @@
 Members must agree on what they predict and on what they are tested: the same class
 names in the same order, the same input shape, and the same images and labels in the
 split. The split is compared by a fingerprint of what each member's config loads
-(labels, pixels or image files), not by the config's text: a dataset without its own
-test split carves it with the run's seed, so two seeds test on different images.
+(labels, pixels or image files), not by the config's text. ``data.split_seed`` draws the
+splits a dataset has not of its own, so runs of several seeds test on the same images;
+runs from before it (their seed drew the splits) test on their seed's.
 
 ``--save DIR`` makes DIR a run-like folder (`save_ensemble`), so every command that
 opens a run (`evaluate`, `predict`, `export`, `report`) opens it as it opens a run;
@@ -13,16 +14,17 @@ which `cnnlab runs` lists and which is the latest run until a newer one is made.
 """
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cnnlab import artifacts, files
+from cnnlab import files, rundir
 from cnnlab.errors import CnnlabError
-from cnnlab.target import Target, open_target
+from cnnlab.models.heads import main_output
+from cnnlab.rundir import Target, open_target
+from cnnlab.tasks import task_of
 
 ENSEMBLE_NAME = "ensemble"
 
@@ -58,7 +60,8 @@ def ensemble(runs, *, weights=None, split="test", save=None, root="runs", unsafe
         The ensemble's `scores` dict, with ``split``, ``weights`` and ``members`` (each
         member's run, weight, accuracy and loss).
     """
-    from cnnlab.evaluate import check_model_fits, predict_split, scores
+    from cnnlab.inference.inputs import check_model_fits
+    from cnnlab.inference.predictions import predict_split
 
     if len(runs) < 2:
         raise CnnlabError(f"an ensemble needs at least 2 runs. Received: {len(runs)}. Name two or more run folders.")
@@ -74,16 +77,16 @@ def ensemble(runs, *, weights=None, split="test", save=None, root="runs", unsafe
     probabilities = []
     for member in members:
         check_model_fits(member.model, bundle, member.where)
-        probs, labels, _ = predict_split(member.model, bundle, split)
+        probs, targets, _ = predict_split(member.model, bundle, split)
         probabilities.append(probs)
-    top_k = members[0].cfg.evaluate.top_k
-    result = scores(np.tensordot(weights, np.stack(probabilities), axes=1), labels, bundle.class_names, top_k)
+    task, cfg = task_of(members[0].cfg), members[0].cfg
+    result = task.scores(np.tensordot(weights, np.stack(probabilities), axes=1), targets, bundle.class_names, cfg)
     result.update(split=split, weights=list(weights), members=[
-        {"run": member.where, "weight": weight, **_headline(scores(probs, labels, bundle.class_names, top_k))}
+        {"run": member.where, "weight": weight, **task.headline(task.scores(probs, targets, bundle.class_names, cfg))}
         for member, weight, probs in zip(members, weights, probabilities)])
-    echo(format_ensemble(result))
+    echo(format_ensemble(result, task.headline(result)))
     if save is not None:
-        folder = artifacts.new_run_dir(root, ENSEMBLE_NAME) if save is True else save
+        folder = rundir.new_run_dir(root, ENSEMBLE_NAME) if save is True else save
         result["saved"] = str(save_ensemble(members, weights, folder, result))
         echo(f"Saved: {result['saved']} (a run folder: cnnlab evaluate/predict/export accept it)")
     return result
@@ -123,7 +126,7 @@ def open_member(run, root, unsafe):
                           "whose config says which data it is tested on.")
     class_names = target.class_names()
     if not class_names:
-        raise CnnlabError(f"the run {target.run} has no {artifacts.CLASSES_FILE}: it did not finish its first "
+        raise CnnlabError(f"the run {target.run} has no {rundir.CLASSES_FILE}: it did not finish its first "
                           "epoch; train it, or leave it out of the ensemble.")
     return Member(target, target.config(), list(class_names), target.load_model(unsafe))
 
@@ -151,13 +154,13 @@ def _preview(names, limit=5):
 def common_split(members, split):
     """The members' data (`DataBundle`) after checking that all of them load the same `split`.
 
-    Members whose data section and seed are equal share one load.
+    Members whose data are drawn alike (`cnnlab.rundir.data_key`) share one load.
     """
     from cnnlab.data.pipeline import load_data
 
     bundles, prints = {}, []
     for member in members:
-        key = _data_key(member.cfg)
+        key = rundir.data_key(member.cfg)
         if key not in bundles:
             bundles[key] = load_data(member.cfg)
         prints.append(fingerprint(bundles[key].split(split), bundles[key].input_shape))
@@ -167,15 +170,10 @@ def common_split(members, split):
             raise CnnlabError(f"the runs {first.where} and {member.where} have different {split} data (the images "
                               f"or labels of their {split} split differ): an ensemble scores its members on one "
                               f"split. A dataset without its own test split (data.test_split) and every "
-                              f"validation split are carved with the run's seed: ensemble runs of one seed, or "
-                              f"runs of data with its own test split (data.test_path, mnist, cifar10, ...).")
-    return bundles[_data_key(first.cfg)]
-
-
-def _data_key(cfg):
-    """What decides a run's splits: its data section (but the batch size and scaling) and its seed."""
-    data = {k: v for k, v in cfg.data.model_dump(mode="json").items() if k not in ("batch_size", "scaling")}
-    return json.dumps(data, sort_keys=True), cfg.seed
+                              f"validation split are drawn by data.split_seed (by the seed in runs from before "
+                              f"it): ensemble runs of one data.split_seed, or of data with its own test split "
+                              f"(data.test_path, mnist, cifar10, ...).")
+    return bundles[rundir.data_key(first.cfg)]
 
 
 def fingerprint(examples, input_shape):
@@ -191,25 +189,26 @@ def fingerprint(examples, input_shape):
     return digest.hexdigest()
 
 
-def _headline(result):
-    return {"accuracy": result["accuracy"], "loss": result["loss"], "top_k_accuracy": result["top_k_accuracy"]}
+def figures(headline):
+    """``accuracy 0.9912  loss 0.0310``: the numbers of a task's headline (`cnnlab.tasks.base.Task.headline`)."""
+    return "  ".join(f"{name} {value:.4f}" for name, value in headline.items() if isinstance(value, (int, float)))
 
 
-def format_ensemble(result):
-    """One line per member and one for the ensemble: weight, accuracy, loss."""
+def format_ensemble(result, headline):
+    """One line per member and one for the ensemble (its `headline`): weight and the task's figures."""
     width = max(len(m["run"]) for m in result["members"]) + 2
     lines = [f"{result['split']}: {result['images']} images, {len(result['members'])} members"]
     for i, member in enumerate(result["members"]):
-        lines.append(f"  member_{i}  {member['run']:<{width}}weight {member['weight']:.3f}  "
-                     f"accuracy {member['accuracy']:.4f}  loss {member['loss']:.4f}")
-    lines.append(f"  ensemble  {'':<{width}}{'':12}  accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}")
+        lines.append(f"  member_{i}  {member['run']:<{width}}weight {member['weight']:.3f}  {figures(member)}")
+    lines.append(f"  ensemble  {'':<{width}}{'':12}  {figures(headline)}")
     return "\n".join(lines)
 
 
 def summary_line(result):
     """The ensemble's result in one line (``--quiet``)."""
+    headline = {k: v for k, v in result.items() if k in result["members"][0] and k not in ("run", "weight")}
     return (f"{result['split']}: {result['images']} images, {len(result['members'])} members  "
-            f"ensemble accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}")
+            f"ensemble {figures(headline)}")
 
 
 # --------------------------------------------------------------------------- one model, saved as a run
@@ -231,7 +230,7 @@ def combine(models, weights, input_shape):
     inputs = keras.Input(shape=tuple(input_shape), name="input")
     outputs = []
     for i, model in enumerate(models):
-        member = keras.Model(model.inputs, model.outputs[0], name=f"member_{i}")
+        member = keras.Model(model.inputs, main_output(model), name=f"member_{i}")
         outputs.append(member(inputs))
     if len(set(weights)) == 1:
         joined = keras.layers.Average(dtype="float32", name="predictions")(outputs)
@@ -260,14 +259,14 @@ def save_ensemble(members, weights, folder, result):
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CnnlabError(f"cannot create --save {str(folder)!r}: {exc.strerror or exc}.") from None
-    files.save_model(model, folder / artifacts.MODEL_FILE)
-    files.write_json(folder / artifacts.CLASSES_FILE, members[0].class_names)
+    files.save_model(model, folder / rundir.MODEL_FILE)
+    files.write_json(folder / rundir.CLASSES_FILE, members[0].class_names)
     composition = {"members": [str(m.target.run.resolve()) for m in members], "weights": list(weights),
                    "split": result["split"]}
-    files.write_json(folder / artifacts.METRICS_FILE, {**result, "model": str(folder / artifacts.MODEL_FILE)})
-    artifacts.update_run_info(folder, kind=ENSEMBLE_NAME, status="completed", **composition)
+    files.write_json(folder / rundir.METRICS_FILE, {**result, "model": str(folder / rundir.MODEL_FILE)})
+    rundir.update_run_info(folder, kind=ENSEMBLE_NAME, status="completed", **composition)
     config = members[0].cfg.to_dict()
     config.update(name=ENSEMBLE_NAME, evaluate={**config["evaluate"], "split": result["split"]},
-                  provenance={**artifacts.provenance(), ENSEMBLE_NAME: composition})
-    files.write_text(folder / artifacts.CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+                  provenance={**rundir.provenance(), ENSEMBLE_NAME: composition})
+    files.write_text(folder / rundir.CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
     return folder

@@ -7,20 +7,22 @@ None to get logits, which would change a model the caller shares; here a sub-mod
 returns the feature map and the softmax layer's *input*, and the logits are computed
 from that with the layer's own weights.
 
-A saved ensemble (`cnnlab.ensemble.combine`) has no feature map of its own: its
+A saved ensemble (`cnnlab.commands.ensemble.combine`) has no feature map of its own: its
 members have. `grad_cam` gives an `EnsembleGradCam` for it, which averages the
 members' heat-maps as the ensemble averages their probabilities.
 """
 
 import numpy as np
 
+from cnnlab.keras_private import producer
 from cnnlab.errors import CnnlabError
+from cnnlab.models.heads import main_output
 
 CONV_TYPES = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose")
 # Layers between the last convolution and the classifier that Grad-CAM looks through (finer maps).
 PASSED = ("MaxPooling2D", "AveragePooling2D", "Dropout", "SpatialDropout2D", "GaussianDropout", "GaussianNoise")
 NO_CONV = "no convolutional layer: Grad-CAM needs a convolutional feature map (this model is a dense network)"
-ENSEMBLE = "an averaged ensemble: its members hold the feature maps; explain it with cnnlab.gradcam.grad_cam(model)"
+ENSEMBLE = "an averaged ensemble: its members hold the feature maps; explain it with cnnlab.visual.gradcam.grad_cam(model)"
 
 
 def grad_cam(model):
@@ -32,7 +34,7 @@ def grad_cam(model):
 def ensemble_members(model):
     """The members of an averaged ensemble and their weights, or None when `model` is not one.
 
-    `cnnlab.ensemble.combine` ends an ensemble in an ``Average`` of nested models
+    `cnnlab.commands.ensemble.combine` ends an ensemble in an ``Average`` of nested models
     (equal weights), or an ``Add`` of nested models each scaled by a ``Rescaling``
     layer whose scale is the member's weight.
 
@@ -69,14 +71,7 @@ def has_conv(layer):
 
 def _producer(tensor):
     """The layer that made a functional model's `tensor`, and the tensors it was called on."""
-    operation, node_index, _ = tensor._keras_history
-    return operation, operation._inbound_nodes[node_index].input_tensors
-
-
-def main_output(model):
-    """The main classifier's output tensor (GoogLeNet's auxiliary ones come after it)."""
-    outputs = model.outputs
-    return outputs[0]
+    return producer(tensor)
 
 
 def last_conv_output(model):

@@ -1,0 +1,17 @@
+"""An experiment's model: the registry's architecture for the data's images and classes, its scaling layer first."""
+
+
+def build(cfg, data):
+    """The experiment's model for `data`, scaling included."""
+    from cnnlab.data.scaling import needs_stats
+
+    stats = data.channel_stats() if needs_stats(cfg.data.scaling) else None
+    return assemble(cfg, data.input_shape, data.classes, stats)
+
+
+def assemble(cfg, shape, classes, stats=None):
+    """The model of `cfg` for `shape` images and `classes` classes, its scaling layer first."""
+    from cnnlab.data.scaling import scaling_layers
+    from cnnlab.models.registry import build_model
+
+    return build_model(cfg.model, shape, classes, preprocessing=scaling_layers(cfg.data.scaling, cfg.model, stats))

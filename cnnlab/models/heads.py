@@ -1,0 +1,60 @@
+"""Model heads, in one place: the main output and GoogLeNet's auxiliary ones, and where the head starts.
+
+A model's first output is its main one; auxiliary classifiers (GoogLeNet's
+``aux_logits``) come after it. Training weighs them in; everything else (evaluating,
+predicting, exporting, ensembling, explaining, fine-tuning) uses the main output only.
+"""
+
+import numpy as np
+
+from cnnlab.errors import ConfigError
+
+FEATURES = ("flatten", "avg_pool")  # what the zoo and the backbones name the layer before the classifier
+
+
+def main_output(model):
+    """The main output tensor of a functional model."""
+    return model.outputs[0]
+
+
+def main_output_shape(model):
+    """The shape of the main output."""
+    shape = model.output_shape
+    return shape[0] if isinstance(shape, list) else shape
+
+
+def main_probabilities(predictions):
+    """The main output's values from a model's prediction (a list when the model has auxiliary outputs)."""
+    return np.asarray(predictions[0] if isinstance(predictions, (list, tuple)) else predictions)
+
+
+def auxiliary_outputs(model):
+    """How many auxiliary outputs `model` has (GoogLeNet's classifiers; 0 for most)."""
+    return len(model.outputs) - 1
+
+
+def without_auxiliary(model):
+    """`model` itself, or, when it has auxiliary outputs, the same layers ending in its main output alone."""
+    if not auxiliary_outputs(model):
+        return model
+    import keras
+
+    return keras.Model(model.inputs, main_output(model), name=model.name)
+
+
+def last_weighted(model):
+    """Index of the last layer with weights: the output classifier (later layers have none)."""
+    for index in range(len(model.layers) - 1, -1, -1):
+        if model.layers[index].weights:
+            return index
+    raise ConfigError(f"the model {model.name} has no layer with weights to train.")
+
+
+def head_start(model):
+    """Index of the first layer of the head: the classifier after the base's pooled features
+    (``flatten`` or ``avg_pool``), or else the output classifier alone."""
+    names = [layer.name for layer in model.layers]
+    for name in FEATURES:
+        if name in names:
+            return names.index(name) + 1
+    return last_weighted(model)

@@ -1,0 +1,109 @@
+"""The task seam: what one kind of problem means to every command.
+
+A run's task (``task:`` in its experiment file, `task_of`) answers every question on
+which classification, multi-label classification and segmentation differ. The
+commands ask it and never test its name:
+
+- the data: what a batch of labels becomes for the loss (`Task.targets`);
+- training: its loss, metrics and class weights (and its own training, if not Keras's fit);
+- evaluation: the scores of a split's outputs (`Task.scores`), their summary, the
+  figures a run stands by (`Task.headline`), which images to show (`Task.keep`) and
+  the plots (`Task.plots`);
+- predict: the rows of the images (`Task.predictions`) and how they are written;
+- export: how far an artifact's outputs agree with the Keras model's (`Task.agreement`);
+- report: the task's own sections of the page (`Task.report`).
+
+Drawn for what comes next as well: targets are whatever the source yields (one label,
+several, a mask; boxes or a sequence later) mapped by the task, never assumed to be
+one label per image outside it; a task whose training is not a plain ``fit`` (two
+networks, a custom step) sets `Task.fit`, which `cnnlab.training.fit.fit` then runs instead.
+"""
+
+from cnnlab.registry import Registry
+
+TASKS = Registry("task")
+
+
+def register_task(name):
+    """Class decorator: register a `Task` subclass under `name` (one instance serves every command)."""
+
+    def decorator(cls):
+        TASKS.add(name, cls())
+        return cls
+
+    return decorator
+
+
+def task_of(cfg):
+    """The task of a config (None: a bare .keras model, which is classified)."""
+    import cnnlab.tasks  # noqa: F401  (registers the tasks)
+
+    return TASKS.get(cfg.task if cfg is not None else "classification").fn
+
+
+class Task:
+    """One kind of problem; subclasses fill in every method (see the module's docstring)."""
+
+    name = None
+
+    # ------------------------------------------------------------------ data and training
+
+    def targets(self, labels, classes):
+        """A batch of labels as the loss takes them (TensorFlow ops, inside the data pipeline)."""
+        raise NotImplementedError
+
+    def loss(self, training):
+        """The Keras loss of a `TrainingConfig`."""
+        raise NotImplementedError
+
+    def metrics(self, classes, cfg):
+        """The Keras metrics training logs (the main output's)."""
+        raise NotImplementedError
+
+    def class_weight(self, cfg, labels, class_names):
+        """``training.class_weight`` as Keras's ``class_weight`` argument, or None; checks it against the data."""
+        raise NotImplementedError
+
+    fit = None  # a task whose training is not Keras's fit: a function with `cnnlab.training.fit.fit`'s arguments
+
+    # ------------------------------------------------------------------ evaluation
+
+    def scores(self, outputs, targets, class_names, cfg):
+        """The metrics.json of a split: `outputs` the model's main outputs, `targets` what the data gives."""
+        raise NotImplementedError
+
+    def summary(self, result):
+        """The lines `evaluate` prints for `scores`' result."""
+        raise NotImplementedError
+
+    def headline(self, result):
+        """The few figures that stand for a result (an ensemble's member lines)."""
+        raise NotImplementedError
+
+    def keep(self, outputs, targets):
+        """Indices, within a batch, of the images an evaluation shows (in its plots), in order of preference."""
+        raise NotImplementedError
+
+    def plots(self, folder, result, kept, class_names):
+        """Draw an evaluation's own plots into `folder` (the learning curves are every task's, drawn apart);
+        `kept`: the images `keep` chose, as ``(image, output, target)``."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ predict, export, report
+
+    def predictions(self, found, outputs, problems, class_names, **options):
+        """`predict`'s result for the files `found` (`outputs` and `problems` by file index), with the CLI's
+        `options`: an object with ``rows``, ``predicted``, ``bad``, ``csv_text()``, ``json_text()`` and
+        ``table_lines()``."""
+        raise NotImplementedError
+
+    def agreement(self, expected, got):
+        """``(agreeing, compared)``: how many of a batch's outputs (`got`) agree with `expected` (the Keras
+        model's outputs, or the targets), of how many compared (images, labels or pixels)."""
+        raise NotImplementedError
+
+    agreement_name = None  # what `agreement` counts, for the export's line
+
+    def report(self, page, model, data, split, outputs, targets, echo):
+        """Add the task's sections (figures and notes) to a report `page` (`cnnlab.commands.report.RunReport`)."""
+        raise NotImplementedError
