@@ -22,7 +22,8 @@ CONV_TYPES = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D"
 # Layers between the last convolution and the classifier that Grad-CAM looks through (finer maps).
 PASSED = ("MaxPooling2D", "AveragePooling2D", "Dropout", "SpatialDropout2D", "GaussianDropout", "GaussianNoise")
 NO_CONV = "no convolutional layer: Grad-CAM needs a convolutional feature map (this model is a dense network)"
-ENSEMBLE = "an averaged ensemble: its members hold the feature maps; explain it with cnnlab.visual.gradcam.grad_cam(model)"
+ENSEMBLE = ("an averaged ensemble: its members hold the feature maps; explain it with "
+            "cnnlab.visual.gradcam.grad_cam(model)")
 
 
 def grad_cam(model):
