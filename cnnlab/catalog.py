@@ -228,6 +228,7 @@ class Dataset:
     shape: tuple | None = None  # (H, W, C) of the images
     class_names: tuple | None = None
     path: str | None = None  # "folder" or "file" when data.path is required
+    tasks: tuple = ("classification",)  # the tasks whose labels it holds
 
     @property
     def classes(self):
@@ -248,9 +249,10 @@ DATASETS = {
     "cifar100": Dataset((32, 32, 3), _numbered(100)),
     "digits": Dataset((8, 8, 1), _numbered(10)),
     "directory": Dataset(path="folder"),
-    "npz": Dataset(path="file"),
+    "npz": Dataset(path="file", tasks=("classification", "multilabel")),
+    "csv": Dataset(path="file", tasks=("multilabel",)),
 }
-TASKS = ("classification",)  # task: what kind of problem (cnnlab.tasks)
+TASKS = ("classification", "multilabel")  # task: what kind of problem (cnnlab.tasks)
 SCALINGS = ("unit", "symmetric", "standardize", "none", "backbone")
 ENGINES = ("layers", "generator")
 BACKENDS = ("tensorflow", "jax")  # Keras backends cnnlab runs on (runtime.backend)
@@ -319,12 +321,17 @@ INITIALIZERS = ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "i
                 "variance_scaling", "zeros")
 
 
-def logged_metrics(top_k, classes=None):
+def logged_metrics(top_k, classes=None, task="classification"):
     """The metric names training logs (and callbacks may monitor), with and without ``val_``.
 
-    Top-k accuracy is logged for each k in `top_k` above 1 and below the class count.
+    Classification: accuracy, and top-k accuracy for each k in `top_k` above 1 and below
+    the class count. Multi-label: the precision-recall AUC (macro) and micro F1 at 0.5.
     """
-    names = ["loss", "accuracy"] + [f"top{k}_accuracy" for k in top_k if k > 1 and (classes is None or k < classes)]
+    if task == "multilabel":
+        names = ["loss", "pr_auc", "f1"]
+    else:
+        names = ["loss", "accuracy"] + [f"top{k}_accuracy" for k in top_k
+                                        if k > 1 and (classes is None or k < classes)]
     return names + [f"val_{n}" for n in names]
 
 

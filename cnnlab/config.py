@@ -288,7 +288,30 @@ class ExperimentConfig(Section):
 def _check_paths(cfg):
     if catalog.DATASETS[cfg.data.dataset].path and not cfg.data.path:
         raise ValueError(f"data.path is required when data.dataset is {cfg.data.dataset}: "
-                         "give a folder of class sub-folders (directory) or an .npz file (npz)")
+                         "give a folder of class sub-folders (directory), an .npz file (npz) or a CSV of "
+                         "path,labels (csv)")
+
+
+def _check_task(cfg):
+    dataset = catalog.DATASETS[cfg.data.dataset]
+    if cfg.task not in dataset.tasks:
+        readers = ", ".join(f"{name} ({', '.join(d.tasks)})" for name, d in catalog.DATASETS.items()
+                            if cfg.task in d.tasks)
+        raise ValueError(f"data.dataset {cfg.data.dataset} holds labels for {' or '.join(dataset.tasks)}, not for "
+                         f"task {cfg.task}: give data that task reads: {readers}")
+    if cfg.task != "multilabel":
+        return
+    training = cfg.training
+    if training.label_smoothing:
+        raise ValueError("training.label_smoothing is refused for task multilabel: it would pull every absent "
+                         "label's target up from 0 and every present one's down from 1 in each sigmoid, and the "
+                         "per-class thresholds chosen on validation would have to undo it. Set it to 0")
+    if training.loss != "auto":
+        raise ValueError(f"training.loss must be auto for task multilabel (binary cross-entropy per class). "
+                         f"Received: {training.loss!r}")
+    if isinstance(training.class_weight, dict):
+        raise ValueError("training.class_weight for task multilabel is balanced (each class's positives "
+                         "weighted by its negatives / positives) or null: a mapping weighs one class per image")
 
 
 def _check_model(cfg):
@@ -334,7 +357,7 @@ CALLBACKS_WITH_MONITOR = ("model_checkpoint", "reduce_lr_on_plateau", "early_sto
 
 
 def _check_monitors(cfg):
-    allowed = catalog.logged_metrics(cfg.evaluate.top_k, catalog.DATASETS[cfg.data.dataset].classes)
+    allowed = catalog.logged_metrics(cfg.evaluate.top_k, catalog.DATASETS[cfg.data.dataset].classes, cfg.task)
     for name in CALLBACKS_WITH_MONITOR:
         section = getattr(cfg.callbacks, name)
         if section is None:
@@ -371,8 +394,8 @@ def _check_schedule(cfg):
                          "keep one (set callbacks.reduce_lr_on_plateau: false to use the schedule)")
 
 
-CHECKS = [_check_paths, _check_model, _check_optimizer, _check_lr_schedule, _check_monitors, _check_class_weight,
-          _check_mixing, _check_schedule]
+CHECKS = [_check_paths, _check_task, _check_model, _check_optimizer, _check_lr_schedule, _check_monitors,
+          _check_class_weight, _check_mixing, _check_schedule]
 
 
 # --------------------------------------------------------------------------- the model section
@@ -448,8 +471,9 @@ def _check_path(key, value, kind, dataset):
                           "sub-folder of images per class.")
     if kind == "file" and not path.is_file():
         problem = "is a folder" if path.is_dir() else "does not exist"
-        raise ConfigError(f"{key} {value!r} {problem}: dataset {dataset} needs an .npz file with x_train and "
-                          "y_train.")
+        need = ("a CSV file with the columns path,labels" if dataset == "csv" else
+                "an .npz file with x_train and y_train")
+        raise ConfigError(f"{key} {value!r} {problem}: dataset {dataset} needs {need}.")
 
 
 # --------------------------------------------------------------------------- loading

@@ -28,7 +28,8 @@ def quiet(*_):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Three tiny digits runs: an MLP, a CNN on the same data and seed, and the MLP with another seed."""
+    """Four tiny digits runs: an MLP, a CNN on the same data and seed, the MLP with another seed, and the MLP
+    with another data.split_seed."""
     from cnnlab.commands.train import train
 
     root = tmp_path_factory.mktemp("ensemble") / "runs"
@@ -41,7 +42,7 @@ def runs(tmp_path_factory):
         return path
 
     return {"mlp": run("mlp"), "cnn": run("cnn", model={"architecture": "simple_cnn"}),
-            "seed2": run("seed2", seed=2)}
+            "seed2": run("seed2", seed=2), "split2": run("split2", data={**BASE["data"], "split_seed": 3})}
 
 
 def own_metrics(run):
@@ -104,9 +105,16 @@ def test_refuses_different_class_names_or_order(cli, runs, tmp_path):
 
 
 def test_refuses_a_different_test_split(cli, runs):
-    """digits has no test split: it is carved with the run's seed, so seeds 1 and 2 test on other images."""
-    assert "different test data" in refused(cli, runs["mlp"], runs["seed2"])
-    assert "different val data" in refused(cli, runs["mlp"], runs["seed2"], "--split", "val")
+    """digits has no test split: data.split_seed draws it, so another split_seed tests on other images."""
+    assert "different test data" in refused(cli, runs["mlp"], runs["split2"])
+    assert "different val data" in refused(cli, runs["mlp"], runs["split2"], "--split", "val")
+
+
+def test_two_seeds_of_one_experiment_ensemble(cli, runs):
+    """The seed varies training only (data.split_seed draws the splits): two seeds share their test images."""
+    result = cli("ensemble", runs["mlp"], runs["seed2"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == "test: 360 images, 2 members"
 
 
 def test_refuses_different_input_shapes(cli, runs, tmp_path):

@@ -19,7 +19,7 @@ def test_experiments_are_shipped():
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_experiment_loads_and_builds(path):
     cfg = load_config(path)
-    if cfg.data.dataset in ("npz", "directory") and not Path(cfg.data.path).exists():
+    if cfg.data.dataset in ("npz", "directory", "csv") and not Path(cfg.data.path).exists():
         pytest.skip(f"{path.name} needs {cfg.data.path}, which this machine does not have")
     lines = []
     model = check(cfg, echo=lines.append)

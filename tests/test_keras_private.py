@@ -104,7 +104,9 @@ def test_optimizer_variable_finds_the_keras_variable():
 
 
 def test_generator_batch_makes_the_rows_batch():
-    flow = keras.preprocessing.image.ImageDataGenerator().flow(
+    import tensorflow as tf
+
+    flow = tf.keras.preprocessing.image.ImageDataGenerator().flow(
         np.arange(5 * 4 * 4 * 1, dtype=np.float32).reshape(5, 4, 4, 1), np.arange(5), batch_size=2, shuffle=False)
     x, y = keras_private.generator_batch(flow, np.array([3, 1]))
     assert y.tolist() == [3, 1] and x.shape == (2, 4, 4, 1)

@@ -151,7 +151,7 @@ def test_differing_keys_are_dotted_and_ignore_provenance():
 
 
 def test_confident_mistakes_most_confident_first():
-    from cnnlab.commands.report import confident_mistakes
+    from cnnlab.tasks.classification import confident_mistakes
 
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.1, 0.9], [0.7, 0.3]])
     labels = np.array([0, 0, 0, 0, 1])

@@ -191,7 +191,8 @@ def fingerprint(examples, input_shape):
 
 def figures(headline):
     """``accuracy 0.9912  loss 0.0310``: the numbers of a task's headline (`cnnlab.tasks.base.Task.headline`)."""
-    return "  ".join(f"{name} {value:.4f}" for name, value in headline.items() if isinstance(value, (int, float)))
+    return "  ".join(f"{name} {value:.4f}" for name, value in headline.items()
+                     if isinstance(value, (int, float)) and name not in ("run", "weight"))
 
 
 def format_ensemble(result, headline):
@@ -206,7 +207,7 @@ def format_ensemble(result, headline):
 
 def summary_line(result):
     """The ensemble's result in one line (``--quiet``)."""
-    headline = {k: v for k, v in result.items() if k in result["members"][0] and k not in ("run", "weight")}
+    headline = {k: result[k] for k in result["members"][0] if k in result}
     return (f"{result['split']}: {result['images']} images, {len(result['members'])} members  "
             f"ensemble {figures(headline)}")
 

@@ -4,8 +4,9 @@ Every format goes through Keras 3's own ``model.export(path, format=...)``, on a
 export copy of the model (`cnnlab.export.prepare`: float32, Normalization as
 Rescaling, called once) so that every cnnlab model exports. Before it says done,
 an export runs the artifact in its own runtime on the run's test split (or
-``--data-dir``) and compares it with the Keras model (`cnnlab.export.check`): top-1
-agreement under 99 % (97 % for int8) is an error, and the artifact is kept only
+``--data-dir``) and compares it with the Keras model (`cnnlab.export.check`) by the run
+task's agreement (top-1 classes; multi-label: label sets at the run's thresholds): agreement
+under 99 % (97 % for int8) is an error, and the artifact is kept only
 under a name that says it failed (`cnnlab.export.artifact`). The artifact takes raw
 pixels, like the ``.keras`` model; a JSON beside it says how to feed it.
 
@@ -61,8 +62,12 @@ def export(target=None, *, fmt, quantize="none", output=None, data_dir=None, roo
     calibration = calibration_data(opened, bundle, data_dir, echo) if quantize == "int8" else None
     with artifact.staging(path) as staged:
         convert(spec, copy, staged, quantize, calibration)
-        runtime, result = check_staged(spec, staged, model, bundle, quantize, task_of(opened.config()))
+        task = task_of(opened.config())
+        calibration = task.calibrate(opened.folder)
+        runtime, result = check_staged(spec, staged, model, bundle, quantize, task, calibration)
         record = describe_export(spec, quantize, path, opened, bundle, runtime.io, notes)
+        record.update(task=task.name, agreement=task.agreement_name,
+                      **({"thresholds": calibration} if calibration is not None else {}))
         record["check"] = result.to_dict()
         if not result.passed:
             fail(spec, staged, path, record, what)
@@ -123,13 +128,14 @@ def convert(spec, model, path, quantize, calibration):
                           "(--verbose shows the traceback).") from exc
 
 
-def check_staged(spec, staged, model, bundle, quantize, task):
+def check_staged(spec, staged, model, bundle, quantize, task, calibration=None):
     """Load the staged artifact in its runtime and check it on the bundle's test images, as `task` measures."""
     from cnnlab.export.check import FLOORS, check_artifact, size_on_disk
 
     runtime = spec.load(staged)
     size = size_on_disk(p for p in staged.parent.iterdir())
-    return runtime, check_artifact(runtime, model, bundle.dataset("test"), FLOORS[quantize], size, task)
+    return runtime, check_artifact(runtime, model, bundle.dataset("test"), FLOORS[quantize], size, task,
+                                   calibration)
 
 
 def describe_export(spec, quantize, path, opened, bundle, io, notes):

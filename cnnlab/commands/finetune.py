@@ -9,6 +9,9 @@ inference mode) unless ``finetune.train_batch_norm``, recompiles at the low
 ``finetune.lr_mult`` the earlier layers learn more slowly: discriminative rates) and
 trains on, its epochs counted on from phase 1.
 Both phases write one history.csv (with a ``phase`` column) and one best model.
+
+Nothing here imports Keras at import time (`cnnlab.models` imports Keras): the run's
+backend (``runtime.backend``) is chosen first.
 """
 
 import difflib
@@ -18,7 +21,6 @@ from cnnlab import files, rundir
 from cnnlab.catalog import APPLICATIONS, is_backbone
 from cnnlab.config import apply_overrides, build_config, load_config, option_overrides, read_yaml
 from cnnlab.errors import ConfigError, did_you_mean
-from cnnlab.models.heads import head_start, last_weighted, without_auxiliary
 from cnnlab.rundir import Target, open_target
 
 # --------------------------------------------------------------------------- what to fine-tune
@@ -99,6 +101,7 @@ def base_model(cfg, data, unsafe=False):
 def _loaded_base(path, data, unsafe):
     """Load a run's (or a file's) model; replace its head if the classes differ."""
     from cnnlab.inference.inputs import check_input_shape
+    from cnnlab.models.heads import without_auxiliary
 
     target = open_target(path)
     model = target.load_model(unsafe)
@@ -117,6 +120,8 @@ def replace_head(model, classes):
     weights as a starting point; phase 1 trains it.
     """
     import keras
+
+    from cnnlab.models.heads import last_weighted
 
     start = last_weighted(model)
     old = model.layers[start]
@@ -139,6 +144,8 @@ def freeze_index(model, freeze, echo=print):
     A number at or beyond the base's layers freezes the whole base (phase 2 then
     trains the head at the low rate) and says so.
     """
+    from cnnlab.models.heads import head_start
+
     names = [layer.name for layer in model.layers]
     head = head_start(model)
     if isinstance(freeze, int):
@@ -158,6 +165,8 @@ def freeze_index(model, freeze, echo=print):
 
 def freeze_base(model):
     """Phase 1: everything but the head frozen."""
+    from cnnlab.models.heads import head_start
+
     start = head_start(model)
     for index, layer in enumerate(model.layers):
         layer.trainable = index >= start
@@ -166,6 +175,8 @@ def freeze_base(model):
 def unfreeze_after(model, first, train_batch_norm=False):
     """Phase 2: layers from index `first` on trainable (BatchNormalization only if asked); the rest frozen."""
     import keras
+
+    from cnnlab.models.heads import head_start
 
     start = head_start(model)
     for index, layer in enumerate(model.layers):
@@ -182,6 +193,8 @@ def rate_multipliers(model, first, lr_mult):
     to the full rate, which the head gets (fastai's ``slice(lr / lr_mult, lr)``, by layer
     rather than by layer group).
     """
+    from cnnlab.models.heads import head_start
+
     start = head_start(model)
     layers = [layer for layer in model.layers[first:start] if layer.trainable_weights]
     if lr_mult == 1.0 or not layers:
@@ -263,10 +276,10 @@ def _fit_phase(model, data, cfg, run, steps, *, phase, state, verbose, multiplie
     ft = cfg.finetune
     start, span = (0, ft.head_epochs) if phase == 1 else (ft.head_epochs, ft.epochs)
     if phase == 1:
-        compile_model(model, cfg, data.classes, steps, epochs=span)
+        compile_model(model, cfg, data.classes, steps, epochs=span, labels=data.train.labels)
     else:
         compile_model(model, cfg, data.classes, steps, learning_rate=ft.learning_rate, schedule=ft.lr_schedule,
-                      epochs=span, multipliers=multipliers)
+                      epochs=span, multipliers=multipliers, labels=data.train.labels)
         if ft.lr_schedule is not None:  # the schedule sets phase 2's rate: no plateau callback beside it
             cfg = cfg.model_copy(update={"callbacks": cfg.callbacks.model_copy(update={"reduce_lr_on_plateau": None})})
     return fit(model, data, cfg, run, epochs=start + span, initial_epoch=start, phase=phase, state=state,

@@ -136,7 +136,7 @@ def lr_find(cfg, *, start=1e-7, end=10.0, steps=100, output="lr_find.png", echo=
     data = load_data(cfg)
     data.describe(echo)
     model = build(cfg, data)
-    compile_model(model, cfg, data.classes, 1, learning_rate=start)
+    compile_model(model, cfg, data.classes, 1, learning_rate=start, labels=data.train.labels)
     rates = start * (end / start) ** (np.arange(steps) / max(steps - 1, 1))
     sweep = _sweep_callback(rates)
     echo(f"Sweeping the learning rate from {start:g} to {end:g} over {steps} batches of {data.batch_size}")

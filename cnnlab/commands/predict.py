@@ -136,7 +136,9 @@ def predict(target, paths, *, top_k=None, all_probs=False, tta=False, batch_size
             note(line)
     size = batch_size or (cfg.data.batch_size if cfg is not None else DEFAULT_BATCH_SIZE)
     probs, problems = run_model(model, found, shape, size, plan, progress)
-    result = task_of(cfg).predictions(found, probs, problems, class_names, top_k=k, all_probs=all_probs)
+    task = task_of(cfg)
+    result = task.predictions(found, probs, problems, class_names, task.calibrate(opened.folder), top_k=k,
+                              all_probs=all_probs)
     if not result.predicted:
         raise DataError(f"none of the {len(found)} file(s) could be predicted: {bad_summary(result.bad, 5)}.")
     report_bad(result.bad, warn)

@@ -34,7 +34,8 @@ def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto", test
     distribution.agree("experiment and data", job_fingerprint(cfg, data))
     model = build(cfg, data)
     preflight(cfg, data)
-    compile_model(model, cfg, data.classes, data.steps_per_epoch(cfg.training.steps_per_epoch))
+    compile_model(model, cfg, data.classes, data.steps_per_epoch(cfg.training.steps_per_epoch),
+                  labels=data.train.labels)
     primary = distribution.current().primary  # process 0 writes the run; other workers only train
     run = Path(distribution.primary_only(lambda: str(start_run(cfg, output_dir, fresh, echo))))
     with rundir.running(run, kind="train", device=device()) if primary else contextlib.nullcontext():

@@ -81,33 +81,95 @@ def scan_folder(root, *, on_bad_image="error", key="data.path", class_names=None
     found = class_folders(root, key)
     names = list(class_names) if class_names is not None else found
     _check_classes(found, names, root, key, is_test=class_names is not None)
-    paths, labels, shapes, bad, gray = [], [], set(), [], True
+    checked = _Checked()
     for label, name in enumerate(names):
         folder = Path(root) / name
-        count = 0
-        for path in visible_files(folder) if folder.is_dir() else ():
-            try:
-                h, w, is_gray = check_image(path)
-            except ValueError as exc:
-                bad.append((path, str(exc)))
-                continue
-            paths.append(path)
-            labels.append(label)
-            shapes.add((h, w))
-            gray = gray and is_gray
-            count += 1
+        count = sum(checked.add(path, label) for path in (visible_files(folder) if folder.is_dir() else ()))
         if count == 0 and class_names is None:
             raise DataError(f"class folder {str(folder)!r} has no usable images "
                             f"(allowed: {', '.join(e[1:] for e in IMAGE_EXTENSIONS)}).")
-    if bad and on_bad_image == "error":
-        listed = "; ".join(f"{p}: {why}" for p, why in bad[:5])
-        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        raise DataError(f"{len(bad)} bad image file(s) in {root}: {listed}{more}. Remove them, or set "
-                        "data.on_bad_image: skip to train on the rest.")
-    if not paths:
-        raise DataError(f"{key} {str(root)!r} holds no usable images.")
-    return FolderScan(np.array(paths), np.array(labels, dtype=np.int64), names, frozenset(shapes), gray,
-                      tuple(bad))
+    return checked.scan(root, key, names, on_bad_image, np.int64)
+
+
+class _Checked:
+    """Image files checked one by one (`check_image`): the good ones with their labels, the bad with why."""
+
+    def __init__(self):
+        self.paths, self.labels, self.shapes, self.bad, self.gray = [], [], set(), [], True
+
+    def add(self, path, label):
+        """Check `path`; keep it with `label` if it is a readable image. Whether it was kept."""
+        try:
+            h, w, is_gray = check_image(path)
+        except ValueError as exc:
+            self.bad.append((path, str(exc)))
+            return False
+        self.paths.append(path)
+        self.labels.append(label)
+        self.shapes.add((h, w))
+        self.gray = self.gray and is_gray
+        return True
+
+    def scan(self, where, key, names, on_bad_image, dtype):
+        """The `FolderScan`, or a `DataError` for bad files (``data.on_bad_image: error``) or none good."""
+        if self.bad and on_bad_image == "error":
+            listed = "; ".join(f"{p}: {why}" for p, why in self.bad[:5])
+            more = f" and {len(self.bad) - 5} more" if len(self.bad) > 5 else ""
+            raise DataError(f"{len(self.bad)} bad image file(s) in {where}: {listed}{more}. Remove them, or set "
+                            "data.on_bad_image: skip to train on the rest.")
+        if not self.paths:
+            raise DataError(f"{key} {str(where)!r} holds no usable images.")
+        return FolderScan(np.array(self.paths), np.array(self.labels, dtype=dtype), names, frozenset(self.shapes),
+                          self.gray, tuple(self.bad))
+
+
+CSV_COLUMNS = ("path", "labels")
+
+
+def scan_label_csv(path, *, on_bad_image="error", key="data.path", class_names=None):
+    """Read and check a multi-label CSV: columns ``path,labels``, each image's path relative to the CSV's
+    folder and its label names separated by spaces (empty: no label).
+
+    The labels become multi-hot rows over the class names: the sorted names the CSV
+    uses, or `class_names` (the training CSV's, for a separate test CSV).
+    """
+    rows = _label_rows(path, key)
+    names = list(class_names) if class_names is not None else sorted({n for _, labels in rows for n in labels})
+    unknown = sorted({n for _, labels in rows for n in labels} - set(names))
+    if unknown:
+        raise DataError(f"{key} {str(path)!r} has label(s) {', '.join(unknown[:10])} that the training CSV does "
+                        f"not have (training labels: {', '.join(names[:20])}).")
+    if not names:
+        raise DataError(f"{key} {str(path)!r} names no label at all: the labels column holds each image's label "
+                        "names separated by spaces.")
+    index = {name: i for i, name in enumerate(names)}
+    checked = _Checked()
+    for file, labels in rows:
+        hot = np.zeros(len(names), np.uint8)
+        hot[[index[n] for n in labels]] = 1
+        checked.add(str(Path(path).parent / file), hot)
+    return checked.scan(path, key, names, on_bad_image, np.uint8)
+
+
+def _label_rows(path, key):
+    """``[(image path, [label names])]`` of a ``path,labels`` CSV, or a `DataError` saying what is wrong."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or not set(CSV_COLUMNS) <= set(reader.fieldnames):
+                raise DataError(f"{key} {str(path)!r} must be a CSV with the header path,labels. Received the "
+                                f"columns: {', '.join(reader.fieldnames or []) or 'none'}.")
+            rows = [((row["path"] or "").strip(), (row["labels"] or "").split()) for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{key} {str(path)!r} is not a readable CSV: {exc}") from None
+    empty = [i + 2 for i, (file, _) in enumerate(rows) if not file]
+    if empty:
+        raise DataError(f"{key} {str(path)!r} has rows without a path (line {empty[0]}).")
+    if not rows:
+        raise DataError(f"{key} {str(path)!r} lists no images.")
+    return rows
 
 
 def _check_classes(found, names, root, key, *, is_test):

@@ -172,19 +172,20 @@ def load_data(cfg):
     split is carved from the training data. Both are stratified and drawn by
     ``data.split_seed`` (`split_seed`), so runs of several seeds share them.
     """
-    data = cfg.data
-    raw = load_raw(data)
+    data, task = cfg.data, task_of(cfg)
+    raw = load_raw(data, task)
     train, test = raw.train, raw.test
     seed = split_seed(cfg)
     if test is None and data.test_split > 0:
-        train, test = stratified_split(train, data.test_split, seed, "data.test_split", raw.class_names)
+        train, test = stratified_split(train, data.test_split, seed, "data.test_split", raw.class_names, task)
     val = None
     if data.validation_split > 0:
-        train, val = stratified_split(train, data.validation_split, seed, "data.validation_split", raw.class_names)
+        train, val = stratified_split(train, data.validation_split, seed, "data.validation_split", raw.class_names,
+                                      task)
     return DataBundle(train=train, val=val, test=test, class_names=list(raw.class_names),
                       input_shape=input_shape(raw.image_shape, data), batch_size=data.batch_size,
                       seed=cfg.seed, augmentation=cfg.augmentation, skipped=raw.skipped,
-                      targets=task_of(cfg).targets)
+                      targets=task.targets)
 
 
 def split_seed(cfg):
@@ -200,7 +201,7 @@ def describe_data(cfg):
     meta = SOURCES.get(cfg.data.dataset).meta
     if "shape" in meta:
         return input_shape(meta["shape"], cfg.data), meta["classes"]
-    raw = load_raw(cfg.data)
+    raw = load_raw(cfg.data, task_of(cfg))
     return input_shape(raw.image_shape, cfg.data), len(raw.class_names)
 
 
@@ -214,10 +215,22 @@ def input_shape(image_shape, data):
     return (int(h), int(w), int(c))
 
 
-def stratified_split(examples, fraction, seed, key, class_names):
-    """Split off `fraction` of `examples`, class by class, reproducibly for `seed`."""
+def stratified_split(examples, fraction, seed, key, class_names, task=None):
+    """Split off `fraction` of `examples`, class by class, reproducibly for `seed`.
+
+    `task` says what to stratify by (`cnnlab.tasks.base.Task.stratify`): classification's
+    class indices; multi-hot rows are drawn at random.
+    """
     from sklearn.model_selection import train_test_split
 
+    by = examples.labels if task is None else task.stratify(examples.labels)
+    if by is None:
+        held = int(np.ceil(fraction * len(examples)))
+        if held < 1 or len(examples) - held < 1:
+            raise DataError(f"{key} {fraction} of {len(examples)} images leaves no image on one side: change "
+                            "the fraction or add images.")
+        keep, held_out = train_test_split(np.arange(len(examples)), test_size=held, random_state=seed)
+        return examples.take(np.sort(keep)), examples.take(np.sort(held_out))
     counts = np.bincount(examples.labels, minlength=len(class_names))
     present = counts[counts > 0]
     if present.min() < 2:

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from cnnlab import catalog
-from cnnlab.data.folders import scan_folder
+from cnnlab.data.folders import scan_folder, scan_label_csv
 from cnnlab.errors import DataError
 from cnnlab.registry import Registry
 
@@ -50,9 +50,12 @@ class RawData:
     skipped: tuple = ()  # bad image files left out (data.on_bad_image: skip)
 
 
-def load_raw(cfg):
-    """Load the dataset named by ``cfg.dataset`` (a DataConfig)."""
-    return SOURCES.get(cfg.dataset).fn(cfg)
+def load_raw(cfg, task=None):
+    """Load the dataset named by ``cfg.dataset`` (a DataConfig), its labels read as `task` reads them
+    (`cnnlab.tasks.base.Task.read_labels`; default: classification's class indices)."""
+    from cnnlab.tasks import task_of
+
+    return SOURCES.get(cfg.dataset).fn(cfg, task or task_of(None))
 
 
 # --------------------------------------------------------------------------- in-memory sources
@@ -79,58 +82,28 @@ def _as_images(x, key):
     return x
 
 
-def _as_labels(y, n, key):
-    """Class indices 0..K-1 (one-hot rows become indices), one per image."""
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] > 1:
-        y = y.argmax(axis=1)  # one-hot
-    y = y.reshape(-1)
-    if len(y) != n:
-        raise DataError(f"{key} has {len(y)} labels for {n} images: they must match.")
-    whole = np.issubdtype(y.dtype, np.integer) or (
-        np.issubdtype(y.dtype, np.floating) and np.isfinite(y).all() and (y == np.round(y)).all())
-    if not whole or (len(y) and y.min() < 0):
-        shown = f"values from {y.min()} to {y.max()}" if whole else f"dtype {y.dtype}"
-        raise DataError(f"{key} must hold class indices 0..K-1 (or one-hot rows). Received {shown}.")
-    return y.astype(np.int64)
-
-
-def _examples(x, y, source, split):
+def _examples(x, y, source, split, task):
     x = np.asarray(x)
     if x.ndim == 0:
         raise DataError(f"{source} x_{split} must hold images shaped (N, H, W) or (N, H, W, C). "
                         f"Received: a single value.")
-    return Examples(labels=_as_labels(y, len(x), f"{source} y_{split}"), images=_as_images(x, f"{source} x_{split}"))
+    return Examples(labels=task.read_labels(y, len(x), f"{source} y_{split}"),
+                    images=_as_images(x, f"{source} x_{split}"))
 
 
-def from_arrays(x_train, y_train, x_test=None, y_test=None, class_names=None, source="arrays"):
-    """Build `RawData` from arrays in ``keras.datasets`` layout."""
-    train = _examples(x_train, y_train, source, "train")
-    test = None if x_test is None else _examples(x_test, y_test, source, "test")
+def from_arrays(x_train, y_train, x_test=None, y_test=None, class_names=None, source="arrays", *, task):
+    """Build `RawData` from arrays in ``keras.datasets`` layout, the labels read by `task`."""
+    train = _examples(x_train, y_train, source, "train", task)
+    test = None if x_test is None else _examples(x_test, y_test, source, "test", task)
     if test is not None and test.images.shape[1:] != train.images.shape[1:]:
         raise DataError(f"{source}: x_test images are {test.images.shape[1:]} but x_train images are "
                         f"{train.images.shape[1:]}: they must match.")
-    names = _class_names(train, test, class_names, source)
+    names = task.class_names(train.labels, None if test is None else test.labels, class_names, source)
     return RawData(train, test, names, tuple(train.images.shape[1:]))
 
 
-def _class_names(train, test, class_names, source):
-    """The class names; every class is in the training labels and there are at least two."""
-    classes = int(train.labels.max()) + 1
-    if test is not None and test.labels.max() >= classes:
-        raise DataError(f"{source}: y_test has label {test.labels.max()} but y_train's labels go up to "
-                        f"{classes - 1}: every test class must be a training class.")
-    present = len(np.unique(train.labels))
-    if present < 2:
-        raise DataError(f"{source}: y_train holds {present} class: a classifier needs at least 2 classes.")
-    names = [str(c) for c in (class_names if class_names is not None else range(classes))]
-    if len(names) < classes:
-        raise DataError(f"{source}: labels go up to {classes - 1} but only {len(names)} class names are given.")
-    return names
-
-
 def _keras_dataset(name, class_names):
-    def load(cfg):
+    def load(cfg, task):
         import keras
 
         try:
@@ -142,7 +115,7 @@ def _keras_dataset(name, class_names):
                             f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). Keras caches it in "
                             "~/.keras/datasets once downloaded; offline, use `data.dataset: npz` with "
                             "`data.path` pointing at a copy.") from None
-        return from_arrays(x_train, y_train, x_test, y_test, class_names, source=name)
+        return from_arrays(x_train, y_train, x_test, y_test, class_names, source=name, task=task)
 
     load.__doc__ = f"keras.datasets.{name}: Keras's own downloader and cache."
     return load
@@ -168,17 +141,17 @@ for _name in ("mnist", "fashion_mnist", "cifar10", "cifar100"):
 
 
 @SOURCES.register("digits", **_known("digits"))
-def load_digits(cfg):
+def load_digits(cfg, task):
     """scikit-learn's bundled 8x8 digits (1,797 images, no download); 0..16 scaled to 0..255."""
     from sklearn.datasets import load_digits as sk_digits
 
     digits = sk_digits()
     images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
-    return from_arrays(images, digits.target, source="digits")
+    return from_arrays(images, digits.target, source="digits", task=task)
 
 
 @SOURCES.register("npz")
-def load_npz(cfg):
+def load_npz(cfg, task):
     """An .npz file in keras.datasets' layout: x_train, y_train and optionally x_test, y_test, class_names."""
     path = Path(cfg.path)
     if not path.is_file():
@@ -196,20 +169,36 @@ def load_npz(cfg):
                         f"Received keys: {', '.join(sorted(arrays))}.")
     names = arrays.get("class_names")
     return from_arrays(arrays["x_train"], arrays["y_train"], arrays.get("x_test"), arrays.get("y_test"),
-                       None if names is None else list(np.atleast_1d(names)), source=str(path))
+                       None if names is None else list(np.atleast_1d(names)), source=str(path), task=task)
 
 
 # --------------------------------------------------------------------------- image folders
 
 
 @SOURCES.register("directory")
-def load_directory(cfg):
+def load_directory(cfg, task):
     """A folder of class sub-folders, scanned for bad images first, then streamed from disk."""
     train = scan_folder(cfg.path, on_bad_image=cfg.on_bad_image, key="data.path")
     test = None
     if cfg.test_path:
         test = scan_folder(cfg.test_path, on_bad_image=cfg.on_bad_image, key="data.test_path",
                            class_names=train.class_names)
+    return _from_scans(cfg, train, test)
+
+
+@SOURCES.register("csv")
+def load_csv(cfg, task):
+    """A CSV of ``path,labels`` (multi-label: label names separated by spaces), its images streamed from disk."""
+    train = scan_label_csv(cfg.path, on_bad_image=cfg.on_bad_image, key="data.path")
+    test = None
+    if cfg.test_path:
+        test = scan_label_csv(cfg.test_path, on_bad_image=cfg.on_bad_image, key="data.test_path",
+                              class_names=train.class_names)
+    return _from_scans(cfg, train, test)
+
+
+def _from_scans(cfg, train, test):
+    """`RawData` of the checked image files of a training (and a test) scan, of one size unless resized."""
     shapes = set(train.shapes) | (set(test.shapes) if test else set())
     if cfg.image_size is None and len(shapes) > 1:
         sizes = ", ".join(f"{h}x{w}" for h, w in sorted(shapes)[:4])

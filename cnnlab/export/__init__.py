@@ -5,7 +5,7 @@ the format's own runtime. Importing this package does not import TensorFlow or a
 """
 
 # One place imports the format modules, in a fixed order; each registers itself in FORMATS.
-from cnnlab.export import artifact, onnx, openvino, savedmodel, tflite  # noqa: F401
+from cnnlab.export import artifact, savedmodel, tflite, onnx, openvino  # noqa: F401, I001
 from cnnlab.export.formats import FORMAT_NAMES, FORMATS, QUANTIZATIONS, get_format, require_runtime
 
 __all__ = ["FORMATS", "FORMAT_NAMES", "QUANTIZATIONS", "get_format", "require_runtime"]

@@ -60,8 +60,10 @@ def run_evaluation(opened, *, split=None, data_dir=None, unsafe=False, tta=False
 
     task = task_of(cfg)
     drawing = plots.Evaluation(out, history_from=opened.folder)  # the curves, while the model predicts
-    outputs, targets, kept = predict_split(model, data, split, tta=plan, keep=task.keep)
-    result = task.scores(outputs, targets, data.class_names, cfg)
+    calibration = calibrate(task, opened, model, data)
+    outputs, targets, kept = predict_split(model, data, split, tta=plan,
+                                           keep=lambda o, t: task.keep(o, t, calibration))
+    result = task.scores(outputs, targets, data.class_names, cfg, calibration)
     result.update(split=split, model=str(opened.model_path), data_dir=data_dir)
     if plan:
         result.update(tta=True, tta_views=list(plan.views), tta_shift=plan.step)
@@ -78,3 +80,13 @@ def output_folder(opened, cfg, split, data_dir, tta=False):
         return opened.folder
     what = f"folder-{Path(data_dir).resolve().name}" if data_dir else split
     return opened.folder / "evaluations" / (f"{what}-tta" if tta else what)
+
+
+def calibrate(task, opened, model, data):
+    """What the run's task chose on its validation split (multi-label: per-class thresholds), choosing and
+    saving it now if the run has none yet; None for a task that chooses nothing or a model without a run."""
+    calibration = task.calibrate(opened.folder)
+    if calibration is None and task.calibrated and opened.run is not None and data.val is not None:
+        outputs, targets, _ = predict_split(model, data, "val")
+        calibration = task.calibrate(opened.folder, outputs, targets)
+    return calibration

@@ -1,4 +1,5 @@
-"""An experiment's model: the registry's architecture for the data's images and classes, its scaling layer first."""
+"""An experiment's model: the registry's architecture for the data's images and classes, its scaling layer
+first and its task's output activation last."""
 
 
 def build(cfg, data):
@@ -13,5 +14,7 @@ def assemble(cfg, shape, classes, stats=None):
     """The model of `cfg` for `shape` images and `classes` classes, its scaling layer first."""
     from cnnlab.data.scaling import scaling_layers
     from cnnlab.models.registry import build_model
+    from cnnlab.tasks import task_of
 
-    return build_model(cfg.model, shape, classes, preprocessing=scaling_layers(cfg.data.scaling, cfg.model, stats))
+    return build_model(cfg.model, shape, classes, preprocessing=scaling_layers(cfg.data.scaling, cfg.model, stats),
+                       output_activation=task_of(cfg).activation)

@@ -1,5 +1,7 @@
 """Building blocks shared by every family; layer names are given by place."""
 
+import contextvars
+
 import keras
 from keras import layers
 
@@ -88,7 +90,11 @@ def pool_features(x, head):
     return layers.Flatten(name="flatten")(x)
 
 
+OUTPUT_ACTIVATION = contextvars.ContextVar("output_activation", default="softmax")  # the task's (build_model)
+
+
 def predictions(x, classes, cfg, name="predictions"):
-    """The softmax output layer, kept in float32 under mixed precision."""
-    return layers.Dense(classes, activation="softmax", dtype="float32", name=name,
+    """The output layer, kept in float32 under mixed precision: softmax, or the task's activation
+    (`OUTPUT_ACTIVATION`, which `cnnlab.models.registry.build_model` sets: sigmoid for multi-label)."""
+    return layers.Dense(classes, activation=OUTPUT_ACTIVATION.get(), dtype="float32", name=name,
                         **conv_kwargs(cfg))(x)

@@ -13,6 +13,7 @@ import keras
 from cnnlab import catalog
 from cnnlab.config import model_problem, unknown_architecture
 from cnnlab.errors import ConfigError
+from cnnlab.models.blocks import OUTPUT_ACTIVATION
 from cnnlab.registry import Registry
 
 MODELS = Registry("model.architecture")
@@ -47,7 +48,7 @@ def get_model(name):
     return MODELS.get(name)
 
 
-def build_model(cfg, input_shape, classes, *, preprocessing=None):
+def build_model(cfg, input_shape, classes, *, preprocessing=None, output_activation="softmax"):
     """Build a Functional model for `input_shape` images and `classes` classes.
 
     Args:
@@ -55,10 +56,10 @@ def build_model(cfg, input_shape, classes, *, preprocessing=None):
         input_shape: ``(H, W, C)`` of the images fed to the model (raw pixels).
         classes: the number of output classes.
         preprocessing: layers applied to the raw pixels first (scaling), or None.
+        output_activation: the output layer's activation: the task's (`cnnlab.tasks.base.Task.activation`).
 
     Returns:
-        A `keras.Model` named after the architecture, with a softmax output
-        layer named ``predictions``.
+        A `keras.Model` named after the architecture, with an output layer named ``predictions``.
     """
     entry = get_model(cfg.architecture)
     check_model_config(cfg)
@@ -67,6 +68,7 @@ def build_model(cfg, input_shape, classes, *, preprocessing=None):
     x = inputs
     for layer in preprocessing or ():
         x = layer(x)
+    activation = OUTPUT_ACTIVATION.set(output_activation)
     try:
         outputs = builder(x, classes, cfg)
     except ValueError as exc:
@@ -75,6 +77,8 @@ def build_model(cfg, input_shape, classes, *, preprocessing=None):
         raise ConfigError(f"`model.architecture` {cfg.architecture!r} cannot take images of "
                           f"{tuple(input_shape)}: {_first_line(exc)}. Use a larger data.image_size "
                           "or another architecture.") from None
+    finally:
+        OUTPUT_ACTIVATION.reset(activation)
     return keras.Model(inputs, outputs, name=cfg.architecture)
 
 

@@ -90,6 +90,7 @@ def load_model(path, *, unsafe=False, run=None):
     import keras
 
     import cnnlab.models  # noqa: F401  (registers cnnlab's custom layers for deserialisation)
+    import cnnlab.training.losses  # noqa: F401  (its losses)
     import cnnlab.training.optimizers  # noqa: F401  (and its discriminative optimizers)
 
     path = Path(path)

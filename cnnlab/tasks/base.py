@@ -45,15 +45,29 @@ class Task:
     """One kind of problem; subclasses fill in every method (see the module's docstring)."""
 
     name = None
+    activation = None  # the output layer's activation
+    calibrated = False  # whether the task chooses something on the validation split (multilabel: thresholds)
 
     # ------------------------------------------------------------------ data and training
+
+    def read_labels(self, y, n, key):
+        """A source's labels `y` for `n` images as the task holds them (or a `DataError` naming `key`)."""
+        raise NotImplementedError
+
+    def class_names(self, train, test, names, source):
+        """The class names of the labels `train` and `test` (as `read_labels` gave them), `names` if given."""
+        raise NotImplementedError
+
+    def stratify(self, labels):
+        """What to stratify a split of `labels` by, or None to draw it at random."""
+        raise NotImplementedError
 
     def targets(self, labels, classes):
         """A batch of labels as the loss takes them (TensorFlow ops, inside the data pipeline)."""
         raise NotImplementedError
 
-    def loss(self, training):
-        """The Keras loss of a `TrainingConfig`."""
+    def loss(self, training, labels=None):
+        """The Keras loss of a `TrainingConfig` (`labels`: the training labels, for balanced weights)."""
         raise NotImplementedError
 
     def metrics(self, classes, cfg):
@@ -68,7 +82,12 @@ class Task:
 
     # ------------------------------------------------------------------ evaluation
 
-    def scores(self, outputs, targets, class_names, cfg):
+    def calibrate(self, folder, outputs=None, targets=None):
+        """What the task chose on the validation split (its `calibration`), saved in `folder`: the saved one,
+        or, given the validation split's `outputs` and `targets`, chosen now and saved; None if none."""
+        return None
+
+    def scores(self, outputs, targets, class_names, cfg, calibration=None):
         """The metrics.json of a split: `outputs` the model's main outputs, `targets` what the data gives."""
         raise NotImplementedError
 
@@ -80,7 +99,7 @@ class Task:
         """The few figures that stand for a result (an ensemble's member lines)."""
         raise NotImplementedError
 
-    def keep(self, outputs, targets):
+    def keep(self, outputs, targets, calibration=None):
         """Indices, within a batch, of the images an evaluation shows (in its plots), in order of preference."""
         raise NotImplementedError
 
@@ -91,13 +110,13 @@ class Task:
 
     # ------------------------------------------------------------------ predict, export, report
 
-    def predictions(self, found, outputs, problems, class_names, **options):
+    def predictions(self, found, outputs, problems, class_names, calibration=None, **options):
         """`predict`'s result for the files `found` (`outputs` and `problems` by file index), with the CLI's
         `options`: an object with ``rows``, ``predicted``, ``bad``, ``csv_text()``, ``json_text()`` and
         ``table_lines()``."""
         raise NotImplementedError
 
-    def agreement(self, expected, got):
+    def agreement(self, expected, got, calibration=None):
         """``(agreeing, compared)``: how many of a batch's outputs (`got`) agree with `expected` (the Keras
         model's outputs, or the targets), of how many compared (images, labels or pixels)."""
         raise NotImplementedError

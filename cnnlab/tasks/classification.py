@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 
 from cnnlab.console import aligned
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, DataError
 from cnnlab.tasks.base import Task, register_task
 
 LOSSES = {"auto": "CategoricalCrossentropy", "categorical_crossentropy": "CategoricalCrossentropy",
@@ -27,14 +27,24 @@ class Classification(Task):
     """Single-label classification (the default task)."""
 
     name = "classification"
+    activation = "softmax"
     agreement_name = "top-1"
+
+    def read_labels(self, y, n, key):
+        return read_labels(y, n, key)
+
+    def class_names(self, train, test, names, source):
+        return class_names(train, test, names, source)
+
+    def stratify(self, labels):
+        return labels
 
     def targets(self, labels, classes):
         from cnnlab.data.ops import one_hot
 
         return one_hot(labels, classes)
 
-    def loss(self, training):
+    def loss(self, training, labels=None):
         import keras
 
         return getattr(keras.losses, LOSSES[training.loss])(label_smoothing=training.label_smoothing)
@@ -45,7 +55,7 @@ class Classification(Task):
     def class_weight(self, cfg, labels, class_names):
         return class_weight(cfg, labels, class_names)
 
-    def scores(self, outputs, targets, class_names, cfg):
+    def scores(self, outputs, targets, class_names, cfg, calibration=None):
         return scores(outputs, labels_of(targets), class_names, cfg.evaluate.top_k if cfg else [1, 5])
 
     def summary(self, result):
@@ -54,23 +64,54 @@ class Classification(Task):
     def headline(self, result):
         return {"accuracy": result["accuracy"], "loss": result["loss"], "top_k_accuracy": result["top_k_accuracy"]}
 
-    def keep(self, outputs, targets):
+    def keep(self, outputs, targets, calibration=None):
         """The misclassified images, in order."""
         return np.flatnonzero(outputs.argmax(axis=1) != labels_of(targets))
 
     def plots(self, folder, result, kept, class_names):
         draw_plots(folder, result, kept, class_names)
 
-    def predictions(self, found, outputs, problems, class_names, top_k, all_probs):
+    def predictions(self, found, outputs, problems, class_names, calibration=None, top_k=3, all_probs=False):
         """`predict`'s rows of the files `found`: `outputs` and `problems` by file index."""
         return Predictions(make_rows(found, outputs, problems, top_k, all_probs), class_names, top_k, all_probs)
 
-    def agreement(self, expected, got):
+    def agreement(self, expected, got, calibration=None):
         """Images whose top-1 class is the same, of the batch."""
         return int(np.sum(got.argmax(axis=1) == expected.argmax(axis=1))), len(got)
 
     def report(self, page, model, data, split, outputs, targets, echo):
         report_sections(page, model, data, split, outputs, labels_of(targets), echo)
+
+
+def read_labels(y, n, key):
+    """Class indices 0..K-1 (one-hot rows become indices), one per image."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        y = y.argmax(axis=1)  # one-hot
+    y = y.reshape(-1)
+    if len(y) != n:
+        raise DataError(f"{key} has {len(y)} labels for {n} images: they must match.")
+    whole = np.issubdtype(y.dtype, np.integer) or (
+        np.issubdtype(y.dtype, np.floating) and np.isfinite(y).all() and (y == np.round(y)).all())
+    if not whole or (len(y) and y.min() < 0):
+        shown = f"values from {y.min()} to {y.max()}" if whole else f"dtype {y.dtype}"
+        raise DataError(f"{key} must hold class indices 0..K-1 (or one-hot rows). Received {shown}.")
+    return y.astype(np.int64)
+
+
+def class_names(train, test, names, source):
+    """The class names of class-index labels; every class is in the training labels and there are at least two."""
+    classes = int(train.max()) + 1
+    if test is not None and test.max() >= classes:
+        raise DataError(f"{source}: y_test has label {test.max()} but y_train's labels go up to "
+                        f"{classes - 1}: every test class must be a training class.")
+    present = len(np.unique(train))
+    if present < 2:
+        raise DataError(f"{source}: y_train holds {present} class: a classifier needs at least 2 classes.")
+    names = [str(c) for c in (names if names is not None else range(classes))]
+    if len(names) < classes:
+        raise DataError(f"{source}: labels go up to {classes - 1} but only {len(names)} class names are given.")
+    return names
 
 
 def labels_of(targets):

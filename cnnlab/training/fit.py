@@ -19,7 +19,7 @@ AUX_LOSS_WEIGHT = 0.3
 
 
 def compile_model(model, cfg, classes, steps_per_epoch, *, learning_rate=None, schedule=None, epochs=None,
-                  multipliers=None):
+                  multipliers=None, labels=None):
     """Compile with the configured optimizer, schedule, loss and metrics.
 
     Args:
@@ -28,6 +28,7 @@ def compile_model(model, cfg, classes, steps_per_epoch, *, learning_rate=None, s
             (fine-tuning's phase 2), with `schedule` (a ScheduleConfig) or constant.
         epochs: the epochs the schedule spans (default ``training.epochs``).
         multipliers: ``{variable path: factor}`` on the rate (discriminative rates), or None.
+        labels: the training labels, for a task's balanced loss weights (multi-label), or None.
     """
     speed_up(model, cfg.runtime.fast_kernels and not cfg.deterministic)
     training = cfg.training
@@ -37,7 +38,7 @@ def compile_model(model, cfg, classes, steps_per_epoch, *, learning_rate=None, s
     plain = build_optimizer(training, lr)
     optimizer = with_multipliers(plain, multipliers) if multipliers else plain
     task = task_of(cfg)
-    loss = task.loss(training)
+    loss = task.loss(training, labels)
     scores = task.metrics(classes, cfg)
     extra = auxiliary_outputs(model)  # GoogLeNet's auxiliary classifiers, weighted 0.3 as in the paper
     execution = {"steps_per_execution": steps_per_execution(steps_per_epoch, cfg.runtime.steps_per_execution)}

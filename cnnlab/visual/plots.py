@@ -212,6 +212,44 @@ def mistakes_grid(mistakes, class_names, path):
     _save(fig, path, tight=False)
 
 
+def labelled_grid(images, titles, path):
+    """Images with a (multi-line) title each, five to a row, in one axes (as `mistakes_grid`)."""
+    plt = _pyplot()
+    cols = min(5, len(images))
+    rows = math.ceil(len(images) / cols)
+    fig = plt.figure(figsize=(2.6 * cols, 2.9 * rows))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.axis("off")
+    for index, (image, title) in enumerate(zip(images, titles)):
+        row, col = divmod(index, cols)
+        image = np.clip(image, 0, 255).astype(np.uint8)
+        gray = image.shape[-1] == 1
+        ax.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None,
+                  extent=(col + 0.1, col + 0.9, row + 0.97, row + 0.25))
+        ax.text(col + 0.5, row + 0.22, title, fontsize=7, ha="center", va="bottom")
+    ax.set_xlim(0, cols)
+    ax.set_ylim(rows, 0)
+    ax.set_aspect("auto")
+    _save(fig, path, tight=False)
+
+
+def pr_curves(curves, class_names, path, limit=20):
+    """Precision against recall, one line per class (`curves`: ``{class: {"recall", "precision"}}``)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for name in [n for n in class_names if n in curves][:limit]:
+        ax.plot(curves[name]["recall"], curves[name]["precision"], linewidth=1.2, label=name)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1.01)
+    ax.set_ylim(0, 1.01)
+    ax.grid(alpha=0.3)
+    ax.set_title("precision-recall per class" + (f" (first {limit})" if len(curves) > limit else ""))
+    if curves:
+        ax.legend(fontsize=7, ncol=2)
+    _save(fig, path)
+
+
 def augmentation_grid(originals, augmented, path, columns=4):
     """Pairs of images side by side: the training image, then its augmented version."""
     plt = _pyplot()
