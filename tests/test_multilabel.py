@@ -167,3 +167,18 @@ def test_labels_that_are_not_multi_hot_are_refused(tmp_path, cli):
     path = experiment(tmp_path, {"dataset": "npz", "path": str(tmp_path / "bad.npz")})
     result = cli("train", str(path))
     assert result.exit_code == 2 and "multi-hot rows" in error_line(result)
+
+
+@pytest.mark.parametrize("architecture", ["slp", "mlp", "simple_cnn", "deep_cnn", "alexnet", "vgg11", "googlenet",
+                                          "resnet20"])
+def test_every_family_ends_in_the_task_s_activation(architecture):
+    """The output layer's activation is the task's (sigmoid for multilabel), in every family of the zoo."""
+    import keras
+
+    from cnnlab.config import ModelConfig
+    from cnnlab.models.registry import build_model
+
+    model = build_model(ModelConfig(architecture=architecture), (32, 32, 3), 3, output_activation="sigmoid")
+    layer = model.get_layer("predictions")
+    assert layer.activation is keras.activations.sigmoid
+    keras.backend.clear_session()

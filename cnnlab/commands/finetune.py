@@ -226,13 +226,14 @@ def finetune(target=None, *, overrides=(), freeze=None, epochs=None, head_epochs
     from cnnlab.data.pipeline import load_data
     from cnnlab.rundir import check_run_writable, start_run
     from cnnlab.session import device, setup
-    from cnnlab.training.fit import keep_final_model, preflight
 
     cfg = backbone_scaling(resolve_config(target, overrides, root, echo, **{
         "finetune.freeze": freeze, "finetune.epochs": epochs, "finetune.head_epochs": head_epochs,
         "finetune.learning_rate": learning_rate}))
     check_run_writable(cfg, output_dir, fresh)
     setup(cfg, backend=True)
+    from cnnlab.training.fit import keep_final_model, preflight  # Keras, once the backend is chosen
+
     data = load_data(cfg)
     data.describe(echo)
     model, origin = base_model(cfg, data, unsafe)

@@ -2,7 +2,7 @@
 
 from keras import layers
 
-from cnnlab.models.blocks import conv_bn_act, conv_kwargs, dense_act, pool_features, predictions
+from cnnlab.models.blocks import OUTPUT_ACTIVATION, conv_bn_act, conv_kwargs, dense_act, pool_features, predictions
 from cnnlab.models.registry import register_model
 
 
@@ -40,5 +40,5 @@ def deep_cnn(x, classes, cfg):
     x = dense_act(x, 50, cfg, "fc1", dropout=cfg.dropout)
     x = layers.Dense(classes, name="fc2", **conv_kwargs(cfg))(x)
     x = layers.Dropout(cfg.dropout, name="fc2_dropout")(x)
-    return layers.Activation("softmax", dtype="float32", name="predictions")(x)
+    return layers.Activation(OUTPUT_ACTIVATION.get(), dtype="float32", name="predictions")(x)  # the task's
 
