@@ -152,7 +152,7 @@ def sigkill_after_epoch(command, cwd, epoch=2, timeout=180):
 
 
 def wait_for_epoch(cwd, epoch, timeout=180):
-    """Wait until the newest run under `cwd`/runs has saved the resume state of `epoch` epochs (or `timeout` s)."""
+    """Wait until a run under `cwd`/runs has saved the resume state of `epoch` epochs (or `timeout` s)."""
     import json
     import time
 
@@ -160,14 +160,15 @@ def wait_for_epoch(cwd, epoch, timeout=180):
 
     deadline = time.time() + timeout
     while time.time() < deadline:
-        runs = rundir.list_runs(Path(cwd) / "runs")
-        try:
-            state = json.loads((runs[-1] / rundir.BACKUP_DIR / "state.json").read_text()) if runs else {}
-        except (OSError, ValueError):
-            state = {}
-        if state.get("epoch", 0) >= epoch:
-            return
+        for run in rundir.list_runs(Path(cwd) / "runs"):  # a completed run has no resume state left
+            try:
+                state = json.loads((run / rundir.BACKUP_DIR / "state.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if state.get("epoch", 0) >= epoch:
+                return
         time.sleep(0.05)
+    raise AssertionError(f"no run under {cwd}/runs saved the state of epoch {epoch} within {timeout} s")
 
 
 # --------------------------------------------------------------------------- as an ordinary user
