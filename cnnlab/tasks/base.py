@@ -126,3 +126,20 @@ class Task:
     def report(self, page, model, data, split, outputs, targets, echo):
         """Add the task's sections (figures and notes) to a report `page` (`cnnlab.commands.report.RunReport`)."""
         raise NotImplementedError
+
+
+class PredictedFiles:
+    """What every task's `Task.predictions` result shares: ``rows`` in the order of the files, each with
+    an ``error`` (None for a file the model predicted)."""
+
+    rows: list
+
+    @property
+    def predicted(self):
+        """How many files were predicted."""
+        return sum(row.error is None for row in self.rows)
+
+    @property
+    def bad(self):
+        """The rows of the files that could not be predicted."""
+        return [row for row in self.rows if row.error is not None]

@@ -16,7 +16,7 @@ import numpy as np
 
 from cnnlab.console import aligned
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.tasks.base import Task, register_task
+from cnnlab.tasks.base import PredictedFiles, Task, register_task
 
 LOSSES = {"auto": "CategoricalCrossentropy", "categorical_crossentropy": "CategoricalCrossentropy",
           "categorical_focal_crossentropy": "CategoricalFocalCrossentropy"}  # training.loss -> keras.losses
@@ -280,21 +280,13 @@ class Row:
 
 
 @dataclass(frozen=True)
-class Predictions:
+class Predictions(PredictedFiles):
     """The rows of one `predict` call, in the order of the files, and what they mean."""
 
     rows: list
     class_names: list
     top_k: int
     all_probs: bool = False
-
-    @property
-    def predicted(self):
-        return sum(row.error is None for row in self.rows)
-
-    @property
-    def bad(self):
-        return [row for row in self.rows if row.error is not None]
 
     def columns(self):
         """The CSV header: path, ``top<i>_label`` and ``top<i>_prob``, optionally ``prob_<class>``, error."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from cnnlab.console import aligned
 from cnnlab.errors import DataError
-from cnnlab.tasks.base import Task, register_task
+from cnnlab.tasks.base import PredictedFiles, Task, register_task
 
 THRESHOLDS_FILE = "thresholds.json"
 DEFAULT_THRESHOLD = 0.5  # a class's threshold when no validation split chose one
@@ -260,20 +260,12 @@ class Row:
 
 
 @dataclass(frozen=True)
-class Predictions:
+class Predictions(PredictedFiles):
     """The rows of one `predict` call of a multi-label run."""
 
     rows: list
     class_names: list
     all_probs: bool = False
-
-    @property
-    def predicted(self):
-        return sum(row.error is None for row in self.rows)
-
-    @property
-    def bad(self):
-        return [row for row in self.rows if row.error is not None]
 
     def csv_text(self):
         """path, labels (space-separated), probabilities (of those labels), [prob_<class>...], error."""
