@@ -145,29 +145,34 @@ def sigkill_after_epoch(command, cwd, epoch=2, timeout=180):
     from cnnlab import rundir
 
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
-    wait_for_epoch(cwd, epoch, timeout)
+    wait_for_epoch(cwd, epoch, timeout, process=process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     return rundir.latest_run(Path(cwd) / "runs")
 
 
-def wait_for_epoch(cwd, epoch, timeout=180):
-    """Wait until a run under `cwd`/runs has saved the resume state of `epoch` epochs (or `timeout` s)."""
+def wait_for_epoch(cwd, epoch, timeout=180, process=None):
+    """Wait until a run under `cwd`/runs made after this call began has saved the resume state of `epoch`
+    epochs; fail saying why after `timeout` s, or as soon as `process` (the training) has ended."""
     import json
     import time
 
     from cnnlab import rundir  # imports no Keras: the process being watched may train in a fraction of a second
 
-    deadline = time.time() + timeout
+    began, deadline = time.time() - 1, time.time() + timeout
     while time.time() < deadline:
         for run in rundir.list_runs(Path(cwd) / "runs"):  # a completed run has no resume state left
             try:
-                state = json.loads((run / rundir.BACKUP_DIR / "state.json").read_text())
+                fresh = run.stat().st_mtime >= began or (run / rundir.BACKUP_DIR).stat().st_mtime >= began
+                state = json.loads((run / rundir.BACKUP_DIR / "state.json").read_text()) if fresh else {}
             except (OSError, ValueError):
                 continue
             if state.get("epoch", 0) >= epoch:
                 return
-        time.sleep(0.05)
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the training ended (exit {process.returncode}) before a run under {cwd}/runs "
+                                 f"saved the state of epoch {epoch}")
+        time.sleep(0.02)
     raise AssertionError(f"no run under {cwd}/runs saved the state of epoch {epoch} within {timeout} s")
 
 

@@ -308,7 +308,7 @@ def test_make_demo_experiment_interrupted_resumed_ensembled_finetuned_by_layer_n
     # `make demo`'s experiment; Changed: 10 epochs instead of 40 (early stopping could end it anywhere).
     train = ["train", REPO / "experiments" / "digits_mlp.yaml", "--epochs", "10"]
     process = session.start(*train)
-    wait_for_epoch(here, 1)
+    wait_for_epoch(here, 1, process=process)
     process.send_signal(signal.SIGINT)  # Ctrl-C
     out, err = process.communicate(timeout=TIMEOUT)
     assert process.returncode == 130, out[-2000:] + err[-2000:]
