@@ -158,8 +158,11 @@ class Session:
     def start(self, *args):
         """Start ``cnnlab ARGS`` in the background (for an interruption); the process."""
         self.record([str(a) for a in args])
+        # As a shell starts it: Ctrl-C's SIGINT at its default, whatever this test process does with it
+        # (a worker of the test runner may ignore SIGINT, and a child inherits an ignored signal).
         return subprocess.Popen([*CNNLAB, *map(str, args)], cwd=self.cwd, env=self.env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def record(self, args):
         verb = next((a for a in args if not a.startswith("-")), GLOBAL)
@@ -311,7 +314,8 @@ def test_make_demo_experiment_interrupted_resumed_ensembled_finetuned_by_layer_n
     wait_for_epoch(here, 1, process=process)
     process.send_signal(signal.SIGINT)  # Ctrl-C
     out, err = process.communicate(timeout=TIMEOUT)
-    assert process.returncode == 130, out[-2000:] + err[-2000:]
+    assert process.returncode == 130, (f"SIGINT here: {signal.getsignal(signal.SIGINT)}\n"
+                                       + out[-2000:] + err[-2000:])
     assert "Run the same command again to resume" in err
     interrupted, = (here / "runs" / "digits-mlp").iterdir()
     assert status(interrupted) == "interrupted" and (interrupted / "backup").is_dir()
