@@ -321,17 +321,18 @@ INITIALIZERS = ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "i
                 "variance_scaling", "zeros")
 
 
+# The metrics training logs per task, beside the loss (classification's depend on evaluate.top_k).
+TASK_METRICS = {"multilabel": ("pr_auc", "f1")}  # the precision-recall AUC (macro), micro F1 at 0.5
+
+
 def logged_metrics(top_k, classes=None, task="classification"):
     """The metric names training logs (and callbacks may monitor), with and without ``val_``.
 
     Classification: accuracy, and top-k accuracy for each k in `top_k` above 1 and below
-    the class count. Multi-label: the precision-recall AUC (macro) and micro F1 at 0.5.
+    the class count; another task: its `TASK_METRICS`.
     """
-    if task == "multilabel":
-        names = ["loss", "pr_auc", "f1"]
-    else:
-        names = ["loss", "accuracy"] + [f"top{k}_accuracy" for k in top_k
-                                        if k > 1 and (classes is None or k < classes)]
+    names = ["loss", *TASK_METRICS.get(task, ["accuracy"] + [f"top{k}_accuracy" for k in top_k
+                                                           if k > 1 and (classes is None or k < classes)])]
     return names + [f"val_{n}" for n in names]
 
 

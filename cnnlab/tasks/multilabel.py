@@ -78,8 +78,11 @@ class Multilabel(Task):
     def metrics(self, classes, cfg):
         import keras
 
-        return [keras.metrics.AUC(curve="PR", multi_label=True, num_labels=classes, name="pr_auc"),
-                keras.metrics.F1Score(average="micro", threshold=DEFAULT_THRESHOLD, name="f1")]
+        from cnnlab.catalog import TASK_METRICS
+
+        pr_auc, f1 = TASK_METRICS[self.name]  # the names the config's monitors are checked against
+        return [keras.metrics.AUC(curve="PR", multi_label=True, num_labels=classes, name=pr_auc),
+                keras.metrics.F1Score(average="micro", threshold=DEFAULT_THRESHOLD, name=f1)]
 
     def class_weight(self, cfg, labels, class_names):
         return None  # balanced weights are the loss's positive weights (Keras's class_weight takes one class)
@@ -130,7 +133,7 @@ class Multilabel(Task):
     # ------------------------------------------------------------------ predict, export, report
 
     def predictions(self, found, outputs, problems, class_names, calibration=None, **options):
-        thresholds = np.asarray(calibration if calibration is not None else [DEFAULT_THRESHOLD] * len(class_names))
+        thresholds = thresholds_of(calibration, len(class_names))
         rows = []
         for index, path in enumerate(found):
             p = outputs.get(index)
@@ -156,8 +159,13 @@ class Multilabel(Task):
 def decide(outputs, calibration=None):
     """Multi-hot decisions: each class's probability at its threshold (a hard 0/1 target stays itself)."""
     outputs = np.asarray(outputs)
-    thresholds = np.asarray(calibration if calibration is not None else [DEFAULT_THRESHOLD] * outputs.shape[-1])
+    thresholds = thresholds_of(calibration, outputs.shape[-1])
     return (outputs >= thresholds).astype(np.uint8)
+
+
+def thresholds_of(calibration, classes):
+    """Each class's decision threshold: the run's (`Multilabel.calibrate`), else `DEFAULT_THRESHOLD`."""
+    return np.asarray(calibration if calibration is not None else [DEFAULT_THRESHOLD] * classes, np.float64)
 
 
 def positive_weights(labels):
@@ -193,7 +201,7 @@ def scores(outputs, targets, class_names, calibration=None):
     from sklearn.metrics import average_precision_score, precision_recall_curve, precision_recall_fscore_support
 
     targets = np.asarray(targets).astype(np.uint8)
-    thresholds = list(calibration) if calibration is not None else [DEFAULT_THRESHOLD] * len(class_names)
+    thresholds = thresholds_of(calibration, len(class_names)).tolist()
     predicted = decide(outputs, thresholds)
     p = np.clip(outputs, 1e-7, 1 - 1e-7)
     loss = float(-np.mean(targets * np.log(p) + (1 - targets) * np.log(1 - p)))
