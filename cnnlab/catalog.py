@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 
 # ModelConfig fields a builder may or may not honour; each architecture lists the ones it does.
 MODEL_OPTIONS = ("activation", "kernel_initializer", "batch_norm", "dropout", "kernel_regularizer",
-                 "head", "local_response_norm", "aux_logits", "weights")
+                 "head", "local_response_norm", "aux_logits", "weights", "width")
 DENSE_OPTIONS = ("activation", "kernel_initializer", "batch_norm", "dropout", "kernel_regularizer")
 CNN_OPTIONS = DENSE_OPTIONS + ("head",)
 APP_OPTIONS = ("weights", "dropout", "kernel_initializer", "kernel_regularizer")
 RESNET_OPTIONS = ("activation", "kernel_initializer", "kernel_regularizer")
 RESNET_PAPER = "He et al. 2015, Deep Residual Learning for Image Recognition"
+PIXEL_OPTIONS = DENSE_OPTIONS + ("width",)
+CLASSIFYING = ("classification", "multilabel")  # the tasks of a network with one output row per image
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Architecture:
     family: str
     paper: str
     options: tuple
+    tasks: tuple = CLASSIFYING  # the tasks it can serve: a class (or label) row per image, or a class per pixel
 
 
 # name: (keras.applications module, constructor). A name that is also a zoo architecture
@@ -72,11 +75,17 @@ _ZOO = (
     ("resnet", RESNET_PAPER, RESNET_OPTIONS + ("weights",),
      ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")),
     ("resnet-cifar", RESNET_PAPER, RESNET_OPTIONS, ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")),
+    ("fcn", "Long, Shelhamer & Darrell 2015, Fully Convolutional Networks for Semantic Segmentation",
+     PIXEL_OPTIONS, ("fcn32s", "fcn16s", "fcn8s")),
+    ("unet", "Ronneberger, Fischer & Brox 2015, U-Net: Convolutional Networks for Biomedical Image Segmentation",
+     PIXEL_OPTIONS, ("unet",)),
 )
+PIXEL_FAMILIES = ("fcn", "unet")  # the zoo's segmentation networks: a class per pixel
 
 
 def _architectures():
-    zoo = {name: Architecture(name, family, paper, options)
+    zoo = {name: Architecture(name, family, paper, options,
+                              ("segmentation",) if family in PIXEL_FAMILIES else CLASSIFYING)
            for family, paper, options, names in _ZOO for name in names}
     backbones = {name: Architecture(name, "keras.applications", f"keras.applications.{constructor}", APP_OPTIONS)
                  for name, (_, constructor) in sorted(APPLICATIONS.items()) if name not in zoo}
@@ -248,11 +257,12 @@ DATASETS = {
     "cifar10": Dataset((32, 32, 3), CIFAR10),
     "cifar100": Dataset((32, 32, 3), _numbered(100)),
     "digits": Dataset((8, 8, 1), _numbered(10)),
-    "directory": Dataset(path="folder"),
-    "npz": Dataset(path="file", tasks=("classification", "multilabel")),
+    "directory": Dataset(path="folder", tasks=("classification", "segmentation")),  # class folders; images/ masks/
+    "npz": Dataset(path="file", tasks=("classification", "multilabel", "segmentation")),
     "csv": Dataset(path="file", tasks=("multilabel",)),
+    "oxford_pets": Dataset(tasks=("segmentation",), class_names=("background", "pet", "border")),
 }
-TASKS = ("classification", "multilabel")  # task: what kind of problem (cnnlab.tasks)
+TASKS = ("classification", "multilabel", "segmentation")  # task: what kind of problem (cnnlab.tasks)
 SCALINGS = ("unit", "symmetric", "standardize", "none", "backbone")
 ENGINES = ("layers", "generator")
 BACKENDS = ("tensorflow", "jax")  # Keras backends cnnlab runs on (runtime.backend)
@@ -322,7 +332,8 @@ INITIALIZERS = ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "i
 
 
 # The metrics training logs per task, beside the loss (classification's depend on evaluate.top_k).
-TASK_METRICS = {"multilabel": ("pr_auc", "f1")}  # the precision-recall AUC (macro), micro F1 at 0.5
+TASK_METRICS = {"multilabel": ("pr_auc", "f1"),  # the precision-recall AUC (macro), micro F1 at 0.5
+                "segmentation": ("pixel_accuracy", "mean_iou")}  # both without data.ignore_index's pixels
 
 
 def logged_metrics(top_k, classes=None, task="classification"):

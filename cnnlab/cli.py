@@ -331,7 +331,8 @@ def evaluate_command(target, split, data_dir, as_json, tta, unsafe):
 @click.argument("arguments", nargs=-1, required=True, metavar="[TARGET] PATH...")
 @click.option("-k", "--top-k", type=click.IntRange(min=1), help="Classes per image, most probable first "
               "(default 3; more than the model has: all of them).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the rows to this .csv or .json file.")
+@click.option("-o", "--output", type=click.Path(), help="Write the rows to this .csv or .json file (segmentation: "
+              "a folder, of each image's mask and overlay PNGs and predictions.csv).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON instead of a table.")
 @click.option("--all-probs", is_flag=True, help="Add every class's probability.")
 @click.option("--tta", is_flag=True, help="Test-time augmentation: average each image's flips (if the run trained "

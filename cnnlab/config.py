@@ -48,6 +48,9 @@ class DataConfig(Section):
     scaling: Literal[catalog.SCALINGS] = "unit"
     batch_size: PositiveInt = 128
     on_bad_image: Literal["error", "skip"] = "error"
+    classes: list[str] | None = Field(None, description="names of the mask indices, in order (segmentation)",
+                                      examples=[["background", "pet", "border"]])
+    ignore_index: Annotated[int, Field(ge=0, le=255)] = 255  # segmentation: a mask value left out of loss and metrics
 
 
 class AugmentationConfig(Section):
@@ -93,6 +96,7 @@ class ModelConfig(Section):
     head: Literal["flatten", "gap"] = "flatten"
     local_response_norm: bool = False  # AlexNet's LRN
     aux_logits: bool = False  # GoogLeNet's auxiliary classifiers
+    width: Annotated[float, Field(gt=0.0, le=4.0)] = 1.0  # segmentation networks: a multiplier of every filter count
 
 
 class OptimizerConfig(BaseModel):
@@ -299,19 +303,61 @@ def _check_task(cfg):
                             if cfg.task in d.tasks)
         raise ValueError(f"data.dataset {cfg.data.dataset} holds labels for {' or '.join(dataset.tasks)}, not for "
                          f"task {cfg.task}: give data that task reads: {readers}")
-    if cfg.task != "multilabel":
-        return
-    training = cfg.training
-    if training.label_smoothing:
-        raise ValueError("training.label_smoothing is refused for task multilabel: it would pull every absent "
-                         "label's target up from 0 and every present one's down from 1 in each sigmoid, and the "
-                         "per-class thresholds chosen on validation would have to undo it. Set it to 0")
-    if training.loss != "auto":
-        raise ValueError(f"training.loss must be auto for task multilabel (binary cross-entropy per class). "
-                         f"Received: {training.loss!r}")
-    if isinstance(training.class_weight, dict):
+    spec = catalog.ARCHITECTURES.get(cfg.model.architecture)
+    if spec is not None and cfg.task not in spec.tasks:
+        serving = ", ".join(n for n, a in catalog.ARCHITECTURES.items() if cfg.task in a.tasks and
+                            a.family != "keras.applications")
+        outputs = "a class per pixel" if "segmentation" in spec.tasks else "one row of class scores per image"
+        raise ValueError(f"model.architecture {spec.name} serves task {' or '.join(spec.tasks)}, not {cfg.task}: "
+                         f"it outputs {outputs}. For {cfg.task} use one of: {serving}")
+    for rule in TASK_RULES.get(cfg.task, ()):
+        rule(cfg)
+
+
+def _no_label_smoothing(cfg):
+    if cfg.training.label_smoothing:
+        why = {"multilabel": "it would pull every absent label's target up from 0 and every present one's down "
+                             "from 1 in each sigmoid, and the per-class thresholds chosen on validation would have "
+                             "to undo it",
+               "segmentation": "the sparse per-pixel cross-entropy takes class indices, which cannot be smoothed"}
+        raise ValueError(f"training.label_smoothing is refused for task {cfg.task}: {why[cfg.task]}. Set it to 0")
+
+
+def _automatic_loss(cfg):
+    if cfg.training.loss != "auto":
+        what = {"multilabel": "binary cross-entropy per class",
+                "segmentation": "cross-entropy per pixel, data.ignore_index left out"}
+        raise ValueError(f"training.loss must be auto for task {cfg.task} ({what[cfg.task]}). "
+                         f"Received: {cfg.training.loss!r}")
+
+
+def _multilabel_class_weight(cfg):
+    if isinstance(cfg.training.class_weight, dict):
         raise ValueError("training.class_weight for task multilabel is balanced (each class's positives "
                          "weighted by its negatives / positives) or null: a mapping weighs one class per image")
+
+
+def _segmentation_rules(cfg):
+    if cfg.training.class_weight is not None:
+        raise ValueError("training.class_weight must be null for task segmentation: Keras weighs one class per "
+                         "image, and a mask holds many")
+    aug = cfg.augmentation
+    if aug.engine == "generator" and any(getattr(aug, k) != getattr(AugmentationConfig(), k)
+                                         for k in AugmentationConfig.model_fields if k != "engine"):
+        raise ValueError("augmentation.engine: generator cannot move a mask with its image (ImageDataGenerator "
+                         "transforms images alone): use augmentation.engine: layers for task segmentation")
+    for key in ("mixup_alpha", "cutmix_alpha", "rand_augment"):
+        if getattr(aug, key):
+            raise ValueError(f"augmentation.{key} is refused for task segmentation: it would mix or move pixels "
+                             "without their mask. Geometric keys (rotation, shifts, zoom, shear, flips, "
+                             "crop_padding) move image and mask together; colour keys change the image alone")
+    if cfg.data.dataset == "oxford_pets" and not cfg.data.image_size:
+        raise ValueError("data.image_size is required for data.dataset oxford_pets (its photos have many sizes): "
+                         "e.g. [160, 160], as the keras-io example uses")
+
+
+TASK_RULES = {"multilabel": (_no_label_smoothing, _automatic_loss, _multilabel_class_weight),
+              "segmentation": (_no_label_smoothing, _automatic_loss, _segmentation_rules)}
 
 
 def _check_model(cfg):

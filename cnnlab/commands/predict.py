@@ -88,9 +88,19 @@ def image_files(paths):
     return found
 
 
-def check_output(output):
-    """An ``--output`` path must end in .csv or .json, in a folder that exists (checked before predicting)."""
+def check_output(output, task=None):
+    """An ``--output`` path must end in .csv or .json, in a folder that exists (checked before predicting);
+    a `task` that writes files per image (segmentation) takes a folder instead."""
     if output is None:
+        return
+    if task is not None and task.output_folder:
+        path = Path(output)
+        if path.exists() and not path.is_dir():
+            raise CnnlabError(f"--output {str(output)!r} is a file: a {task.name} run writes a folder of files per "
+                              "image (and predictions.csv). Give a folder.")
+        if not path.resolve().parent.is_dir():
+            raise CnnlabError(f"--output {str(output)!r}: the folder {str(path.parent)!r} does not exist.")
+        files.check_writable_file(path / "predictions.csv", "--output", "Give a folder you can write to.")
         return
     if Path(output).suffix.lower() not in OUTPUT_SUFFIXES:
         raise CnnlabError(f"--output must end in .csv or .json. Received: {str(output)!r}.")
@@ -110,7 +120,8 @@ def predict(target, paths, *, top_k=None, all_probs=False, tta=False, batch_size
         all_probs: also keep every class's probability.
         tta: average over test-time augmentation views (`cnnlab.inference.tta`).
         batch_size: images per model call (default: the run's ``data.batch_size``, else 64).
-        output: a .csv or .json file to write the rows to (atomically), or None.
+        output: a .csv or .json file to write the rows to (atomically), or None; for a task that writes files
+            per image (segmentation's masks and overlays), a folder.
         unsafe: load a model with Lambda layers (Keras ``safe_mode=False``).
         progress: show a progress bar (on a terminal).
         note: a print-like function for informational lines (the first: which run predicts).
@@ -119,10 +130,11 @@ def predict(target, paths, *, top_k=None, all_probs=False, tta=False, batch_size
     Returns:
         `Predictions`. Raises `DataError` if no file could be predicted.
     """
-    check_output(output)
     found = image_files(paths)
     opened = open_target(target, root, note=note)
     cfg = opened.config()
+    task = task_of(cfg)
+    check_output(output, task)
     model = opened.load_model(unsafe)
     shape = input_shape(model, opened.model_path)
     class_names = class_names_of(opened, model)
@@ -135,15 +147,14 @@ def predict(target, paths, *, top_k=None, all_probs=False, tta=False, batch_size
         for line in plan.notes():
             note(line)
     size = batch_size or (cfg.data.batch_size if cfg is not None else DEFAULT_BATCH_SIZE)
-    probs, problems = run_model(model, found, shape, size, plan, progress)
-    task = task_of(cfg)
+    probs, problems = run_model(model, found, shape, size, plan, progress, task.condense)
     result = task.predictions(found, probs, problems, class_names, task.calibrate(opened.folder), top_k=k,
                               all_probs=all_probs)
     if not result.predicted:
         raise DataError(f"none of the {len(found)} file(s) could be predicted: {bad_summary(result.bad, 5)}.")
     report_bad(result.bad, warn)
     if output is not None:
-        write(result, output)
+        result.write(output)
     return result
 
 
@@ -235,8 +246,9 @@ def image_stream(found, shape, batch_size, problems):
     return prefetched(ds.batch(batch_size))
 
 
-def run_model(model, found, shape, batch_size, plan, progress):
-    """``(probabilities by file index, problems by file index)`` of the files in `found`: each file has one."""
+def run_model(model, found, shape, batch_size, plan, progress, condense=list):
+    """``(outputs by file index, problems by file index)`` of the files in `found`: each file has one.
+    `condense`: what is kept of a batch's outputs, one item per image (a task's `Task.condense`)."""
     import keras
 
     from cnnlab.inference.predictions import predict_batch
@@ -245,7 +257,7 @@ def run_model(model, found, shape, batch_size, plan, progress):
     bar = keras.utils.Progbar(len(found), unit_name="image") if progress else None
     for indices, images in image_stream(found, shape, batch_size, problems):
         batch = predict_batch(model, images, plan)
-        probs.update(zip(indices.numpy().tolist(), batch))
+        probs.update(zip(indices.numpy().tolist(), condense(batch)))
         if bar is not None:
             bar.update(int(indices[-1]) + 1)
     if bar is not None:
@@ -267,13 +279,3 @@ def report_bad(bad, warn):
     if len(bad) > BAD_FILES_LISTED:
         warn(f"Cannot predict {len(bad) - BAD_FILES_LISTED} more file(s) ({len(bad)} bad in all; "
              "see the error column).")
-
-
-# --------------------------------------------------------------------------- output
-
-
-def write(result, output):
-    """Write the rows to `output` atomically: CSV or JSON by its suffix."""
-    check_output(output)
-    text = result.json_text() if Path(output).suffix.lower() == ".json" else result.csv_text()
-    files.write_text(output, text)

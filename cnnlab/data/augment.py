@@ -5,6 +5,10 @@ with rotation, shifts, shear and zoom composed into one affine transform.
 ``generator``: the real ``ImageDataGenerator`` (``.flow`` over arrays and
 ``.flow_from_dataframe`` over an image folder's files), fed straight to ``fit``.
 Both read the same `AugmentationConfig`; augmentation touches training data only.
+Where labels are images too (segmentation's masks), the ``layers`` engine moves
+each mask with its image: the same draws, nearest-neighbour resampling, and
+``data.ignore_index`` where a transform brings in pixels from outside the image;
+colour keys change the image alone.
 """
 
 import math
@@ -29,11 +33,15 @@ def is_active(cfg):
     return cfg is not None and any(getattr(cfg, k) != v for k, v in IDENTITY.items())
 
 
-def augmenter(cfg, shape, classes, seed):
-    """The engine's augmenter for training batches, or None when nothing is enabled."""
+def augmenter(cfg, shape, classes, seed, masks=None):
+    """The engine's augmenter for training batches, or None when nothing is enabled.
+
+    `masks`: None when the labels are not images; else the labels are masks, moved with their images,
+    and `masks` is the value of a mask's pixels brought in from outside (``data.ignore_index``).
+    """
     if not is_active(cfg):
         return None
-    return ENGINES.get(cfg.engine).fn(cfg, shape, classes, seed)
+    return ENGINES.get(cfg.engine).fn(cfg, shape, classes, seed, masks=masks)
 
 
 def _shift_fraction(value, size):
@@ -90,8 +98,8 @@ class LayersAugmenter:
 
     feeds_fit = False
 
-    def __init__(self, cfg, shape, classes, seed):
-        self.cfg, self.shape, self.seed = cfg, shape, seed
+    def __init__(self, cfg, shape, classes, seed, masks=None):
+        self.cfg, self.shape, self.seed, self.masks = cfg, shape, seed, masks
         self.seeds = _batch_seeds_class()(seed)
         with float32_policy():
             self.geometric = self._geometric()
@@ -154,6 +162,8 @@ class LayersAugmenter:
 
     def __call__(self, images, labels, key):
         """Augment one batch; its randomness is a function of `key` (int64, shape [2]) alone."""
+        if self.masks is not None:
+            return self._with_masks(images, labels, key)
         with self.seeds.keyed(key):
             x = images
             x = self._affine(x)
@@ -168,7 +178,24 @@ class LayersAugmenter:
                 x, labels = out["images"], out["labels"]
         return x, labels
 
-    def _affine(self, x):
+    def _with_masks(self, images, masks, key):
+        """Augment a batch of images and their masks ``(B, H, W)``: geometric keys move both alike, colour
+        keys the images alone (the config refuses mixing for masks)."""
+        import tensorflow as tf
+
+        with self.seeds.keyed(key):
+            m = tf.cast(masks, tf.float32)[..., tf.newaxis]
+            x, m = self._affine(images, m)
+            for layer in self.geometric:
+                out = layer({"images": x, "segmentation_masks": m}, training=True)
+                x, m = out["images"], out["segmentation_masks"]
+            x = self._scale_and_shift(x)
+            for layer in self.photometric:
+                x = layer(x, training=True)
+            x = self._clip(x)
+        return x, tf.cast(tf.round(m[..., 0]), masks.dtype)
+
+    def _affine(self, x, masks=None):
         """Rotation, shifts, shear and zoom drawn per image as ImageDataGenerator draws them, then one resampling.
 
         Keras has one layer per transform, and each resamples the whole batch: on a CPU
@@ -196,13 +223,19 @@ class LayersAugmenter:
             low, high = _zoom_bounds(cfg.zoom_range)
             draws["zx"], draws["zy"] = uniform(low, high), uniform(low, high)
         if not draws:
-            return x
-        # The op `keras.ops.image.affine_transform` runs on TensorFlow, called directly: tf.data runs
-        # TensorFlow whatever Keras's backend (under JAX, keras.ops would be JAX's).
-        out = tf.raw_ops.ImageProjectiveTransformV3(
-            images=x, transforms=affine_transforms(h, w, **draws), output_shape=tf.shape(x)[1:3],
-            fill_value=float(cfg.cval), interpolation="BILINEAR", fill_mode=cfg.fill_mode.upper())
-        return tf.ensure_shape(out, x.shape)
+            return x if masks is None else (x, masks)
+        transforms = affine_transforms(h, w, **draws)
+
+        def resample(images, fill_value, interpolation):
+            # The op `keras.ops.image.affine_transform` runs on TensorFlow, called directly: tf.data runs
+            # TensorFlow whatever Keras's backend (under JAX, keras.ops would be JAX's).
+            out = tf.raw_ops.ImageProjectiveTransformV3(
+                images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
+                fill_value=float(fill_value), interpolation=interpolation, fill_mode=cfg.fill_mode.upper())
+            return tf.ensure_shape(out, images.shape)
+
+        x = resample(x, cfg.cval, "BILINEAR")
+        return x if masks is None else (x, resample(masks, self.masks, "NEAREST"))
 
     def _scale_and_shift(self, x):
         """ImageDataGenerator's brightness (a multiplier) and channel shift (one intensity added to every channel)."""
@@ -299,7 +332,7 @@ class GeneratorAugmenter:
 
     feeds_fit = True
 
-    def __init__(self, cfg, shape, classes, seed):
+    def __init__(self, cfg, shape, classes, seed, masks=None):
         import numpy as np
         import tensorflow as tf
 

@@ -1,4 +1,5 @@
-"""Image folders: one sub-folder per class, checked image by image before training."""
+"""Image folders, checked image by image before training: one sub-folder per class, or (segmentation)
+``images/`` and ``masks/`` side by side (`FOLDER_SCANS`, by the task's `folder_layout`)."""
 
 import os
 from dataclasses import dataclass
@@ -97,10 +98,13 @@ class _Checked:
     def __init__(self):
         self.paths, self.labels, self.shapes, self.bad, self.gray = [], [], set(), [], True
 
-    def add(self, path, label):
-        """Check `path`; keep it with `label` if it is a readable image. Whether it was kept."""
+    def add(self, path, label, check_pair=None):
+        """Check `path`; keep it with `label` if it is a readable image (and ``check_pair(height, width)``,
+        given, raises no ValueError). Whether it was kept."""
         try:
             h, w, is_gray = check_image(path)
+            if check_pair is not None:
+                check_pair(h, w)
         except ValueError as exc:
             self.bad.append((path, str(exc)))
             return False
@@ -181,3 +185,56 @@ def _check_classes(found, names, root, key, *, is_test):
     elif len(found) < 2:
         raise DataError(f"{key} {str(root)!r} has {len(found)} class sub-folder(s): a classifier needs at "
                         "least 2 (one sub-folder of images per class).")
+
+
+def scan_mask_folder(root, *, on_bad_image="error", key="data.path", class_names=None, ignore_index=255):
+    """Find and check the images of ``root/images`` and their masks ``root/masks/<image stem>.png``.
+
+    A mask is a PNG of the image's size whose pixel values are class indices (a palette
+    PNG's indices, not its colours). An image without a readable mask of its size is a
+    bad file (``on_bad_image``). The class names are `class_names` (``data.classes``,
+    or the training folder's for a test folder), else the indices up to the largest value.
+    The scan's labels are the masks' paths.
+    """
+    from cnnlab.tasks.segmentation import mask_array, mask_class_names
+
+    root = Path(root)
+    images, masks = root / "images", root / "masks"
+    if not images.is_dir() or not masks.is_dir():
+        raise DataError(f"{key} {str(root)!r} must hold images/ and masks/ (task segmentation): each image "
+                        f"images/<name>.jpg|png with its mask masks/<name>.png, each pixel a class index.")
+    checked, values = _Checked(), set()
+
+    for path in visible_files(images):
+        mask = masks / f"{Path(path).stem}.png"
+
+        def check_pair(height, width, mask=mask):
+            if not mask.is_file():
+                raise ValueError(f"no mask {mask}")
+            try:
+                pixels = mask_array(mask)
+            except (OSError, SyntaxError, ValueError) as exc:
+                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise ValueError(f"unreadable mask {mask} ({detail})") from None
+            if pixels.shape != (height, width):
+                raise ValueError(f"mask {mask} is {pixels.shape[1]}x{pixels.shape[0]} but the image "
+                                 f"{width}x{height}")
+            values.update(np.unique(pixels).tolist())
+
+        checked.add(path, str(mask), check_pair)
+    scan = checked.scan(root, key, [], on_bad_image, str)
+    names = mask_class_names(values, class_names, f"{key} {str(root)!r}", ignore_index)
+    return FolderScan(scan.paths, scan.labels, names, scan.shapes, scan.grayscale, scan.skipped)
+
+
+def _class_layout(root, data, key, class_names=None):
+    return scan_folder(root, on_bad_image=data.on_bad_image, key=key, class_names=class_names)
+
+
+def _mask_layout(root, data, key, class_names=None):
+    return scan_mask_folder(root, on_bad_image=data.on_bad_image, key=key, class_names=class_names or data.classes,
+                            ignore_index=data.ignore_index)
+
+
+# A task's folder_layout -> its scan ``(folder, DataConfig, key, class_names=the training's, for a test folder)``.
+FOLDER_SCANS = {"classes": _class_layout, "masks": _mask_layout}

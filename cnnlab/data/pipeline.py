@@ -1,8 +1,10 @@
 """From a DataConfig to tf.data pipelines: split, fit images to the input shape, augment, batch.
 
 Images flow as float32 pixels in 0..255; scaling is the model's first layer
-(`cnnlab.data.scaling`). Labels flow one-hot, which label smoothing, mixup and
-cutmix need.
+(`cnnlab.data.scaling`). Labels flow as the run's task makes them for the loss
+(`cnnlab.tasks.base.Task.targets`): classification's one-hot, which label smoothing,
+mixup and cutmix need; multi-hot rows; segmentation's masks, fitted to the images' size
+(`Task.fit_labels`) and moved with them by augmentation.
 
 Training batches are a pure function of the seed: pass ``p`` over the data is
 shuffled by ``(seed, p)`` and its batch ``b`` augmented by ``(seed, p, b)``, with
@@ -11,11 +13,11 @@ resumed run sees the batches an uninterrupted one would.
 """
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
-from cnnlab.data.ops import decode_image, fit_images, labelled, one_hot, plain, prefetched, untuned
+from cnnlab.data.ops import decode_image, fit_images, labelled, plain, prefetched, untuned
 from cnnlab.data.sources import Examples, load_raw
 from cnnlab.data.streams import batches_per_pass, epoch_stream
 from cnnlab.errors import DataError
@@ -37,8 +39,12 @@ class DataBundle:
     seed: int
     augmentation: object = None  # an AugmentationConfig, or None for no augmentation
     skipped: tuple = ()
-    targets: Callable = one_hot  # a batch of labels -> what the loss takes (the task's, `Task.targets`)
+    task: object = None  # the run's `cnnlab.tasks.base.Task` (default: classification)
+    ignore_index: int = 255  # a mask value that is no class (segmentation's data.ignore_index)
     _stats: dict = field(default=None, repr=False)
+
+    def __post_init__(self):
+        self.task = self.task or task_of(None)
 
     @property
     def classes(self):
@@ -62,8 +68,8 @@ class DataBundle:
         if training:
             return self.train_dataset(epochs=1, outputs=outputs)
         examples = self.split(name)
-        ds = make_dataset(examples, self.input_shape, batch_size or self.batch_size)
-        return labelled(ds.map(plain(lambda x, y: (x, self.targets(y, self.classes)))), outputs)
+        ds = make_dataset(examples, self.input_shape, batch_size or self.batch_size, self.task)
+        return labelled(ds.map(plain(lambda x, y: (x, self.task.targets(y, self.classes)))), outputs)
 
     def validation_dataset(self, outputs=1):
         """The validation batches `model.fit` scores; with several workers, each loads its shard of every batch."""
@@ -74,12 +80,12 @@ class DataBundle:
         if current().workers == 1:
             return self.dataset("val", outputs=outputs)
         examples = self.split("val")
-        load = batch_loader(examples, self.input_shape)
+        load = batch_loader(examples, self.input_shape, self.task)
 
         def weighted(index):  # the top-up copies of a short batch weigh 0: each example is scored once
             mine, weights = shard(index, weights=True)
             x, y = load(mine)
-            return x, self.targets(y, self.classes), weights
+            return x, self.task.targets(y, self.classes), weights
 
         ds = tf.data.Dataset.range(len(examples)).batch(self.batch_size)
         ds = ds.map(plain(weighted), num_parallel_calls=tf.data.AUTOTUNE)
@@ -123,7 +129,8 @@ class DataBundle:
     def _augmenter(self):
         from cnnlab.data.augment import augmenter
 
-        return augmenter(self.augmentation, self.input_shape, self.classes, self.seed)
+        masks = self.ignore_index if self.task.spatial_labels else None
+        return augmenter(self.augmentation, self.input_shape, self.classes, self.seed, masks)
 
     def _training_batches(self, examples, stream, augment, outputs):
         """Load, one-hot and augment the ``(example indices, random key)`` batches of `stream`.
@@ -135,13 +142,13 @@ class DataBundle:
 
         from cnnlab.distribution import current, shard
 
-        load = batch_loader(examples, self.input_shape)
+        load = batch_loader(examples, self.input_shape, self.task)
         worker = current()
         if worker.workers > 1:
             stream = stream.map(plain(lambda index, key: (
                 shard(index), tf.random.experimental.stateless_fold_in(key, worker.process_id))))
         ds = stream.map(plain(lambda index, key: (*load(index), key)), num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.map(plain(lambda x, y, key: (x, self.targets(y, self.classes), key)))
+        ds = ds.map(plain(lambda x, y, key: (x, self.task.targets(y, self.classes), key)))
         # The augmentation's randomness comes from each batch's key, so its parallel map is reproducible.
         ds = ds.map(plain(augment or (lambda x, y, key: (x, y))), num_parallel_calls=tf.data.AUTOTUNE)
         return labelled(ds, outputs)
@@ -160,7 +167,7 @@ class DataBundle:
         from cnnlab.data.scaling import channel_stats
 
         if self._stats is None:
-            ds = make_dataset(self.train, self.input_shape, self.batch_size)
+            ds = make_dataset(self.train, self.input_shape, self.batch_size, self.task)
             self._stats = channel_stats(x.numpy() for x, _ in ds)
         return self._stats
 
@@ -184,8 +191,8 @@ def load_data(cfg):
                                       task)
     return DataBundle(train=train, val=val, test=test, class_names=list(raw.class_names),
                       input_shape=input_shape(raw.image_shape, data), batch_size=data.batch_size,
-                      seed=cfg.seed, augmentation=cfg.augmentation, skipped=raw.skipped,
-                      targets=task.targets)
+                      seed=cfg.seed, augmentation=cfg.augmentation, skipped=raw.skipped, task=task,
+                      ignore_index=data.ignore_index)
 
 
 def split_seed(cfg):
@@ -247,34 +254,39 @@ def stratified_split(examples, fraction, seed, key, class_names, task=None):
     return examples.take(np.sort(keep)), examples.take(np.sort(held_out))
 
 
-def make_dataset(examples, shape, batch_size):
-    """Batches of ``(images float32 0..255 shaped (B, *shape), integer labels)``, in order."""
+def make_dataset(examples, shape, batch_size, task=None):
+    """Batches of ``(images float32 0..255 shaped (B, *shape), labels)``, in order; the labels as `task`
+    fits them to `shape` (`cnnlab.tasks.base.Task.fit_labels`: classification's class indices as they are)."""
     import tensorflow as tf
 
+    fit_labels = (task or task_of(None)).fit_labels
     autotune = tf.data.AUTOTUNE
     if examples.images is not None:
         ds = tf.data.Dataset.from_tensor_slices((examples.images, examples.labels))
-        return untuned(ds.batch(batch_size).map(plain(lambda x, y: (fit_images(x, shape), y)),
+        return untuned(ds.batch(batch_size).map(plain(lambda x, y: (fit_images(x, shape), fit_labels(y, shape))),
                                                 num_parallel_calls=autotune))
     ds = tf.data.Dataset.from_tensor_slices((examples.paths, examples.labels))
-    ds = ds.map(plain(lambda p, y: (fit_images(decode_image(p), shape), y)), num_parallel_calls=autotune)
+    ds = ds.map(plain(lambda p, y: (fit_images(decode_image(p), shape), fit_labels(y, shape))),
+                num_parallel_calls=autotune)
     return untuned(ds.batch(batch_size))
 
 
-def batch_loader(examples, shape):
-    """A function from a batch of example indices to ``(images float32 (B, *shape), integer labels)``."""
+def batch_loader(examples, shape, task=None):
+    """A function from a batch of example indices to ``(images float32 (B, *shape), labels)`` (as `make_dataset`)."""
     import tensorflow as tf
 
+    fit_labels = (task or task_of(None)).fit_labels
     labels = tf.constant(examples.labels)
     if examples.images is not None:
         images = tf.constant(examples.images)
-        return lambda index: (fit_images(tf.gather(images, index), shape), tf.gather(labels, index))
+        return lambda index: (fit_images(tf.gather(images, index), shape),
+                              fit_labels(tf.gather(labels, index), shape))
     paths = tf.constant(examples.paths)
 
     def load(index):
         # Each file is decoded to its own size, then fitted to `shape`: H x W x C per image.
         x = tf.map_fn(lambda path: fit_images(decode_image(path), shape), tf.gather(paths, index),
                       fn_output_signature=tf.TensorSpec(shape, tf.float32))
-        return x, tf.gather(labels, index)
+        return x, fit_labels(tf.gather(labels, index), shape)
 
     return load

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from cnnlab import catalog
-from cnnlab.data.folders import scan_folder, scan_label_csv
+from cnnlab.data.folders import FOLDER_SCANS, scan_label_csv
 from cnnlab.errors import DataError
 from cnnlab.registry import Registry
 
@@ -87,18 +87,20 @@ def _examples(x, y, source, split, task):
     if x.ndim == 0:
         raise DataError(f"{source} x_{split} must hold images shaped (N, H, W) or (N, H, W, C). "
                         f"Received: a single value.")
-    return Examples(labels=task.read_labels(y, len(x), f"{source} y_{split}"),
-                    images=_as_images(x, f"{source} x_{split}"))
+    images = _as_images(x, f"{source} x_{split}")
+    return Examples(labels=task.read_labels(y, images, f"{source} y_{split}"), images=images)
 
 
-def from_arrays(x_train, y_train, x_test=None, y_test=None, class_names=None, source="arrays", *, task):
-    """Build `RawData` from arrays in ``keras.datasets`` layout, the labels read by `task`."""
+def from_arrays(x_train, y_train, x_test=None, y_test=None, class_names=None, source="arrays", *, task, data=None):
+    """Build `RawData` from arrays in ``keras.datasets`` layout, the labels read by `task` (`data`: the
+    `DataConfig`, whose ``classes`` name the classes before `class_names` do)."""
     train = _examples(x_train, y_train, source, "train", task)
     test = None if x_test is None else _examples(x_test, y_test, source, "test", task)
     if test is not None and test.images.shape[1:] != train.images.shape[1:]:
         raise DataError(f"{source}: x_test images are {test.images.shape[1:]} but x_train images are "
                         f"{train.images.shape[1:]}: they must match.")
-    names = task.class_names(train.labels, None if test is None else test.labels, class_names, source)
+    given = data.classes if data is not None and data.classes else class_names
+    names = task.class_names(train.labels, None if test is None else test.labels, given, source, data)
     return RawData(train, test, names, tuple(train.images.shape[1:]))
 
 
@@ -115,7 +117,7 @@ def _keras_dataset(name, class_names):
                             f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). Keras caches it in "
                             "~/.keras/datasets once downloaded; offline, use `data.dataset: npz` with "
                             "`data.path` pointing at a copy.") from None
-        return from_arrays(x_train, y_train, x_test, y_test, class_names, source=name, task=task)
+        return from_arrays(x_train, y_train, x_test, y_test, class_names, source=name, task=task, data=cfg)
 
     load.__doc__ = f"keras.datasets.{name}: Keras's own downloader and cache."
     return load
@@ -147,7 +149,7 @@ def load_digits(cfg, task):
 
     digits = sk_digits()
     images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
-    return from_arrays(images, digits.target, source="digits", task=task)
+    return from_arrays(images, digits.target, source="digits", task=task, data=cfg)
 
 
 @SOURCES.register("npz")
@@ -169,7 +171,7 @@ def load_npz(cfg, task):
                         f"Received keys: {', '.join(sorted(arrays))}.")
     names = arrays.get("class_names")
     return from_arrays(arrays["x_train"], arrays["y_train"], arrays.get("x_test"), arrays.get("y_test"),
-                       None if names is None else list(np.atleast_1d(names)), source=str(path), task=task)
+                       None if names is None else list(np.atleast_1d(names)), source=str(path), task=task, data=cfg)
 
 
 # --------------------------------------------------------------------------- image folders
@@ -177,12 +179,11 @@ def load_npz(cfg, task):
 
 @SOURCES.register("directory")
 def load_directory(cfg, task):
-    """A folder of class sub-folders, scanned for bad images first, then streamed from disk."""
-    train = scan_folder(cfg.path, on_bad_image=cfg.on_bad_image, key="data.path")
-    test = None
-    if cfg.test_path:
-        test = scan_folder(cfg.test_path, on_bad_image=cfg.on_bad_image, key="data.test_path",
-                           class_names=train.class_names)
+    """A folder as the task lays it out (`cnnlab.data.folders.FOLDER_SCANS`): class sub-folders, or
+    ``images/`` and ``masks/`` (segmentation); scanned for bad images first, then streamed from disk."""
+    scan = FOLDER_SCANS[task.folder_layout]
+    train = scan(cfg.path, cfg, "data.path")
+    test = scan(cfg.test_path, cfg, "data.test_path", class_names=train.class_names) if cfg.test_path else None
     return _from_scans(cfg, train, test)
 
 

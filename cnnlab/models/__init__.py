@@ -5,4 +5,4 @@ family in one fixed order, so the registry is the same whichever module a
 command imports first (a family never imports another family).
 """
 
-from cnnlab.models import mlp, deep_cnn, alexnet, vgg, inception, resnet, applications  # noqa: F401, I001
+from cnnlab.models import mlp, deep_cnn, alexnet, vgg, inception, resnet, fcn, unet, applications  # noqa: F401, I001

@@ -98,3 +98,45 @@ def predictions(x, classes, cfg, name="predictions"):
     (`OUTPUT_ACTIVATION`, which `cnnlab.models.registry.build_model` sets: sigmoid for multi-label)."""
     return layers.Dense(classes, activation=OUTPUT_ACTIVATION.get(), dtype="float32", name=name,
                         **conv_kwargs(cfg))(x)
+
+
+# --------------------------------------------------------------------------- a class per pixel
+
+
+def scaled(filters, cfg):
+    """A layer's filter count under ``model.width`` (at least 1)."""
+    return max(1, round(filters * cfg.width))
+
+
+def crop_to(x, height, width, name):
+    """`x` cropped at its bottom and right to ``height x width`` (what a ``same`` pooling's padding added
+    before an upsampling doubled it); `x` itself when it is that size."""
+    extra_h, extra_w = x.shape[1] - height, x.shape[2] - width
+    if (extra_h, extra_w) == (0, 0):
+        return x
+    return layers.Cropping2D(((0, extra_h), (0, extra_w)), name=name)(x)
+
+
+def pixel_predictions(x, name="predictions"):
+    """Class scores per pixel (``(H, W, classes)``) through the task's activation, in float32."""
+    return layers.Activation(OUTPUT_ACTIVATION.get(), dtype="float32", name=name)(x)
+
+
+@keras.saving.register_keras_serializable(package="cnnlab")
+class BilinearUpsampling(keras.initializers.Initializer):
+    """A ``Conv2DTranspose`` kernel ``(k, k, channels, channels)`` that upsamples each channel bilinearly
+    (Long et al. 2015, section 3.3: "initialized to bilinear upsampling"); other channels get 0."""
+
+    def __call__(self, shape, dtype=None):
+        import numpy as np
+
+        size, _, out_channels, in_channels = shape
+        factor = (size + 1) // 2
+        center = factor - 1 if size % 2 == 1 else factor - 0.5
+        grid = np.ogrid[:size, :size]
+        weights = (1 - abs(grid[0] - center) / factor) * (1 - abs(grid[1] - center) / factor)
+        kernel = np.zeros(shape, dtype="float32")
+        for channel in range(min(out_channels, in_channels)):
+            kernel[:, :, channel, channel] = weights
+        return keras.ops.convert_to_tensor(kernel, dtype=dtype)
+

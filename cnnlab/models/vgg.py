@@ -2,7 +2,7 @@
 
 from keras import layers
 
-from cnnlab.models.blocks import conv_bn_act, dense_act, pool_features, predictions
+from cnnlab.models.blocks import conv_bn_act, dense_act, pool_features, predictions, scaled
 from cnnlab.models.registry import register_model
 
 VGG_FILTERS = (64, 128, 256, 512, 512)
@@ -16,14 +16,23 @@ def vgg(x, classes, cfg, depth):
     ``keras.applications`` parameter for parameter; ``batch_norm`` adds BN after
     every convolution (VGG-BN). Pooling pads odd sizes, so 28x28 inputs still reach 1x1.
     """
-    for stage, (convs, filters) in enumerate(zip(VGG_SPECS[depth], VGG_FILTERS), start=1):
-        for c in range(1, convs + 1):
-            x = conv_bn_act(x, filters, 3, cfg, f"block{stage}_conv{c}", conv_suffix="")
-        x = layers.MaxPooling2D(2, strides=2, padding="same", name=f"block{stage}_pool")(x)
-    x = pool_features(x, cfg.head)
+    x = pool_features(vgg_body(x, cfg, depth)["block5_pool"], cfg.head)
     x = dense_act(x, 4096, cfg, "fc1", dropout=cfg.dropout)
     x = dense_act(x, 4096, cfg, "fc2", dropout=cfg.dropout)
     return predictions(x, classes, cfg)
+
+
+def vgg_body(x, cfg, depth):
+    """The five convolution stages of VGG `depth`: each stage's pooled output by its name (``block3_pool``).
+
+    Filter counts follow ``model.width`` where the architecture honours it (the segmentation networks)."""
+    pools = {}
+    for stage, (convs, filters) in enumerate(zip(VGG_SPECS[depth], VGG_FILTERS), start=1):
+        for c in range(1, convs + 1):
+            x = conv_bn_act(x, scaled(filters, cfg), 3, cfg, f"block{stage}_conv{c}", conv_suffix="")
+        x = pools[f"block{stage}_pool"] = layers.MaxPooling2D(2, strides=2, padding="same",
+                                                              name=f"block{stage}_pool")(x)
+    return pools
 
 
 def _register(depth):

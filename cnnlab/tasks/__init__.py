@@ -4,7 +4,7 @@
 Importing this package registers them all.
 """
 
-from cnnlab.tasks import classification, multilabel  # noqa: F401  (registers the tasks)
+from cnnlab.tasks import classification, multilabel, segmentation  # noqa: F401  (registers the tasks)
 from cnnlab.tasks.base import TASKS, Task, register_task, task_of
 
 __all__ = ["TASKS", "Task", "register_task", "task_of"]

@@ -4,7 +4,8 @@ A run's task (``task:`` in its experiment file, `task_of`) answers every questio
 which classification, multi-label classification and segmentation differ. The
 commands ask it and never test its name:
 
-- the data: what a batch of labels becomes for the loss (`Task.targets`);
+- the data: how labels are read (`Task.read_labels`, `Task.folder_layout`), fitted to the
+  images' size (`Task.fit_labels`) and what a batch of them becomes for the loss (`Task.targets`);
 - training: its loss, metrics and class weights (and its own training, if not Keras's fit);
 - evaluation: the scores of a split's outputs (`Task.scores`), their summary, the
   figures a run stands by (`Task.headline`), which images to show (`Task.keep`) and
@@ -18,6 +19,8 @@ several, a mask; boxes or a sequence later) mapped by the task, never assumed to
 one label per image outside it; a task whose training is not a plain ``fit`` (two
 networks, a custom step) sets `Task.fit`, which `cnnlab.training.fit.fit` then runs instead.
 """
+
+from pathlib import Path
 
 from cnnlab.registry import Registry
 
@@ -50,12 +53,22 @@ class Task:
 
     # ------------------------------------------------------------------ data and training
 
-    def read_labels(self, y, n, key):
-        """A source's labels `y` for `n` images as the task holds them (or a `DataError` naming `key`)."""
+    spatial_labels = False  # labels that are images too (masks), which geometric augmentation moves
+    folder_layout = "classes"  # what `data.dataset: directory` holds for it (`cnnlab.data.folders.FOLDER_SCANS`)
+
+    def read_labels(self, y, images, key):
+        """A source's labels `y` for the array `images` ``(N, H, W[, C])`` as the task holds them (or a
+        `DataError` naming `key`)."""
         raise NotImplementedError
 
-    def class_names(self, train, test, names, source):
-        """The class names of the labels `train` and `test` (as `read_labels` gave them), `names` if given."""
+    def fit_labels(self, labels, shape):
+        """Labels as the data holds them (one example's, or a batch's), brought to the model's input `shape`
+        (TensorFlow ops): the labels themselves, unless they are images too (segmentation's masks)."""
+        return labels
+
+    def class_names(self, train, test, names, source, data=None):
+        """The class names of the labels `train` and `test` (as `read_labels` gave them), `names` if given
+        (`data`: the `DataConfig`, for what else the task reads of it, or None)."""
         raise NotImplementedError
 
     def stratify(self, labels):
@@ -66,8 +79,9 @@ class Task:
         """A batch of labels as the loss takes them (TensorFlow ops, inside the data pipeline)."""
         raise NotImplementedError
 
-    def loss(self, training, labels=None):
-        """The Keras loss of a `TrainingConfig` (`labels`: the training labels, for balanced weights)."""
+    def loss(self, cfg, training, labels=None):
+        """The Keras loss of the experiment `cfg` with its `TrainingConfig` `training` (phase 2's may differ;
+        `labels`: the training labels, for balanced weights)."""
         raise NotImplementedError
 
     def metrics(self, classes, cfg):
@@ -110,6 +124,12 @@ class Task:
 
     # ------------------------------------------------------------------ predict, export, report
 
+    output_folder = False  # predict's --output: one .csv/.json file, or (True) a folder of files per image
+
+    def condense(self, outputs):
+        """What predict keeps of a batch of the model's outputs, one item per image (all of it, by default)."""
+        return list(outputs)
+
     def predictions(self, found, outputs, problems, class_names, calibration=None, **options):
         """`predict`'s result for the files `found` (`outputs` and `problems` by file index), with the CLI's
         `options`: an object with ``rows``, ``predicted``, ``bad``, ``csv_text()``, ``json_text()`` and
@@ -143,3 +163,9 @@ class PredictedFiles:
     def bad(self):
         """The rows of the files that could not be predicted."""
         return [row for row in self.rows if row.error is not None]
+
+    def write(self, output):
+        """Write the rows to the file `output` atomically: CSV or JSON by its suffix."""
+        from cnnlab import files
+
+        files.write_text(output, self.json_text() if Path(output).suffix.lower() == ".json" else self.csv_text())

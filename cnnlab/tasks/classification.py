@@ -30,10 +30,10 @@ class Classification(Task):
     activation = "softmax"
     agreement_name = "top-1"
 
-    def read_labels(self, y, n, key):
-        return read_labels(y, n, key)
+    def read_labels(self, y, images, key):
+        return read_labels(y, len(images), key)
 
-    def class_names(self, train, test, names, source):
+    def class_names(self, train, test, names, source, data=None):
         return class_names(train, test, names, source)
 
     def stratify(self, labels):
@@ -44,7 +44,7 @@ class Classification(Task):
 
         return one_hot(labels, classes)
 
-    def loss(self, training, labels=None):
+    def loss(self, cfg, training, labels=None):
         import keras
 
         return getattr(keras.losses, LOSSES[training.loss])(label_smoothing=training.label_smoothing)

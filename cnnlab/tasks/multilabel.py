@@ -37,16 +37,16 @@ class Multilabel(Task):
 
     # ------------------------------------------------------------------ data
 
-    def read_labels(self, y, n, key):
+    def read_labels(self, y, images, key):
         """Multi-hot rows ``(N, C)`` of 0 and 1 (C >= 1), one per image."""
-        y = np.asarray(y)
+        y, n = np.asarray(y), len(images)
         if y.ndim != 2 or len(y) != n or not np.isin(y, (0, 1)).all():
             shown = f"shape {y.shape}" if y.ndim != 2 or len(y) != n else "values other than 0 and 1"
             raise DataError(f"{key} must hold multi-hot rows, one per image: shape ({n}, classes), 0 or 1 for "
                             f"each class (task: multilabel). Received {shown}.")
         return y.astype(np.uint8)
 
-    def class_names(self, train, test, names, source):
+    def class_names(self, train, test, names, source, data=None):
         classes = train.shape[1]
         if test is not None and test.shape[1] != classes:
             raise DataError(f"{source}: y_test has {test.shape[1]} classes but y_train {classes}: they must match.")
@@ -66,7 +66,7 @@ class Multilabel(Task):
 
     # ------------------------------------------------------------------ training
 
-    def loss(self, training, labels=None):
+    def loss(self, cfg, training, labels=None):
         import keras
 
         if training.class_weight != "balanced" or labels is None:

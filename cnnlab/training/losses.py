@@ -1,4 +1,4 @@
-"""cnnlab's own Keras losses, registered so that a saved model compiled with one loads (`load_model`)."""
+"""cnnlab's own Keras losses and metrics, registered so that a saved model compiled with one loads (`load_model`)."""
 
 import keras
 from keras import ops
@@ -22,3 +22,33 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "positive_weights": self.positive_weights}
+
+
+@keras.saving.register_keras_serializable(package="cnnlab")
+class PixelAccuracy(keras.metrics.Metric):
+    """The share of pixels whose most probable class is the mask's, pixels of `ignore_class` left out
+    (segmentation; Keras's accuracy would count them)."""
+
+    def __init__(self, ignore_class=None, name="pixel_accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.ignore_class = ignore_class
+        self.correct = self.add_variable(shape=(), initializer="zeros", name="correct")
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.cast(ops.reshape(y_true, ops.shape(y_pred)[:-1]), "int32")
+        hit = ops.cast(ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), y_true), "float32")
+        valid = (ops.ones_like(hit) if self.ignore_class is None
+                 else ops.cast(ops.not_equal(y_true, self.ignore_class), "float32"))
+        self.correct.assign_add(ops.sum(hit * valid))
+        self.total.assign_add(ops.sum(valid))
+
+    def result(self):
+        return ops.divide_no_nan(self.correct, self.total)
+
+    def reset_state(self):
+        self.correct.assign(0.0)
+        self.total.assign(0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "ignore_class": self.ignore_class}
