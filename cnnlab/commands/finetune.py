@@ -114,7 +114,8 @@ def _loaded_base(path, data, unsafe):
 
 
 def replace_head(model, classes):
-    """A new output Dense for `classes`, re-applying the weightless layers after it.
+    """A new output layer for `classes` (a Dense, or U-Net's 1x1 convolution), re-applying the weightless
+    layers after it.
 
     The rest of the head (e.g. the dense layers of VGG or the book's CNN) keeps its
     weights as a starting point; phase 1 trains it.
@@ -125,11 +126,17 @@ def replace_head(model, classes):
 
     start = last_weighted(model)
     old = model.layers[start]
-    if not isinstance(old, keras.layers.Dense):
-        raise ConfigError(f"cannot give {model.name} a new head: its last layer with weights, {old.name}, "
-                          "is not a Dense classifier.")
-    x = keras.layers.Dense(classes, activation=old.activation, name=old.name, dtype=old.dtype_policy.name,
-                           kernel_initializer="glorot_uniform")(old.input)
+    if isinstance(old, keras.layers.Dense):
+        new = keras.layers.Dense(classes, activation=old.activation, name=old.name, dtype=old.dtype_policy.name,
+                                 kernel_initializer="glorot_uniform")
+    elif type(old) is keras.layers.Conv2D and old.kernel_size == (1, 1):  # U-Net's scores per pixel
+        new = keras.layers.Conv2D(classes, 1, name=old.name, dtype=old.dtype_policy.name)
+    else:
+        raise ConfigError(f"cannot give {model.name} a new head for {classes} classes: its last layer with "
+                          f"weights, {old.name}, is not a Dense classifier or a 1x1 convolution scoring each "
+                          "pixel (an FCN's class scores run through its skips and upsamplings). Fine-tune on "
+                          "data with the base's classes, or train this architecture from scratch.")
+    x = new(old.input)
     for layer in model.layers[start + 1:]:
         x = layer.__class__.from_config(layer.get_config())(x)
     return keras.Model(model.inputs, x, name=model.name)

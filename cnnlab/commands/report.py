@@ -20,7 +20,7 @@ from string import Template
 from cnnlab import __version__, files, rundir
 from cnnlab.errors import CnnlabError
 from cnnlab.rundir import open_target
-from cnnlab.tasks import task_of
+from cnnlab.tasks import TASKS, task_of
 
 RUN_SECTIONS = ("config", "environment", "metrics", "per-class", "curves", "confusion", "mistakes", "gradcam")
 COMPARISON_SECTIONS = ("comparison", "validation-curves", "config-diff")
@@ -286,7 +286,8 @@ def run_sections(r, prefix="", heading=False):
     if heading:
         parts.append(f"<h2>{esc(r.label)}</h2>")
     parts += [sec("config", config_html(r.config)), sec("environment", environment_html(r)),
-              sec("metrics", metrics_html(r.metrics)), sec("per-class", per_class_html(r.metrics)),
+              sec("metrics", metrics_html(r.metrics, TASKS.get(r.config.get("task") or "classification").fn)),
+              sec("per-class", per_class_html(r.metrics)),
               sec("curves", figure_or_note(r, "curves", "training curves")),
               sec("confusion", figure_or_note(r, "confusion", "confusion matrix")),
               sec("mistakes", figure_or_note(r, "mistakes", "most confident mistakes")),
@@ -342,30 +343,40 @@ def duration(seconds):
     return f"{hours} h {minutes:02d} min" if hours else (f"{minutes} min {secs:02d} s" if minutes else f"{secs} s")
 
 
-def metrics_html(metrics):
-    """Headline numbers as cards: accuracy, top-k, loss, macro precision/recall/F1, images."""
-    macro = metrics.get("macro_avg", {})
-    cards = [("accuracy", pct(metrics.get("accuracy"))),
-             *((f"{k.replace('top', 'top-')} accuracy", pct(v)) for k, v in metrics.get("top_k_accuracy", {}).items()),
-             ("loss", num(metrics.get("loss"))), ("macro precision", num(macro.get("precision"))),
-             ("macro recall", num(macro.get("recall"))), ("macro F1", num(macro.get("f1"))),
-             ("images", metrics.get("images", "?"))]
-    body = "".join(f'<div class="card"><div class="value">{esc(v)}</div><div class="name">{esc(k)}</div></div>'
-                   for k, v in cards)
+def metrics_html(metrics, task):
+    """Headline numbers as cards, the run's task's (`cnnlab.tasks.base.Task.cards`)."""
+    formats = {"percent": pct, "number": num, "count": lambda v: "?" if v is None else v}
+    body = "".join(f'<div class="card"><div class="value">{esc(formats[kind](v))}</div>'
+                   f'<div class="name">{esc(k)}</div></div>' for k, v, kind in task.cards(metrics))
     source = ("computed for this report (no metrics.json: run cnnlab evaluate to keep them)"
               if metrics.get("computed_by") == "report" else "from metrics.json")
     return (f'<div class="cards">{body}</div>\n<p class="note">The {esc(metrics.get("split", "?"))} split, '
             f"{esc(source)}.</p>")
 
 
+COLUMN_NAMES = {"f1": "F1", "iou": "IoU", "dice": "Dice", "average_precision": "AP", "predicted_pixels": "predicted"}
+
+
 def per_class_html(metrics):
-    rows = [(name, num(s["precision"]), num(s["recall"]), num(s["f1"]), s["support"])
-            for name, s in metrics.get("per_class", {}).items()]
-    macro = metrics.get("macro_avg", {})
-    total = ("macro avg", num(macro.get("precision")), num(macro.get("recall")), num(macro.get("f1")),
-             sum(r[4] for r in rows))
-    headers = ("class", "precision", "recall", "F1", "support")
-    return f'<div class="scroll">{table(headers, rows, numeric=(1, 2, 3, 4), total=total)}</div>'
+    """The per-class scores of any task: one column per score metrics.json holds for each class (and the
+    macro average, where the task gives one)."""
+    per_class = metrics.get("per_class", {})
+    if not per_class:
+        return '<p class="note">No per-class scores.</p>'
+    keys = list(next(iter(per_class.values())))
+
+    def cell(value):
+        return value if isinstance(value, int) else num(value)
+
+    rows = [(name, *(cell(s.get(k)) for k in keys)) for name, s in per_class.items()]
+    macro = metrics.get("macro_avg")
+    total = None
+    if macro:
+        total = ("macro avg", *(cell(macro.get(k)) if k in macro else sum(s.get(k, 0) for s in per_class.values())
+                                for k in keys))
+    headers = ("class", *(COLUMN_NAMES.get(k, k) for k in keys))
+    return (f'<div class="scroll">{table(headers, rows, numeric=tuple(range(1, len(headers))), total=total)}'
+            "</div>")
 
 
 def pct(value):

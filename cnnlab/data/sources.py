@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from cnnlab import catalog
-from cnnlab.data.folders import FOLDER_SCANS, scan_label_csv
+from cnnlab.data.folders import FOLDER_SCANS, scan_label_csv, scan_mask_folder
 from cnnlab.errors import DataError
 from cnnlab.registry import Registry
 
@@ -196,6 +196,68 @@ def load_csv(cfg, task):
         test = scan_label_csv(cfg.test_path, on_bad_image=cfg.on_bad_image, key="data.test_path",
                               class_names=train.class_names)
     return _from_scans(cfg, train, test)
+
+
+PETS_URL = "https://thor.robots.ox.ac.uk/datasets/pets/"  # where the keras-io segmentation example downloads
+TRIMAP_CLASSES = {2: 0, 1: 1, 3: 2}  # a trimap's value -> the class (background, pet, border)
+
+
+@SOURCES.register("oxford_pets", shape=(None, None, 3), classes=3)  # the photos vary in size: data.image_size
+def load_oxford_pets(cfg, task):
+    """The Oxford-IIIT Pet trimaps (Parkhi et al. 2012; the keras-io segmentation example's data): 3,680
+    training and 3,669 test photos, each pixel background, pet or border. Downloaded once with Keras's
+    downloader into Keras's cache, the trimaps re-indexed there as masks (`pets_folder`)."""
+    names = list(catalog.DATASETS["oxford_pets"].class_names)
+    train, test = (scan_mask_folder(folder, on_bad_image=cfg.on_bad_image, key="data.dataset oxford_pets",
+                                    class_names=names, ignore_index=cfg.ignore_index)
+                   for folder in (pets_folder() / "trainval", pets_folder() / "test"))
+    return _from_scans(cfg, train, test)
+
+
+def pets_folder():
+    """``$KERAS_HOME/datasets/oxford_pets``, with ``trainval/`` and ``test/`` as the dataset's lists split it, each
+    holding ``images/`` (links to the photos) and ``masks/`` (the trimaps as class indices); made on first use
+    from the two archives (downloaded by ``keras.utils.get_file``), beside its place and then swapped in."""
+    import shutil
+
+    from PIL import Image
+
+    home = Path(os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras"))
+    folder = home / "datasets" / "oxford_pets"
+    if (folder / "test" / "masks").is_dir():
+        return folder
+    photos, notes = (_download(f"oxford_pets_{what}.tar.gz", PETS_URL + f"{what}.tar.gz", home)
+                     for what in ("images", "annotations"))
+    lookup = np.arange(256, dtype=np.uint8)
+    for value, cls in TRIMAP_CLASSES.items():
+        lookup[value] = cls
+    partial = folder.with_name(".partial-oxford_pets")
+    shutil.rmtree(partial, ignore_errors=True)
+    for split in ("trainval", "test"):
+        (partial / split / "images").mkdir(parents=True)
+        (partial / split / "masks").mkdir()
+        listing = (notes / "annotations" / f"{split}.txt").read_text().splitlines()
+        for name in (line.split()[0] for line in listing if line.strip() and not line.startswith("#")):
+            os.symlink(photos / "images" / f"{name}.jpg", partial / split / "images" / f"{name}.jpg")
+            with Image.open(notes / "annotations" / "trimaps" / f"{name}.png") as trimap:
+                Image.fromarray(lookup[np.asarray(trimap)]).save(partial / split / "masks" / f"{name}.png")
+    os.replace(partial, folder)
+    return folder
+
+
+def _download(name, url, home):
+    """``keras.utils.get_file`` of an archive into ``home/datasets``, extracted: the extracted folder."""
+    import keras
+
+    try:
+        return Path(keras.utils.get_file(name, url, cache_dir=str(home), extract=True))
+    except PermissionError as exc:
+        raise DataError(_cache_denied("oxford_pets", exc)) from None
+    except Exception as exc:  # urllib, SSL, HTTP and bad-archive errors alike
+        raise DataError(f"could not download or read {url} ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). Keras caches it in "
+                        "$KERAS_HOME/datasets once downloaded; offline, use `data.dataset: directory` with "
+                        "images/ and masks/ folders.") from None
 
 
 def _from_scans(cfg, train, test):

@@ -10,6 +10,7 @@ import numpy as np
 from cnnlab.errors import ConfigError
 
 FEATURES = ("flatten", "avg_pool")  # what the zoo and the backbones name the layer before the classifier
+DECODERS = ("fc6", "up4_transpose")  # the first layer after a segmentation network's encoder (FCN's, U-Net's)
 
 
 def main_output(model):
@@ -52,9 +53,13 @@ def last_weighted(model):
 
 def head_start(model):
     """Index of the first layer of the head: the classifier after the base's pooled features
-    (``flatten`` or ``avg_pool``), or else the output classifier alone."""
+    (``flatten`` or ``avg_pool``), a segmentation network's decoder (from ``fc6`` or ``up4_transpose``,
+    the encoder being the base), or else the output classifier alone."""
     names = [layer.name for layer in model.layers]
     for name in FEATURES:
         if name in names:
             return names.index(name) + 1
+    for name in DECODERS:
+        if name in names:
+            return names.index(name)
     return last_weighted(model)

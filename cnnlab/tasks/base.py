@@ -113,6 +113,10 @@ class Task:
         """The few figures that stand for a result (an ensemble's member lines)."""
         raise NotImplementedError
 
+    def cards(self, result):
+        """The report's headline cards of `scores`' result: ``[(name, value, "percent" | "number" | "count")]``."""
+        raise NotImplementedError
+
     def keep(self, outputs, targets, calibration=None):
         """Indices, within a batch, of the images an evaluation shows (in its plots), in order of preference."""
         raise NotImplementedError

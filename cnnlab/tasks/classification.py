@@ -64,6 +64,15 @@ class Classification(Task):
     def headline(self, result):
         return {"accuracy": result["accuracy"], "loss": result["loss"], "top_k_accuracy": result["top_k_accuracy"]}
 
+    def cards(self, result):
+        macro = result.get("macro_avg", {})
+        return [("accuracy", result.get("accuracy"), "percent"),
+                *((f"{k.replace('top', 'top-')} accuracy", v, "percent")
+                  for k, v in result.get("top_k_accuracy", {}).items()),
+                ("loss", result.get("loss"), "number"), ("macro precision", macro.get("precision"), "number"),
+                ("macro recall", macro.get("recall"), "number"), ("macro F1", macro.get("f1"), "number"),
+                ("images", result.get("images"), "count")]
+
     def keep(self, outputs, targets, calibration=None):
         """The misclassified images, in order."""
         return np.flatnonzero(outputs.argmax(axis=1) != labels_of(targets))

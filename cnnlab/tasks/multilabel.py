@@ -113,6 +113,12 @@ class Multilabel(Task):
         return {"mean_average_precision": result["mean_average_precision"], "exact_match": result["exact_match"],
                 "loss": result["loss"]}
 
+    def cards(self, result):
+        return [("mAP", result.get("mean_average_precision"), "percent"),
+                ("exact match", result.get("exact_match"), "percent"), ("F1 micro", result.get("f1_micro"), "number"),
+                ("F1 macro", result.get("f1_macro"), "number"), ("loss", result.get("loss"), "number"),
+                ("images", result.get("images"), "count")]
+
     def keep(self, outputs, targets, calibration=None):
         """The images whose label set is wrong, most wrong labels first."""
         wrong = (decide(outputs, calibration) != targets).sum(axis=1)

@@ -117,6 +117,11 @@ class Segmentation(Task):
     def headline(self, result):
         return {"mean_iou": result["mean_iou"], "pixel_accuracy": result["pixel_accuracy"], "loss": result["loss"]}
 
+    def cards(self, result):
+        return [("mean IoU", result.get("mean_iou"), "percent"), ("pixel accuracy", result.get("pixel_accuracy"),
+                "percent"), ("mean Dice", result.get("mean_dice"), "number"), ("loss", result.get("loss"), "number"),
+                ("images", result.get("images"), "count")]
+
     def keep(self, outputs, targets, calibration=None):
         """The images with wrong pixels, the largest share wrong first."""
         error = image_errors(outputs, targets)
@@ -198,7 +203,7 @@ def read_mask(path):
     ``tf.numpy_function``, since TensorFlow decodes palettes to colours."""
     import tensorflow as tf
 
-    mask = tf.numpy_function(lambda p: mask_array(p.decode()), [path], tf.uint8, stateful=False)
+    mask = tf.numpy_function(lambda p: mask_array(np.asarray(p).item().decode()), [path], tf.uint8, stateful=False)
     return tf.ensure_shape(mask, (None, None))
 
 
