@@ -1,4 +1,4 @@
-"""Training throughput: cnnlab against a hand-written Keras script of the same network (issue 10).
+"""Training throughput: cnnlab against a hand-written Keras script of the same network (issues 10, 21).
 
 Three contenders train the same network on the same images, in one process:
 
@@ -12,7 +12,11 @@ Three contenders train the same network on the same images, in one process:
   the layers written directly, ``model.fit`` on numpy arrays (with augmentation:
   a ``keras.Sequential`` of Keras's preprocessing layers for the same keys, mapped in
   tf.data, as a user writes it: one layer, and one resampling, per transform, where
-  cnnlab's ``layers`` engine composes them and resamples once).
+  cnnlab's ``layers`` engine composes them and resamples once). The ``unet`` case is segmentation
+  (issue 21) on the MNIST canvases of ``benchmarks/mnist_canvases.py``, the hand-written script as
+  the keras-io example "Image segmentation with a U-Net-like architecture" writes it: the U-Net's
+  layers, ``compile(optimizer="adam", loss="sparse_categorical_crossentropy")`` and ``model.fit`` on a
+  ``tf.data`` pipeline of (image, mask) batches.
 
 Before timing, each case asserts that cnnlab's model and the hand-written one
 have the same parameter count and the same sequence of convolution output shapes.
@@ -66,7 +70,7 @@ CONTENDERS = ("cnnlab", "cnnlab_bare", "keras")
 PRECISIONS = ("float32", "mixed_bfloat16")
 AUG_CHOICES = ("none", "aug")
 HALF_SPEED = 0.6  # a repetition below 0.6x its contender's best ran at "half speed"
-CONV_TYPES = (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D)
+CONV_TYPES = (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D, layers.Conv2DTranspose)
 SHIFTS = {"rotation_range": 10, "width_shift_range": 0.1, "height_shift_range": 0.1}
 
 
@@ -81,13 +85,18 @@ class Case:
     augmentation: dict
     classes: int = 10
     mnist: bool = False
+    task: str = "classification"
+    model: tuple = ()  # cnnlab's model keys beside the architecture, as (key, value) pairs
 
 
 CASES = {
     "deep_cnn": Case("deep_cnn", (28, 28, 1), 12000, 100, {**SHIFTS, "zoom_range": 0.1}, mnist=True),
     "resnet20": Case("resnet20", (32, 32, 3), 5000, 128, {**SHIFTS, "horizontal_flip": True}),
     "mobilenet_v2": Case("mobilenet_v2", (96, 96, 3), 1000, 32, {**SHIFTS, "zoom_range": 0.1, "horizontal_flip": True}),
+    "unet": Case("unet", (64, 84, 1), 1600, 32, {"horizontal_flip": True}, classes=11, mnist=True,
+                 task="segmentation", model=(("width", 0.125), ("batch_norm", True), ("dropout", 0.0))),
 }
+UNET_LEVELS = (64, 128, 256, 512)  # the U-Net's filters by level (1024 at the bottom), times the case's width
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -120,6 +129,11 @@ class Measure:
 def make_images(case, images, seed, mnist_npz):
     """``(x uint8 (N, H, W, C), y int64)``: a seeded MNIST subset, or random pixels with balanced labels."""
     rng = np.random.default_rng(seed)
+    if case.task == "segmentation":
+        from mnist_canvases import build_task, load_mnist
+
+        x, y = build_task("segmentation", load_mnist(mnist_npz), {"train": images, "test": 1}, seed)["train"]
+        return x.reshape(-1, *case.shape), y
     if case.mnist:
         with np.load(mnist_npz) as f:
             x, y = f["x_train"], f["y_train"]
@@ -151,11 +165,11 @@ def cnnlab_config(case, npz, aug, precision, seed, output_dir, overrides=()):
     """
     watch = {"monitor": "loss"}
     return build_config(apply_overrides({
-        "seed": seed, "output_dir": str(output_dir),
+        "seed": seed, "output_dir": str(output_dir), "task": case.task,
         "data": {"dataset": "npz", "path": str(npz), "batch_size": case.batch, "validation_split": 0.0,
                  "test_split": 0.0},
         "augmentation": case.augmentation if aug else {},
-        "model": {"architecture": case.architecture},
+        "model": {"architecture": case.architecture, **dict(case.model)},
         "training": {"precision": precision},
         "callbacks": {"model_checkpoint": watch, "reduce_lr_on_plateau": watch, "early_stopping": watch}},
         overrides))
@@ -256,14 +270,45 @@ def keras_mobilenet_v2(x, classes):
     return layers.Dense(classes, activation="softmax", dtype="float32", kernel_initializer="he_normal")(x)
 
 
-KERAS_BODIES = {"deep_cnn": keras_deep_cnn, "resnet20": keras_resnet20, "mobilenet_v2": keras_mobilenet_v2}
+def keras_unet(x, classes, width=0.125):
+    """Ronneberger et al.'s U-Net at `width` of its filters: two 3x3 conv-BN-ReLU per level, 2x2 max-pooling
+    (``same``: 84 -> 42 -> 21 -> 11 -> 6), 2x2 transposed convolutions cropped to their skip's size, then
+    concatenated with it, and a 1x1 convolution to the classes."""
+    def double(x, filters):
+        for _ in range(2):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal")(x)
+            x = layers.Activation("relu")(layers.BatchNormalization(epsilon=1.001e-5)(x))
+        return x
+
+    skips = []
+    for filters in UNET_LEVELS:
+        x = double(x, round(filters * width))
+        skips.append(x)
+        x = layers.MaxPooling2D(2, padding="same")(x)
+    x = double(x, round(1024 * width))
+    for filters, skip in reversed(list(zip(UNET_LEVELS, skips))):
+        x = layers.Conv2DTranspose(round(filters * width), 2, strides=2, kernel_initializer="he_normal")(x)
+        extra = (x.shape[1] - skip.shape[1], x.shape[2] - skip.shape[2])
+        if extra != (0, 0):
+            x = layers.Cropping2D(((0, extra[0]), (0, extra[1])))(x)
+        x = double(layers.Concatenate()([skip, x]), round(filters * width))
+    x = layers.Conv2D(classes, 1, kernel_initializer="he_normal")(x)
+    return layers.Activation("softmax", dtype="float32")(x)
+
+
+KERAS_BODIES = {"deep_cnn": keras_deep_cnn, "resnet20": keras_resnet20, "mobilenet_v2": keras_mobilenet_v2,
+                "unet": keras_unet}
 
 
 def keras_model(case):
-    """The hand-written model, compiled as cnnlab compiles its own (Adam 1e-3, cross-entropy, accuracy, top-5)."""
+    """The hand-written model, compiled as cnnlab compiles its own (Adam 1e-3, cross-entropy, accuracy, top-5);
+    the U-Net as the keras-io example compiles it (Adam, sparse cross-entropy, no metric)."""
     inputs = keras.Input(case.shape)
     x = layers.Rescaling(1 / 255)(inputs)
     model = keras.Model(inputs, KERAS_BODIES[case.architecture](x, case.classes))
+    if case.task == "segmentation":
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+        return model
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.CategoricalCrossentropy(),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
                            keras.metrics.TopKCategoricalAccuracy(5, name="top5_accuracy")])
@@ -296,13 +341,29 @@ def run_keras(case, x, y, aug, precision, epochs, seed):
     keras.utils.set_random_seed(seed)
     keras.config.set_dtype_policy(precision)
     model = keras_model(case)
-    x, y = x.astype("float32"), keras.utils.to_categorical(y, case.classes)
     timer = EpochTimer()
+    if case.task == "segmentation":  # the keras-io example's way: fit on a tf.data pipeline of batches
+        import tensorflow as tf
+
+        ds = tf.data.Dataset.from_tensor_slices((x.astype("float32"), y.astype("int32")))
+        ds = ds.shuffle(len(x), seed=seed).batch(case.batch)
+        if aug:
+            flip = layers.RandomFlip("horizontal", seed=seed, dtype="float32")
+            ds = ds.map(lambda images, masks: _flipped(flip, images, masks), num_parallel_calls=tf.data.AUTOTUNE)
+        model.fit(ds.prefetch(tf.data.AUTOTUNE), epochs=epochs, callbacks=[timer], verbose=0)
+        return timer.measure(len(x))
+    x, y = x.astype("float32"), keras.utils.to_categorical(y, case.classes)
     if aug:
         model.fit(keras_augmented(x, y, case, seed), epochs=epochs, callbacks=[timer], verbose=0, shuffle=False)
     else:
         model.fit(x, y, batch_size=case.batch, epochs=epochs, callbacks=[timer], verbose=0)
     return timer.measure(len(x))
+
+
+def _flipped(flip, images, masks):
+    """Keras's RandomFlip on an image batch and its masks together (its dict input)."""
+    out = flip({"images": images, "segmentation_masks": masks[..., None]}, training=True)
+    return out["images"], out["segmentation_masks"][..., 0]
 
 
 # --------------------------------------------------------------------------- one run, the same network
@@ -500,7 +561,8 @@ def memory_table(npzs, args):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=[c for c in CASES if c != "unet"],
+                        help="default: the classification cases (unet: segmentation, issue 21)")
     parser.add_argument("--reps", type=int, default=5, help="repetitions (0: no timing, e.g. with --memory)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the last is timed (at least 2)")
     parser.add_argument("--images", type=int, help="training images of every case (default: each case's own)")
@@ -518,8 +580,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.epochs < 2:
         parser.error("--epochs must be at least 2: the first epoch includes tracing")
-    if "deep_cnn" in args.cases and not args.only and not args.npz.is_file():
-        parser.error(f"deep_cnn needs MNIST as an .npz: {args.npz} not found (pass --npz)")
+    if {"deep_cnn", "unet"} & set(args.cases) and not args.only and not args.npz.is_file():
+        parser.error(f"deep_cnn and unet need MNIST as an .npz: {args.npz} not found (pass --npz)")
     return args
 
 

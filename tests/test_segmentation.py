@@ -340,3 +340,25 @@ def test_oxford_pets_is_read_from_keras_s_cache_with_its_trimaps_as_classes(tmp_
     assert len(raw.train) == 2 and len(raw.test) == 2
     with Image.open(raw.train.labels[0]) as mask:
         assert set(np.unique(np.asarray(mask))) == {0, 1, 2} and np.asarray(mask)[5, 5] == 1
+
+
+def test_tta_moves_each_view_s_scores_back_to_their_pixels():
+    """A model that copies its input scores each view's pixels where that view moved them: averaged after
+    moving back, every view agrees with the identity (away from the mirrored border)."""
+    from cnnlab.inference.tta import Plan
+
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 12, 16, 3)).astype(np.float32)
+    for plan in (Plan(("identity", "flip_left_right", "flip_up_down")),
+                 Plan(("identity", "shift_left", "shift_right", "shift_up", "shift_down"), step=2)):
+        averaged = plan.average(np.asarray(plan.expand(images)))
+        np.testing.assert_allclose(averaged[:, 2:-2, 2:-2], images[:, 2:-2, 2:-2], atol=1e-6)
+
+
+def test_evaluate_tta_scores_a_segmentation_run(trained, cli):
+    _, run, _ = trained
+    result = cli("evaluate", str(run), "--tta")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "evaluations" / "test-tta" / "metrics.json").read_text())
+    plain = json.loads((run / "metrics.json").read_text())
+    assert metrics["tta"] and metrics["mean_iou"] > plain["mean_iou"] - 0.1

@@ -53,6 +53,11 @@ for _name, (_dy, _dx) in {"shift_left": (0, -1), "shift_right": (0, 1),
     VIEWS.add(_name, lambda images, step, dy=_dy, dx=_dx: shifted(images, dy * step, dx * step))
 
 
+INVERSES = {"identity": "identity", "flip_left_right": "flip_left_right", "flip_up_down": "flip_up_down",
+            "shift_left": "shift_right", "shift_right": "shift_left", "shift_up": "shift_down",
+            "shift_down": "shift_up"}  # the view that moves a view's pixels back
+
+
 @dataclass(frozen=True)
 class Plan:
     """Which views of an image are averaged, and the shift in pixels the shift views use."""
@@ -69,9 +74,16 @@ class Plan:
         return tf.concat([VIEWS.get(name).fn(images, self.step) for name in self.views], axis=0)
 
     def average(self, probs):
-        """(V * B, classes) probabilities -> (B, classes): the mean over the views."""
+        """(V * B, ...) outputs -> (B, ...): the mean over the views. Outputs per pixel (segmentation's
+        ``(H, W, classes)``) are first moved back by each view's inverse, so every view scores the same pixel."""
+        import numpy as np
+
         views = len(self.views)
-        return probs.reshape(views, probs.shape[0] // views, probs.shape[-1]).mean(axis=0)
+        chunks = probs.reshape(views, probs.shape[0] // views, *probs.shape[1:])
+        if probs.ndim == 4:
+            chunks = np.stack([np.asarray(VIEWS.get(INVERSES[name]).fn(chunk, self.step))
+                               for name, chunk in zip(self.views, chunks)])
+        return chunks.mean(axis=0)
 
     def describe(self):
         step = f" by {self.step} px" if any(v.startswith("shift") for v in self.views) else ""
