@@ -118,7 +118,8 @@ COUNTS_CLASSES = 1000
 
 # (parameters, multiply-adds per image) of each architecture built with the model section's
 # defaults for COUNTS_SHAPE images and COUNTS_CLASSES classes; None where that shape does not
-# build. Written by `python -m cnnlab.models.summary`; tests/test_runs_models.py rebuilds a
+# build, and for the segmentation networks (a 1,000-class FCN's upsampling alone would hold
+# billions of weights: `cnnlab models fcn8s --params --classes 21` builds one). Written by `python -m cnnlab.models.summary`; tests/test_runs_models.py rebuilds a
 # sample of it (and, marked slow, all of it), so a changed architecture is noticed.
 PARAMETER_COUNTS = {
     "slp": (150_529_000, 150_528_000),
@@ -141,6 +142,10 @@ PARAMETER_COUNTS = {
     "resnet44": (730_728, 4_774_410_752),
     "resnet56": (926_504, 6_161_676_800),
     "resnet110": (1_807_496, 12_404_374_016),
+    "fcn32s": None,
+    "fcn16s": None,
+    "fcn8s": None,
+    "unet": None,
     "convnext_base": (88_591_464, 15_027_180_544),
     "convnext_large": (197_767_336, 33_638_899_200),
     "convnext_small": (50_223_688, 8_495_853_312),
@@ -334,6 +339,10 @@ INITIALIZERS = ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "i
 # The metrics training logs per task, beside the loss (classification's depend on evaluate.top_k).
 TASK_METRICS = {"multilabel": ("pr_auc", "f1"),  # the precision-recall AUC (macro), micro F1 at 0.5
                 "segmentation": ("pixel_accuracy", "mean_iou")}  # both without data.ignore_index's pixels
+
+
+# The figure that stands for a task's result in metrics.json (the runs table's test_score, first in its headline).
+TASK_SCORES = {"classification": "accuracy", "multilabel": "mean_average_precision", "segmentation": "mean_iou"}
 
 
 def logged_metrics(top_k, classes=None, task="classification"):

@@ -128,6 +128,30 @@ def write_experiment(tmp_path):
     return write
 
 
+def dotted_experiment(folder, cfg, changes):
+    """Write `cfg` with `changes` (``{"section.key": value}``; None as a value keeps null) to
+    ``folder/<name>.yaml``; its runs go to ``folder/runs``."""
+    cfg = {**cfg, "output_dir": str(folder / "runs")}
+    for key, value in changes.items():
+        section, _, name = key.partition(".")
+        cfg[section] = {**cfg.get(section, {}), name: value}
+    path = folder / f"{cfg['name']}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def trained_run(folder, path):
+    """Train the experiment `path` through the CLI in-process, as a user runs it: ``(run folder, output)``."""
+    from click.testing import CliRunner
+
+    from cnnlab.cli import main
+
+    result = CliRunner().invoke(main, ["train", str(path)])
+    assert result.exit_code == 0, result.output
+    name = yaml.safe_load(path.read_text())["name"]
+    return next((folder / "runs" / name).iterdir()), result.output
+
+
 def error_line(result):
     """The single ``Error:`` line of a failed command (asserts there is exactly one and no traceback)."""
     output = result.output

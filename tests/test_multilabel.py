@@ -6,10 +6,9 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
-from tests.conftest import error_line
+from tests.conftest import dotted_experiment, error_line, trained_run
 
 CLASSES = 4  # digits 0..3 of scikit-learn's 8x8 digits
 
@@ -42,33 +41,23 @@ def multilabel_npz(tmp_path_factory):
     return path
 
 
+BASE = {"name": "ml", "task": "multilabel", "seed": 1, "data": {"batch_size": 32, "validation_split": 0.2},
+        "model": {"architecture": "deep_cnn", "dropout": 0.1}, "training": {"epochs": 6, "learning_rate": 0.003},
+        "callbacks": {"model_checkpoint": {"monitor": "val_loss"}, "reduce_lr_on_plateau": False,
+                      "early_stopping": False}}
+
+
 def experiment(folder, data, **changes):
-    cfg = {"name": "ml", "task": "multilabel", "seed": 1, "data": {"batch_size": 32, "validation_split": 0.2, **data},
-           "model": {"architecture": "deep_cnn", "dropout": 0.1}, "training": {"epochs": 6, "learning_rate": 0.003},
-           "callbacks": {"model_checkpoint": {"monitor": "val_loss"}, "reduce_lr_on_plateau": False,
-                         "early_stopping": False},
-           "output_dir": str(folder / "runs")}
-    for key, value in changes.items():
-        section, _, name = key.partition(".")
-        cfg.setdefault(section, {})[name] = value
-    path = folder / "ml.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    """The experiment file of a multi-label deep CNN on `data` (``data`` keys), with ``section.key`` `changes`."""
+    return dotted_experiment(folder, BASE, {f"data.{k}": v for k, v in data.items()} | changes)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, multilabel_npz):
     """A multi-label run trained on the canvases, through the CLI as a user runs it."""
-    from click.testing import CliRunner
-
-    from cnnlab.cli import main
-
     folder = tmp_path_factory.mktemp("mlrun")
     path = experiment(folder, {"dataset": "npz", "path": str(multilabel_npz)})
-    result = CliRunner().invoke(main, ["train", str(path)])
-    assert result.exit_code == 0, result.output
-    run = next((folder / "runs" / "ml").iterdir())
-    return folder, run, result.output
+    return (folder, *trained_run(folder, path))
 
 
 def test_train_scores_the_run_with_the_multilabel_metrics(trained):
@@ -150,12 +139,7 @@ def test_a_csv_of_paths_and_label_names_trains(tmp_path, cli):
     ({"callbacks.model_checkpoint": {"monitor": "val_accuracy"}}, "val_pr_auc"),
 ])
 def test_combinations_that_cannot_work_are_one_error_line(tmp_path, cli, multilabel_npz, changes, words):
-    path = experiment(tmp_path, {"dataset": "npz", "path": str(multilabel_npz)})
-    cfg = yaml.safe_load(path.read_text())
-    for key, value in changes.items():
-        section, _, name = key.partition(".")
-        cfg[section][name] = value
-    path.write_text(yaml.safe_dump(cfg))
+    path = experiment(tmp_path, {"dataset": "npz", "path": str(multilabel_npz)}, **changes)
     result = cli("train", str(path))
     assert result.exit_code == 2 and words in error_line(result)
     assert not (tmp_path / "runs").exists()

@@ -4,13 +4,15 @@ user runs on such a run (train, evaluate, predict -o DIR, export, finetune), and
 
 import csv
 import json
+import subprocess
 
 import numpy as np
 import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import error_line
+from tests.conftest import dotted_experiment, error_line, trained_run
+from tests.test_backends import CNNLAB, needs_jax
 
 NAMES = ["background", "bright", "dim"]
 INTENSITY = {1: 255, 2: 110}  # a square's class -> its pixel value
@@ -41,36 +43,25 @@ def segmentation_npz(tmp_path_factory):
     return path
 
 
+BASE = {"name": "seg", "task": "segmentation", "seed": 1, "data": {"batch_size": 16, "validation_split": 0.2},
+        "model": {"architecture": "unet", "width": 0.0625, "dropout": 0.0},
+        "training": {"epochs": 15, "learning_rate": 0.005},
+        "callbacks": {"model_checkpoint": {"monitor": "val_loss"}, "reduce_lr_on_plateau": False,
+                      "early_stopping": False}}
+
+
 def experiment(folder, data, **changes):
-    cfg = {"name": "seg", "task": "segmentation", "seed": 1,
-           "data": {"batch_size": 16, "validation_split": 0.2, **data},
-           "model": {"architecture": "unet", "width": 0.0625, "dropout": 0.0},
-           "training": {"epochs": 15, "learning_rate": 0.005},
-           "callbacks": {"model_checkpoint": {"monitor": "val_loss"}, "reduce_lr_on_plateau": False,
-                         "early_stopping": False},
-           "output_dir": str(folder / "runs")}
-    for key, value in changes.items():
-        section, _, name = key.partition(".")
-        cfg.setdefault(section, {})[name] = value
-    path = folder / "seg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    """The experiment file of a tiny U-Net on `data` (``data`` keys), with ``section.key`` `changes`."""
+    return dotted_experiment(folder, BASE, {f"data.{k}": v for k, v in data.items()} | changes)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, segmentation_npz):
     """A U-Net run trained on the squares, through the CLI as a user runs it."""
-    from click.testing import CliRunner
-
-    from cnnlab.cli import main
-
     folder = tmp_path_factory.mktemp("segrun")
     path = experiment(folder, {"dataset": "npz", "path": str(segmentation_npz)},
                       **{"augmentation.horizontal_flip": True})
-    result = CliRunner().invoke(main, ["train", str(path)])
-    assert result.exit_code == 0, result.output
-    run = next((folder / "runs" / "seg").iterdir())
-    return folder, run, result.output
+    return (folder, *trained_run(folder, path))
 
 
 def test_train_scores_the_run_with_the_segmentation_metrics(trained):
@@ -221,12 +212,7 @@ def test_bad_masks_are_one_error_line(tmp_path, cli, problem, words):
     ({"callbacks.model_checkpoint": {"monitor": "val_accuracy"}}, "val_mean_iou"),
 ])
 def test_combinations_that_cannot_work_are_one_error_line(tmp_path, cli, segmentation_npz, changes, words):
-    path = experiment(tmp_path, {"dataset": "npz", "path": str(segmentation_npz)})
-    cfg = yaml.safe_load(path.read_text())
-    for key, value in changes.items():
-        section, _, name = key.partition(".")
-        cfg.setdefault(section, {})[name] = value
-    path.write_text(yaml.safe_dump(cfg))
+    path = experiment(tmp_path, {"dataset": "npz", "path": str(segmentation_npz)}, **changes)
     result = cli("train", str(path))
     assert result.exit_code == 2 and words in error_line(result)
     assert not (tmp_path / "runs").exists()
@@ -362,3 +348,16 @@ def test_evaluate_tta_scores_a_segmentation_run(trained, cli):
     metrics = json.loads((run / "evaluations" / "test-tta" / "metrics.json").read_text())
     plain = json.loads((run / "metrics.json").read_text())
     assert metrics["tta"] and metrics["mean_iou"] > plain["mean_iou"] - 0.1
+
+
+@needs_jax
+@pytest.mark.slow
+def test_two_workers_train_a_segmentation_run(tmp_path, segmentation_npz):
+    """`--workers 2` on JAX: the validation split's top-up weights apply to every pixel of their image."""
+    path = experiment(tmp_path, {"dataset": "npz", "path": str(segmentation_npz)},
+                      **{"runtime.backend": "jax", "training.epochs": 1, "distribution.timeout": 60})
+    result = subprocess.run([*CNNLAB, "train", str(path), "--workers", "2"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    history = (next((tmp_path / "runs" / "seg").iterdir()) / "history.csv").read_text()
+    assert "val_mean_iou" in history

@@ -85,7 +85,10 @@ class DataBundle:
         def weighted(index):  # the top-up copies of a short batch weigh 0: each example is scored once
             mine, weights = shard(index, weights=True)
             x, y = load(mine)
-            return x, self.task.targets(y, self.classes), weights
+            targets = self.task.targets(y, self.classes)
+            if self.task.spatial_labels:  # a loss per pixel: each pixel weighs as its image
+                weights = tf.reshape(weights, (-1, 1, 1)) * tf.ones_like(targets, tf.float32)
+            return x, targets, weights
 
         ds = tf.data.Dataset.range(len(examples)).batch(self.batch_size)
         ds = ds.map(plain(weighted), num_parallel_calls=tf.data.AUTOTUNE)

@@ -55,9 +55,13 @@ def counts(names, input_shape, classes):
 
 
 def table_source(input_shape=catalog.COUNTS_SHAPE, classes=catalog.COUNTS_CLASSES):
-    """The Python text of `catalog.PARAMETER_COUNTS` (None where the shape does not build)."""
+    """The Python text of `catalog.PARAMETER_COUNTS` (None where the shape does not build, and for the
+    networks that are no classifiers)."""
     lines = ["PARAMETER_COUNTS = {"]
-    for name, value in counts(catalog.ARCHITECTURES, input_shape, classes).items():
+    classifiers = [name for name, spec in catalog.ARCHITECTURES.items() if "classification" in spec.tasks]
+    found = counts(classifiers, input_shape, classes)
+    for name in catalog.ARCHITECTURES:
+        value = found.get(name)
         cell = f"({value[0]:_}, {value[1]:_})" if isinstance(value, tuple) else "None"
         lines.append(f"    {name!r}: {cell},")
     return "\n".join([*lines, "}"])

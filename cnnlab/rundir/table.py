@@ -16,9 +16,11 @@ def _short(base):
     return "/".join(parts[-2:]) if len(parts) > 2 else base
 
 
-RUN_COLUMNS = ("run", "name", "seed", "status", "epochs", "best_val_accuracy", "test_accuracy", "test_loss", "base")
+RUN_COLUMNS = ("run", "name", "seed", "status", "epochs", "best_val_accuracy", "test_accuracy", "test_loss",
+               "test_score", "base")
 
-METRIC_COLUMNS = ("epochs", "best_val_accuracy", "test_accuracy", "test_loss")
+METRIC_COLUMNS = ("epochs", "best_val_accuracy", "test_accuracy", "test_loss", "test_score")  # test_score: the
+# task's headline figure (`cnnlab.catalog.TASK_SCORES`): accuracy, mean average precision, mean IoU
 
 NUMERIC_COLUMNS = ("seed",) + METRIC_COLUMNS
 
@@ -73,8 +75,17 @@ def _run_record(run):
               "best_val_accuracy": max(val) if val else None,
               "test_accuracy": metrics.get("accuracy") if tested else None,
               "test_loss": metrics.get("loss") if tested else None,
+              "test_score": _score(config, metrics) if tested else None,
               "base": _short(info["base"]) if info.get("base") else None, "group": None}
     return record, seed_group_key(config, info)
+
+
+def _score(config, metrics):
+    """The run's task's headline figure (`cnnlab.catalog.TASK_SCORES`) in its metrics.json, or None."""
+    from cnnlab.catalog import TASK_SCORES
+
+    value = metrics.get(TASK_SCORES.get(config.get("task") or "classification"))
+    return value if isinstance(value, (int, float)) else None
 
 
 def _seed_groups(records, keys):
@@ -120,7 +131,7 @@ def seed_groups(runs):
 def group_summary(group):
     """One line of a seed group's test metrics: ``test_accuracy 0.9951 ± 0.0003 (0.9947-0.9954), ...``."""
     parts = [f"{column} {mean_std(group, column)} ({group['min'][column]:.4f}-{group['max'][column]:.4f})"
-             for column in ("test_accuracy", "test_loss") if group["mean"][column] is not None]
+             for column in ("test_accuracy", "test_loss", "test_score") if group["mean"][column] is not None]
     seeds = ",".join(map(str, group["seeds"]))
     repeats = f"; {len(group['repeats'])} older runs of these seeds left out" if group.get("repeats") else ""
     return f"{', '.join(parts) or 'no test metrics'} over seeds {seeds} ({SPREAD}{repeats})"
@@ -191,7 +202,7 @@ def _cells(record):
 def _cell(value, column):
     if value is None:
         return "-"
-    if column in ("best_val_accuracy", "test_accuracy", "test_loss"):
+    if column in METRIC_COLUMNS[1:]:
         return f"{value:.4f}"
     return str(value)
 
