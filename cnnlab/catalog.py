@@ -119,8 +119,9 @@ COUNTS_CLASSES = 1000
 # (parameters, multiply-adds per image) of each architecture built with the model section's
 # defaults for COUNTS_SHAPE images and COUNTS_CLASSES classes; None where that shape does not
 # build, and for the segmentation networks (a 1,000-class FCN's upsampling alone would hold
-# billions of weights: `cnnlab models fcn8s --params --classes 21` builds one). Written by `python -m cnnlab.models.summary`; tests/test_runs_models.py rebuilds a
-# sample of it (and, marked slow, all of it), so a changed architecture is noticed.
+# billions of weights: `cnnlab models fcn8s --params --classes 21` builds one). Written by
+# `python -m cnnlab.models.summary`; tests/test_runs_models.py rebuilds a sample of it (and,
+# marked slow, all of it), so a changed architecture is noticed.
 PARAMETER_COUNTS = {
     "slp": (150_529_000, 150_528_000),
     "mlp": (38_697_320, 38_695_936),

@@ -338,9 +338,10 @@ def _multilabel_class_weight(cfg):
 
 
 def _segmentation_rules(cfg):
-    if cfg.training.class_weight is not None:
-        raise ValueError("training.class_weight must be null for task segmentation: Keras weighs one class per "
-                         "image, and a mask holds many")
+    if isinstance(cfg.training.class_weight, dict):
+        raise ValueError("training.class_weight for task segmentation is balanced (each pixel weighted by its "
+                         "class's rarity in the training masks) or null: a mapping of weights per class is not "
+                         "supported for masks")
     aug = cfg.augmentation
     if aug.engine == "generator" and any(getattr(aug, k) != getattr(AugmentationConfig(), k)
                                          for k in AugmentationConfig.model_fields if k != "engine"):

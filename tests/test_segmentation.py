@@ -204,7 +204,7 @@ def test_bad_masks_are_one_error_line(tmp_path, cli, problem, words):
 
 @pytest.mark.parametrize("changes, words", [
     ({"training.label_smoothing": 0.1}, "label_smoothing is refused for task segmentation"),
-    ({"training.class_weight": "balanced"}, "class_weight must be null for task segmentation"),
+    ({"training.class_weight": {"0": 2.0}}, "class_weight for task segmentation is balanced"),
     ({"augmentation.engine": "generator", "augmentation.rotation_range": 10}, "cannot move a mask"),
     ({"augmentation.mixup_alpha": 0.2}, "mixup_alpha is refused for task segmentation"),
     ({"model.architecture": "deep_cnn"}, "one row of class scores per image"),
@@ -361,3 +361,21 @@ def test_two_workers_train_a_segmentation_run(tmp_path, segmentation_npz):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     history = (next((tmp_path / "runs" / "seg").iterdir()) / "history.csv").read_text()
     assert "val_mean_iou" in history
+
+
+def test_balanced_weights_weigh_each_pixel_by_its_class_s_rarity():
+    import keras
+
+    from cnnlab.tasks.segmentation import balanced_weights
+    from cnnlab.training.losses import WeightedSparseCategoricalCrossentropy
+
+    masks = np.array([[[0, 0, 0, 1], [0, 0, 255, 2]]])  # 5 background, 1 and 1 of the others, 1 ignored
+    weights = balanced_weights(masks)
+    np.testing.assert_allclose(weights, [7 / (3 * 5), 7 / 3, 7 / 3])
+    probs = np.full((1, 2, 4, 3), 1 / 3, np.float32)
+    loss = WeightedSparseCategoricalCrossentropy(weights.tolist(), ignore_class=255)
+    per_pixel = keras.ops.convert_to_numpy(loss.call(masks, probs))
+    np.testing.assert_allclose(per_pixel[0, 1, 2], 0.0)  # the ignored pixel
+    np.testing.assert_allclose(per_pixel[0, 0, 3], np.log(3) * 7 / 3, rtol=1e-5)
+    plain = keras.losses.SparseCategoricalCrossentropy(ignore_class=255)(masks, probs)
+    np.testing.assert_allclose(float(loss(masks, probs)), float(plain) * 7 / 8, rtol=1e-5)  # mean weight 1, 7 of 8

@@ -90,7 +90,12 @@ class Segmentation(Task):
     def loss(self, cfg, training, labels=None):
         import keras
 
-        return keras.losses.SparseCategoricalCrossentropy(ignore_class=cfg.data.ignore_index)
+        ignore = cfg.data.ignore_index
+        if training.class_weight != "balanced" or labels is None:
+            return keras.losses.SparseCategoricalCrossentropy(ignore_class=ignore)
+        from cnnlab.training.losses import WeightedSparseCategoricalCrossentropy
+
+        return WeightedSparseCategoricalCrossentropy(balanced_weights(labels, cfg.data.ignore_index).tolist(), ignore)
 
     def metrics(self, classes, cfg):
         import keras
@@ -104,7 +109,7 @@ class Segmentation(Task):
                 keras.metrics.MeanIoU(classes, ignore_class=ignore, sparse_y_pred=False, name=mean_iou)]
 
     def class_weight(self, cfg, labels, class_names):
-        return None  # refused by the config (Keras weighs one class per image)
+        return None  # balanced weights are the loss's, per pixel (Keras's class_weight takes one class per image)
 
     # ------------------------------------------------------------------ evaluation
 
@@ -177,6 +182,19 @@ class Segmentation(Task):
 def ignore_of(cfg):
     """The run's ``data.ignore_index`` (the default for a bare model)."""
     return cfg.data.ignore_index if cfg is not None else DEFAULT_IGNORE
+
+
+def balanced_weights(masks, ignore_index=DEFAULT_IGNORE):
+    """Per-class pixel weights as scikit-learn's "balanced" weighs classes: pixels / (classes x the class's
+    pixels), over the training masks (arrays, or PNG paths); a class without pixels gets 1."""
+    counts = np.zeros(256, np.int64)
+    for mask in (mask_array(m) if isinstance(m, str) else m for m in masks):
+        counts += np.bincount(np.asarray(mask, np.uint8).ravel(), minlength=256)
+    counts[ignore_index] = 0
+    classes = int(np.flatnonzero(counts).max()) + 1 if counts.any() else 1
+    counts = counts[:classes]
+    present = counts > 0
+    return np.where(present, counts.sum() / (present.sum() * np.maximum(counts, 1)), 1.0)
 
 
 def mask_class_names(values, names, source, ignore_index=DEFAULT_IGNORE):

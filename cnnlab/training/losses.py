@@ -25,6 +25,31 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="cnnlab")
+class WeightedSparseCategoricalCrossentropy(keras.losses.Loss):
+    """Cross-entropy per pixel, each pixel weighted by its true class's weight (segmentation's
+    ``training.class_weight: balanced``; Keras's ``class_weight`` takes one class per image). Pixels of
+    `ignore_class` weigh 0."""
+
+    def __init__(self, class_weights, ignore_class=None, name="weighted_sparse_categorical_crossentropy",
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.class_weights = [float(w) for w in class_weights]
+        self.ignore_class = ignore_class
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(ops.reshape(y_true, ops.shape(y_pred)[:-1]), "int32")
+        valid = ops.ones_like(y_true, "bool") if self.ignore_class is None else ops.not_equal(y_true,
+                                                                                             self.ignore_class)
+        labels = ops.where(valid, y_true, 0)
+        losses = keras.losses.sparse_categorical_crossentropy(labels, ops.cast(y_pred, "float32"))
+        weights = ops.take(ops.convert_to_tensor(self.class_weights, "float32"), labels)
+        return losses * weights * ops.cast(valid, "float32")
+
+    def get_config(self):
+        return {**super().get_config(), "class_weights": self.class_weights, "ignore_class": self.ignore_class}
+
+
+@keras.saving.register_keras_serializable(package="cnnlab")
 class PixelAccuracy(keras.metrics.Metric):
     """The share of pixels whose most probable class is the mask's, pixels of `ignore_class` left out
     (segmentation; Keras's accuracy would count them)."""
