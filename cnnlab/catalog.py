@@ -76,11 +76,12 @@ _ZOO = (
      ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")),
     ("resnet-cifar", RESNET_PAPER, RESNET_OPTIONS, ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")),
     ("fcn", "Long, Shelhamer & Darrell 2015, Fully Convolutional Networks for Semantic Segmentation",
-     PIXEL_OPTIONS, ("fcn32s", "fcn16s", "fcn8s")),
+     PIXEL_OPTIONS + ("weights",), ("fcn32s", "fcn16s", "fcn8s")),
     ("unet", "Ronneberger, Fischer & Brox 2015, U-Net: Convolutional Networks for Biomedical Image Segmentation",
      PIXEL_OPTIONS, ("unet",)),
 )
 PIXEL_FAMILIES = ("fcn", "unet")  # the zoo's segmentation networks: a class per pixel
+BODIES = {"fcn32s": "vgg16", "fcn16s": "vgg16", "fcn8s": "vgg16"}  # the backbone whose weights a body takes
 
 
 def _architectures():
@@ -98,8 +99,10 @@ ARCHITECTURES = _architectures()
 def backbone_module(architecture, weights=None):
     """The keras.applications module whose ``preprocess_input`` fits `architecture`, or None.
 
-    A backbone always has one; a zoo twin (``vgg16``...) only when built with `weights`.
+    A backbone always has one; a zoo twin (``vgg16``...) only when built with `weights`, as a network
+    over a backbone's body (FCN's VGG16, `BODIES`).
     """
+    architecture = BODIES.get(architecture, architecture)
     if architecture not in APPLICATIONS:
         return None
     is_backbone = ARCHITECTURES[architecture].family == "keras.applications"

@@ -469,7 +469,8 @@ def _weights_problem(model_cfg, spec):
         return None
     twins = ", ".join(n for n, a in catalog.ARCHITECTURES.items()
                       if "weights" in a.options and a.family != "keras.applications")
-    return (f"`model.weights` is for keras.applications backbones and their zoo twins ({twins}); "
+    return (f"`model.weights` is for keras.applications backbones, their zoo twins and the networks over "
+            f"their bodies ({twins}); "
             f"'{spec.name}' has no pretrained weights. To start from a trained cnnlab model use "
             f"`finetune.base`. Received: {model_cfg.weights!r}.")
 

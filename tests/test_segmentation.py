@@ -11,7 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import dotted_experiment, error_line, trained_run
+from tests.conftest import dotted_experiment, error_line, sigkill_after_epoch, trained_run
 from tests.test_backends import CNNLAB, needs_jax
 
 NAMES = ["background", "bright", "dim"]
@@ -379,3 +379,42 @@ def test_balanced_weights_weigh_each_pixel_by_its_class_s_rarity():
     np.testing.assert_allclose(per_pixel[0, 0, 3], np.log(3) * 7 / 3, rtol=1e-5)
     plain = keras.losses.SparseCategoricalCrossentropy(ignore_class=255)(masks, probs)
     np.testing.assert_allclose(float(loss(masks, probs)), float(plain) * 7 / 8, rtol=1e-5)  # mean weight 1, 7 of 8
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_with_its_balanced_loss(tmp_path, segmentation_npz):
+    """SIGKILL after epoch 2, the same command again: the run goes on from epoch 3 with the weighted per-pixel
+    loss it was compiled with, and completes."""
+    from cnnlab import rundir
+
+    path = experiment(tmp_path, {"dataset": "npz", "path": str(segmentation_npz)},
+                      **{"training.epochs": 4, "training.class_weight": "balanced"})
+    command = [*CNNLAB, "train", str(path)]
+    run = sigkill_after_epoch(command, tmp_path, epoch=2)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Resuming" in result.stdout + result.stderr
+    assert rundir.status(run) == "completed" and len(rundir.read_history(run)) == 4
+
+
+@pytest.mark.slow
+def test_fcn_takes_the_body_of_a_cnnlab_vgg16_run(tmp_path):
+    """``model.weights: <a vgg16 run's model.keras>`` copies the body's convolutions by name; a body of another
+    width is one error saying what a pretrained body needs."""
+    import keras
+
+    from cnnlab.config import ModelConfig
+    from cnnlab.errors import ConfigError
+    from cnnlab.models.registry import build_model
+
+    vgg = build_model(ModelConfig(architecture="vgg16"), (32, 32, 3), 3)
+    vgg.save(tmp_path / "model.keras")
+    keras.backend.clear_session()
+    fcn = build_model(ModelConfig(architecture="fcn32s", weights=str(tmp_path / "model.keras")), (32, 32, 3), 2)
+    for name in ("block1_conv1", "block5_conv3"):
+        for ours, theirs in zip(fcn.get_layer(name).get_weights(), vgg.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(ours, theirs)
+    keras.backend.clear_session()
+    with pytest.raises(ConfigError, match="needs model.width 1"):
+        build_model(ModelConfig(architecture="fcn8s", width=0.5, weights=str(tmp_path / "model.keras")),
+                    (32, 32, 3), 2)

@@ -23,7 +23,8 @@ PRETRAINED = Registry("model.weights")  # builders that load pretrained weights,
 def register_model(name, **meta):
     """Register an architecture builder ``fn(x, classes, cfg) -> outputs`` under `name`.
 
-    The entry's metadata is the catalog's (``family``, ``paper``, ``options``) plus `meta`.
+    The entry's metadata is the catalog's (``family``, ``paper``, ``options``) plus `meta`; with
+    ``pretrained_body=fn(model, weights)``, ``model.weights`` is loaded into the built model by that function.
     """
     spec = catalog.ARCHITECTURES.get(name)
     if spec is None:
@@ -63,7 +64,8 @@ def build_model(cfg, input_shape, classes, *, preprocessing=None, output_activat
     """
     entry = get_model(cfg.architecture)
     check_model_config(cfg)
-    builder = PRETRAINED.get(cfg.architecture).fn if cfg.weights else entry.fn
+    loads_body = "pretrained_body" in entry.meta  # a network over a backbone's body loads its weights after
+    builder = PRETRAINED.get(cfg.architecture).fn if cfg.weights and not loads_body else entry.fn
     inputs = keras.Input(shape=tuple(input_shape), name="input")
     x = inputs
     for layer in preprocessing or ():
@@ -79,7 +81,10 @@ def build_model(cfg, input_shape, classes, *, preprocessing=None, output_activat
                           "or another architecture.") from None
     finally:
         OUTPUT_ACTIVATION.reset(activation)
-    return keras.Model(inputs, outputs, name=cfg.architecture)
+    model = keras.Model(inputs, outputs, name=cfg.architecture)
+    if cfg.weights and loads_body:
+        entry.meta["pretrained_body"](model, cfg.weights)
+    return model
 
 
 def _first_line(exc):
