@@ -19,6 +19,7 @@ ZOO = [n for n in list_models() if get_model(n).meta["family"] != "keras.applica
 APPLICATIONS = [n for n in list_models() if get_model(n).meta["family"] == "keras.applications"]
 SAMPLE_APPLICATIONS = ["mobilenet_v2", "resnet50v2", "efficientnet_b0", "inception_v3"]
 SHAPES = [(28, 28, 1), (32, 32, 3), (224, 224, 3)]
+PIXEL = {n for n in ZOO if "segmentation" in catalog.ARCHITECTURES[n].tasks}  # a class per pixel (narrowed here)
 
 
 def one_per_builder():
@@ -62,8 +63,8 @@ def test_unknown_and_duplicate_names_fail_loudly():
 @pytest.mark.parametrize("name", ZOO + SAMPLE_APPLICATIONS)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_builds_at_every_input_shape_with_unique_layer_names(name, shape):
-    model = build(name, shape, classes=7)
-    assert model.output_shape == (None, 7)
+    model = build(name, shape, classes=7, **({"width": 0.25} if name in PIXEL else {}))
+    assert model.output_shape == ((None, *shape[:2], 7) if name in PIXEL else (None, 7))
     names = [layer.name for layer in model.layers]
     assert len(names) == len(set(names))
     assert names[-1] == "predictions"
@@ -126,10 +127,14 @@ def test_layers_are_named_by_place():
 @pytest.mark.parametrize("name", one_per_builder())
 def test_one_training_step_lowers_the_loss(name):
     keras.utils.set_random_seed(0)
-    model = build(name, (16, 16, 1), classes=3)
+    model = build(name, (16, 16, 1), classes=3, **({"width": 0.25} if name in PIXEL else {}))
     x = np.random.default_rng(0).uniform(0, 1, (8, 16, 16, 1)).astype("float32")
-    y = keras.utils.to_categorical(np.arange(8) % 3, 3)
-    model.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy", run_eagerly=True)
+    if name in PIXEL:  # a class per pixel: masks (each of one class, which FCN-32s's coarse scores can fit)
+        y = np.broadcast_to((np.arange(8) % 3)[:, None, None], (8, 16, 16)).astype("int32")
+        loss = "sparse_categorical_crossentropy"
+    else:
+        y, loss = keras.utils.to_categorical(np.arange(8) % 3, 3), "categorical_crossentropy"
+    model.compile(keras.optimizers.Adam(1e-3), loss, run_eagerly=True)
     # train_on_batch returns the loss of the forward pass before its update (training mode).
     losses = [float(model.train_on_batch(x, y)) for _ in range(6)]
     assert min(losses[-2:]) < losses[0], losses
