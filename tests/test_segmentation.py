@@ -418,3 +418,25 @@ def test_fcn_takes_the_body_of_a_cnnlab_vgg16_run(tmp_path):
     with pytest.raises(ConfigError, match="needs model.width 1"):
         build_model(ModelConfig(architecture="fcn8s", width=0.5, weights=str(tmp_path / "model.keras")),
                     (32, 32, 3), 2)
+
+
+def test_a_balanced_loss_is_undone_outside_training(tmp_path, segmentation_npz):
+    """With balanced weights the model ends in `PriorCorrection`: training sees the weighted probabilities,
+    prediction the probabilities divided back by the weights."""
+    import keras
+
+    from cnnlab.config import load_config
+    from cnnlab.data.pipeline import load_data
+    from cnnlab.models.assemble import build
+
+    cfg = load_config(experiment(tmp_path, {"dataset": "npz", "path": str(segmentation_npz)},
+                                 **{"training.class_weight": "balanced"}))
+    model = build(cfg, load_data(cfg))
+    layer = model.get_layer("prior_correction")
+    weights = np.array(layer.class_weights)
+    assert weights[0] < 1 < weights[1] and len(weights) == 3
+    q = np.random.default_rng(0).dirichlet(np.ones(3), size=(2, 4, 5)).astype(np.float32)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(q, training=True)), q)
+    corrected = keras.ops.convert_to_numpy(layer(q, training=False))
+    expected = q / weights
+    np.testing.assert_allclose(corrected, expected / expected.sum(-1, keepdims=True), rtol=1e-5)

@@ -3,11 +3,12 @@ first and its task's output activation last."""
 
 
 def build(cfg, data):
-    """The experiment's model for `data`, scaling included."""
+    """The experiment's model for `data`, scaling included, finished by its task (`Task.finish_model`)."""
     from cnnlab.data.scaling import needs_stats
+    from cnnlab.tasks import task_of
 
     stats = data.channel_stats() if needs_stats(cfg.data.scaling) else None
-    return assemble(cfg, data.input_shape, data.classes, stats)
+    return task_of(cfg).finish_model(assemble(cfg, data.input_shape, data.classes, stats), cfg, data)
 
 
 def assemble(cfg, shape, classes, stats=None):

@@ -140,3 +140,29 @@ class BilinearUpsampling(keras.initializers.Initializer):
             kernel[:, :, channel, channel] = weights
         return keras.ops.convert_to_tensor(kernel, dtype=dtype)
 
+
+
+@keras.saving.register_keras_serializable(package="cnnlab")
+class PriorCorrection(layers.Layer):
+    """Class probabilities divided by the class weights the loss used, renormalised, outside training.
+
+    A loss that weighs class c by ``w_c`` is minimised by probabilities proportional to ``w_c * p(c | x)``:
+    rare classes win pixels they should not (segmentation's balanced weights over-segment every digit
+    by about a third on the MNIST canvases). Training sees the weighted probabilities its loss needs;
+    prediction, evaluation and exports see ``p(c | x)`` again.
+    """
+
+    def __init__(self, class_weights, **kwargs):
+        super().__init__(**kwargs)
+        self.class_weights = [float(w) for w in class_weights]
+
+    def call(self, inputs, training=None):
+        from keras import ops
+
+        if training:
+            return inputs
+        corrected = inputs / ops.convert_to_tensor(self.class_weights, inputs.dtype)
+        return corrected / ops.sum(corrected, axis=-1, keepdims=True)
+
+    def get_config(self):
+        return {**super().get_config(), "class_weights": self.class_weights}

@@ -92,6 +92,11 @@ class Task:
         """``training.class_weight`` as Keras's ``class_weight`` argument, or None; checks it against the data."""
         raise NotImplementedError
 
+    def finish_model(self, model, cfg, data):
+        """The model the experiment trains: `model` (the architecture, its scaling first), or the task's
+        own ending after it (segmentation's correction of a balanced loss); `data`: the `DataBundle`."""
+        return model
+
     fit = None  # a task whose training is not Keras's fit: a function with `cnnlab.training.fit.fit`'s arguments
 
     # ------------------------------------------------------------------ evaluation

@@ -95,7 +95,23 @@ class Segmentation(Task):
             return keras.losses.SparseCategoricalCrossentropy(ignore_class=ignore)
         from cnnlab.training.losses import WeightedSparseCategoricalCrossentropy
 
-        return WeightedSparseCategoricalCrossentropy(balanced_weights(labels, cfg.data.ignore_index).tolist(), ignore)
+        weights = balanced_weights(labels, ignore)  # up to the largest class in the training masks; 1 beyond
+        return WeightedSparseCategoricalCrossentropy(np.pad(weights, (0, 256 - len(weights)), constant_values=1.0)
+                                                     .tolist(), ignore)
+
+    def finish_model(self, model, cfg, data):
+        """With ``training.class_weight: balanced``, the probabilities divided back by the weights outside
+        training (`cnnlab.models.blocks.PriorCorrection`): the masks are not over-segmented."""
+        if cfg.training.class_weight != "balanced":
+            return model
+        import keras
+
+        from cnnlab.models.blocks import PriorCorrection
+
+        weights = balanced_weights(data.train.labels, cfg.data.ignore_index)
+        weights = np.concatenate([weights, np.ones(max(0, data.classes - len(weights)))])[:data.classes]
+        out = PriorCorrection(weights.tolist(), dtype="float32", name="prior_correction")(model.outputs[0])
+        return keras.Model(model.inputs, out, name=model.name)
 
     def metrics(self, classes, cfg):
         import keras
