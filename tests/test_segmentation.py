@@ -432,6 +432,7 @@ def test_a_balanced_loss_is_undone_outside_training(tmp_path, segmentation_npz):
     cfg = load_config(experiment(tmp_path, {"dataset": "npz", "path": str(segmentation_npz)},
                                  **{"training.class_weight": "balanced"}))
     model = build(cfg, load_data(cfg))
+    assert not isinstance(model.input, list)  # a SavedModel's signature takes the images, not a list of them
     layer = model.get_layer("prior_correction")
     weights = np.array(layer.class_weights)
     assert weights[0] < 1 < weights[1] and len(weights) == 3
@@ -440,3 +441,19 @@ def test_a_balanced_loss_is_undone_outside_training(tmp_path, segmentation_npz):
     corrected = keras.ops.convert_to_numpy(layer(q, training=False))
     expected = q / weights
     np.testing.assert_allclose(corrected, expected / expected.sum(-1, keepdims=True), rtol=1e-5)
+
+
+def test_the_export_copy_takes_the_batch_itself_when_a_model_holds_its_input_as_a_list():
+    """Runs trained before `finish_model` used ``inputs[0]`` hold their one input as a list; the SavedModel of
+    their export copy still serves a plain batch."""
+    import keras
+
+    from cnnlab.export.prepare import export_copy
+
+    inputs = keras.Input((8, 12, 1))
+    listed = keras.Model([inputs], keras.layers.Conv2D(3, 1, activation="softmax")(inputs))
+    assert isinstance(listed.input, list)
+    copy, _ = export_copy(listed)
+    assert not isinstance(copy.input, (list, tuple))
+    np.testing.assert_allclose(copy.predict(np.ones((2, 8, 12, 1)), verbose=0),
+                               listed.predict(np.ones((2, 8, 12, 1)), verbose=0), rtol=1e-6)

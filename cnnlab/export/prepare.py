@@ -7,7 +7,9 @@ Verified on TF 2.21 / Keras 3.15, each of these would otherwise break an export:
 - a ``Normalization`` layer (``data.scaling: standardize``) becomes an ONNX graph with two
   extra required inputs (its mean and variance): the copy holds the equal ``Rescaling``;
 - ONNX export of a freshly loaded model needs the model to have been called once;
-- a model with auxiliary outputs (GoogLeNet) exports only its main classifier.
+- a model with auxiliary outputs (GoogLeNet) exports only its main classifier;
+- a model rebuilt from another's ``inputs`` holds its one input as a list, and its SavedModel's
+  ``serve`` then wants a list of one batch: the copy takes the batch itself.
 
 The trained model itself is left untouched.
 """
@@ -45,6 +47,9 @@ def export_copy(model):
         if auxiliary_outputs(copy):
             notes.append(f"main output only ({auxiliary_outputs(copy)} auxiliary outputs left out)")
             copy = without_auxiliary(copy)
+        if isinstance(copy.input, (list, tuple)) and len(copy.inputs) == 1:
+            copy = keras.Model(copy.inputs[0], copy.outputs[0] if len(copy.outputs) == 1 else copy.outputs,
+                               name=copy.name)
         copy(np.zeros((1, *model.input_shape[1:]), np.float32))  # ONNX export needs a called model
     return copy, notes
 

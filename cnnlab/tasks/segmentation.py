@@ -111,7 +111,7 @@ class Segmentation(Task):
         weights = balanced_weights(data.train.labels, cfg.data.ignore_index)
         weights = np.concatenate([weights, np.ones(max(0, data.classes - len(weights)))])[:data.classes]
         out = PriorCorrection(weights.tolist(), dtype="float32", name="prior_correction")(model.outputs[0])
-        return keras.Model(model.inputs, out, name=model.name)
+        return keras.Model(model.inputs[0], out, name=model.name)  # one input, not a list of one (exports' signature)
 
     def metrics(self, classes, cfg):
         import keras
