@@ -343,8 +343,8 @@ def _segmentation_rules(cfg):
                          "class's rarity in the training masks) or null: a mapping of weights per class is not "
                          "supported for masks")
     aug = cfg.augmentation
-    if aug.engine == "generator" and any(getattr(aug, k) != getattr(AugmentationConfig(), k)
-                                         for k in AugmentationConfig.model_fields if k != "engine"):
+    if aug.engine == "generator" and aug.model_dump(exclude={"engine"}) != AugmentationConfig().model_dump(
+            exclude={"engine"}):  # some key transforms images
         raise ValueError("augmentation.engine: generator cannot move a mask with its image (ImageDataGenerator "
                          "transforms images alone): use augmentation.engine: layers for task segmentation")
     for key in ("mixup_alpha", "cutmix_alpha", "rand_augment"):

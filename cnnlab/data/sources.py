@@ -207,10 +207,10 @@ def load_oxford_pets(cfg, task):
     """The Oxford-IIIT Pet trimaps (Parkhi et al. 2012; the keras-io segmentation example's data): 3,680
     training and 3,669 test photos, each pixel background, pet or border. Downloaded once with Keras's
     downloader into Keras's cache, the trimaps re-indexed there as masks (`pets_folder`)."""
-    names = list(catalog.DATASETS["oxford_pets"].class_names)
-    train, test = (scan_mask_folder(folder, on_bad_image=cfg.on_bad_image, key="data.dataset oxford_pets",
+    names, folder = list(catalog.DATASETS["oxford_pets"].class_names), pets_folder()
+    train, test = (scan_mask_folder(folder / split, on_bad_image=cfg.on_bad_image, key="data.dataset oxford_pets",
                                     class_names=names, ignore_index=cfg.ignore_index)
-                   for folder in (pets_folder() / "trainval", pets_folder() / "test"))
+                   for split in ("trainval", "test"))
     return _from_scans(cfg, train, test)
 
 

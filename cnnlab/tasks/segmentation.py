@@ -176,9 +176,12 @@ class Segmentation(Task):
     def agreement(self, expected, got, calibration=None):
         """Pixels whose class is the same (a target's ignored pixels left out), of the batch's."""
         expected, got = np.asarray(expected), np.asarray(got)
-        truth = expected.argmax(axis=-1) if expected.ndim == got.ndim else expected
-        valid = truth != DEFAULT_IGNORE if expected.ndim != got.ndim else np.ones(truth.shape, bool)
-        return int(np.sum((got.argmax(axis=-1) == truth) & valid)), int(valid.sum())
+        if expected.ndim == got.ndim:  # the Keras model's scores: every pixel counts
+            truth, valid = expected.argmax(axis=-1), True
+        else:  # the masks
+            truth, valid = expected, expected != DEFAULT_IGNORE
+        agree = (got.argmax(axis=-1) == truth) & valid
+        return int(agree.sum()), int(np.broadcast_to(valid, truth.shape).sum())
 
     def report(self, page, model, data, split, outputs, targets, echo):
         from cnnlab.inference.predictions import images_at
