@@ -85,6 +85,33 @@ def test_evaluate_uses_the_saved_thresholds_and_scores_alike(trained, cli):
     assert again["exact_match"] == pytest.approx(before["exact_match"])
 
 
+def test_evaluate_tta_averages_views_and_keeps_the_thresholds(trained, cli):
+    _, run, _ = trained
+    before = json.loads((run / "metrics.json").read_text())
+    result = cli("evaluate", str(run), "--tta", "--json")
+    assert result.exit_code == 0, result.output
+    tta = json.loads(result.stdout)
+    assert tta["tta"] is True and len(tta["tta_views"]) > 1
+    assert tta["thresholds"] == before["thresholds"]
+    assert abs(tta["mean_average_precision"] - before["mean_average_precision"]) < 0.1  # same model, other views
+    assert (run / "evaluations" / "test-tta" / "metrics.json").is_file()
+
+
+def test_ensemble_scores_members_and_average_with_thresholds_chosen_on_validation(trained, cli, tmp_path):
+    _, run, _ = trained
+    before = json.loads((run / "metrics.json").read_text())
+    saved = tmp_path / "ens"
+    result = cli("ensemble", str(run), str(run), "--save", str(saved))
+    assert result.exit_code == 0, result.output
+    ensemble = json.loads((saved / "metrics.json").read_text())
+    # each member is scored with its own saved thresholds, as its evaluate does, not with 0.5 ...
+    assert ensemble["members"][0]["exact_match"] == pytest.approx(before["exact_match"])
+    # ... and two copies of one run average to that run: the thresholds chosen on the average are its own
+    assert ensemble["thresholds"] == pytest.approx(before["thresholds"])
+    assert ensemble["exact_match"] == pytest.approx(before["exact_match"])
+    assert json.loads((saved / "thresholds.json").read_text()) == pytest.approx(before["thresholds"])
+
+
 def test_predict_lists_every_label_above_its_threshold(trained, cli, tmp_path):
     _, run, _ = trained
     rng = np.random.default_rng(5)

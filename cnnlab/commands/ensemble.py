@@ -74,22 +74,43 @@ def ensemble(runs, *, weights=None, split="test", save=None, root="runs", unsafe
     members = [open_member(run, root, unsafe) for run in runs]
     check_members_agree(members)
     bundle = common_split(members, split)
+    task, cfg = task_of(members[0].cfg), members[0].cfg
     probabilities = []
     for member in members:
         check_model_fits(member.model, bundle, member.where)
         probs, targets, _ = predict_split(member.model, bundle, split)
         probabilities.append(probs)
-    task, cfg = task_of(members[0].cfg), members[0].cfg
-    result = task.scores(np.tensordot(weights, np.stack(probabilities), axes=1), targets, bundle.class_names, cfg)
+    validation = validation_outputs(task, members, bundle, weights)
+    calibrations = [task.calibrate(member.target.folder, *(validation[i] if validation else ()))
+                    for i, member in enumerate(members)]  # each member's saved choice (made now if it has none)
+    calibration = task.calibrate(None, *validation[-1]) if validation else None  # the average's own
+    result = task.scores(np.tensordot(weights, np.stack(probabilities), axes=1), targets, bundle.class_names, cfg,
+                         calibration)
     result.update(split=split, weights=list(weights), members=[
-        {"run": member.where, "weight": weight, **task.headline(task.scores(probs, targets, bundle.class_names, cfg))}
-        for member, weight, probs in zip(members, weights, probabilities)])
+        {"run": member.where, "weight": weight,
+         **task.headline(task.scores(probs, targets, bundle.class_names, cfg, member_calibration))}
+        for member, weight, probs, member_calibration in zip(members, weights, probabilities, calibrations)])
     echo(format_ensemble(result, task.headline(result)))
     if save is not None:
         folder = rundir.new_run_dir(root, ENSEMBLE_NAME) if save is True else save
         result["saved"] = str(save_ensemble(members, weights, folder, result))
+        if validation:
+            task.calibrate(folder, *validation[-1])  # the ensemble's own choice, saved as a run's
         echo(f"Saved: {result['saved']} (a run folder: cnnlab evaluate/predict/export accept it)")
     return result
+
+
+def validation_outputs(task, members, bundle, weights):
+    """For a task that chooses something on the validation split (`cnnlab.tasks.base.Task.calibrated`,
+    multi-label's thresholds): ``[(outputs, targets)]`` of each member on it, then of the weighted average;
+    None for other tasks or data without a validation split (each member's saved choice then, or none)."""
+    from cnnlab.inference.predictions import predict_split
+
+    if not task.calibrated or bundle.val is None:
+        return None
+    pairs = [predict_split(member.model, bundle, "val")[:2] for member in members]
+    average = np.tensordot(weights, np.stack([outputs for outputs, _ in pairs]), axes=1)
+    return pairs + [(average, pairs[0][1])]
 
 
 def normalized_weights(weights, count):

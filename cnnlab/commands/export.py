@@ -62,9 +62,10 @@ def export(target=None, *, fmt, quantize="none", output=None, data_dir=None, roo
     calibration = calibration_data(opened, bundle, data_dir, echo) if quantize == "int8" else None
     with artifact.staging(path) as staged:
         convert(spec, copy, staged, quantize, calibration)
-        task = task_of(opened.config())
+        cfg = opened.config()
+        task = task_of(cfg)
         calibration = task.calibrate(opened.folder)
-        runtime, result = check_staged(spec, staged, model, bundle, quantize, task, calibration)
+        runtime, result = check_staged(spec, staged, model, bundle, quantize, task, cfg, calibration)
         record = describe_export(spec, quantize, path, opened, bundle, runtime.io, notes)
         record.update(task=task.name, agreement=task.agreement_name,
                       **({"thresholds": calibration} if calibration is not None else {}))
@@ -128,14 +129,15 @@ def convert(spec, model, path, quantize, calibration):
                           "(--verbose shows the traceback).") from exc
 
 
-def check_staged(spec, staged, model, bundle, quantize, task, calibration=None):
-    """Load the staged artifact in its runtime and check it on the bundle's test images, as `task` measures."""
+def check_staged(spec, staged, model, bundle, quantize, task, cfg=None, calibration=None):
+    """Load the staged artifact in its runtime and check it on the bundle's test images, as `task` measures
+    (`cfg`: the run's config, None for a bare model)."""
     from cnnlab.export.check import FLOORS, check_artifact, size_on_disk
 
     runtime = spec.load(staged)
     size = size_on_disk(p for p in staged.parent.iterdir())
     return runtime, check_artifact(runtime, model, bundle.dataset("test"), FLOORS[quantize], size, task,
-                                   calibration)
+                                   cfg, calibration)
 
 
 def describe_export(spec, quantize, path, opened, bundle, io, notes):

@@ -116,7 +116,7 @@ def gather(opened, *, unsafe=False, echo=print):
     if out.history:
         rates = learning_rates(out.history, cfg, data.steps_per_epoch(cfg.training.steps_per_epoch))
         out.figures["curves"] = plots.png(plots.curves, out.history, learning_rates=rates)
-    task_of(cfg).report(out, model, data, split, outputs, targets, echo)
+    task_of(cfg).report(out, model, cfg, data, split, outputs, targets, echo)
     return out
 
 

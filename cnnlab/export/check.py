@@ -48,10 +48,10 @@ class CheckResult:
         return {**asdict(self), "passed": self.passed}
 
 
-def check_artifact(runtime, model, batches, floor, size_bytes, task, calibration=None):
+def check_artifact(runtime, model, batches, floor, size_bytes, task, cfg=None, calibration=None):
     """Run `runtime` and the Keras `model` on `batches` of ``(raw images, targets)``; compare.
 
-    Agreement is the `task`'s (`cnnlab.tasks.base.Task.agreement`, with its `calibration`): with the
+    Agreement is the `task`'s (`cnnlab.tasks.base.Task.agreement`, with the run's `cfg` and its `calibration`): with the
     Keras model's outputs, and, as accuracy, with the targets.
     """
     agree = correct = keras_correct = compared = images_seen = 0
@@ -60,10 +60,10 @@ def check_artifact(runtime, model, batches, floor, size_bytes, task, calibration
         images, targets = np.asarray(images, np.float32), np.asarray(targets)
         expected = main_probabilities(model.predict_on_batch(images))
         got = runtime.predict(images)
-        count, total = task.agreement(expected, got, calibration)
+        count, total = task.agreement(expected, got, cfg, calibration)
         agree, compared = agree + count, compared + total
-        correct += task.agreement(targets, got, calibration)[0]
-        keras_correct += task.agreement(targets, expected, calibration)[0]
+        correct += task.agreement(targets, got, cfg, calibration)[0]
+        keras_correct += task.agreement(targets, expected, cfg, calibration)[0]
         largest = max(largest, float(np.max(np.abs(got - expected))))
         images_seen += len(images)
         sample = images[:LATENCY_IMAGES] if sample is None else sample

@@ -62,7 +62,7 @@ def run_evaluation(opened, *, split=None, data_dir=None, unsafe=False, tta=False
     drawing = plots.Evaluation(out, history_from=opened.folder)  # the curves, while the model predicts
     calibration = calibrate(task, opened, model, data)
     outputs, targets, kept = predict_split(model, data, split, tta=plan,
-                                           keep=lambda o, t: task.keep(o, t, calibration))
+                                           keep=lambda o, t: task.keep(o, t, cfg, calibration))
     result = task.scores(outputs, targets, data.class_names, cfg, calibration)
     result.update(split=split, model=str(opened.model_path), data_dir=data_dir)
     if plan:

@@ -103,7 +103,8 @@ class Task:
 
     def calibrate(self, folder, outputs=None, targets=None):
         """What the task chose on the validation split (its `calibration`), saved in `folder`: the saved one,
-        or, given the validation split's `outputs` and `targets`, chosen now and saved; None if none."""
+        or, given the validation split's `outputs` and `targets`, chosen now and saved (not saved when `folder`
+        is None: an unsaved ensemble's); None if none."""
         return None
 
     def scores(self, outputs, targets, class_names, cfg, calibration=None):
@@ -122,8 +123,9 @@ class Task:
         """The report's headline cards of `scores`' result: ``[(name, value, "percent" | "number" | "count")]``."""
         raise NotImplementedError
 
-    def keep(self, outputs, targets, calibration=None):
-        """Indices, within a batch, of the images an evaluation shows (in its plots), in order of preference."""
+    def keep(self, outputs, targets, cfg, calibration=None):
+        """Indices, within a batch, of the images an evaluation shows (in its plots), in order of preference
+        (`cfg`: the run's config, None for a bare model)."""
         raise NotImplementedError
 
     def plots(self, folder, result, kept, class_names):
@@ -145,14 +147,15 @@ class Task:
         ``table_lines()``."""
         raise NotImplementedError
 
-    def agreement(self, expected, got, calibration=None):
+    def agreement(self, expected, got, cfg, calibration=None):
         """``(agreeing, compared)``: how many of a batch's outputs (`got`) agree with `expected` (the Keras
-        model's outputs, or the targets), of how many compared (images, labels or pixels)."""
+        model's outputs, or the targets), of how many compared (images, labels or pixels); `cfg`: the run's config
+        (None for a bare model)."""
         raise NotImplementedError
 
     agreement_name = None  # what `agreement` counts, for the export's line
 
-    def report(self, page, model, data, split, outputs, targets, echo):
+    def report(self, page, model, cfg, data, split, outputs, targets, echo):
         """Add the task's sections (figures and notes) to a report `page` (`cnnlab.commands.report.RunReport`)."""
         raise NotImplementedError
 

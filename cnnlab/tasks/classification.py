@@ -73,7 +73,7 @@ class Classification(Task):
                 ("macro recall", macro.get("recall"), "number"), ("macro F1", macro.get("f1"), "number"),
                 ("images", result.get("images"), "count")]
 
-    def keep(self, outputs, targets, calibration=None):
+    def keep(self, outputs, targets, cfg, calibration=None):
         """The misclassified images, in order."""
         return np.flatnonzero(outputs.argmax(axis=1) != labels_of(targets))
 
@@ -84,11 +84,11 @@ class Classification(Task):
         """`predict`'s rows of the files `found`: `outputs` and `problems` by file index."""
         return Predictions(make_rows(found, outputs, problems, top_k, all_probs), class_names, top_k, all_probs)
 
-    def agreement(self, expected, got, calibration=None):
+    def agreement(self, expected, got, cfg, calibration=None):
         """Images whose top-1 class is the same, of the batch."""
         return int(np.sum(got.argmax(axis=1) == expected.argmax(axis=1))), len(got)
 
-    def report(self, page, model, data, split, outputs, targets, echo):
+    def report(self, page, model, cfg, data, split, outputs, targets, echo):
         report_sections(page, model, data, split, outputs, labels_of(targets), echo)
 
 

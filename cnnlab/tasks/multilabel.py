@@ -90,17 +90,19 @@ class Multilabel(Task):
     # ------------------------------------------------------------------ evaluation
 
     def calibrate(self, folder, outputs=None, targets=None):
-        """The run's per-class thresholds: saved ones, or chosen now on validation `outputs` and saved."""
+        """The run's per-class thresholds: saved ones, or chosen now on validation `outputs` and saved (only
+        chosen, when `folder` is None)."""
         from cnnlab import files
 
-        path = Path(folder) / THRESHOLDS_FILE
-        saved = files.read_json(path)
+        path = Path(folder) / THRESHOLDS_FILE if folder is not None else None
+        saved = files.read_json(path) if path is not None else None
         if saved is not None:
             return saved
         if outputs is None:
             return None
         thresholds = [float(t) for t in choose_thresholds(outputs, targets)]
-        files.write_json(path, thresholds)
+        if path is not None:
+            files.write_json(path, thresholds)
         return thresholds
 
     def scores(self, outputs, targets, class_names, cfg, calibration=None):
@@ -119,7 +121,7 @@ class Multilabel(Task):
                 ("F1 macro", result.get("f1_macro"), "number"), ("loss", result.get("loss"), "number"),
                 ("images", result.get("images"), "count")]
 
-    def keep(self, outputs, targets, calibration=None):
+    def keep(self, outputs, targets, cfg, calibration=None):
         """The images whose label set is wrong, most wrong labels first."""
         wrong = (decide(outputs, calibration) != targets).sum(axis=1)
         order = np.argsort(-wrong, kind="stable")
@@ -151,12 +153,12 @@ class Multilabel(Task):
             rows.append(Row(path, tuple((int(c), float(p[c])) for c in chosen), tuple(float(v) for v in p)))
         return Predictions(rows, class_names, options.get("all_probs", False))
 
-    def agreement(self, expected, got, calibration=None):
+    def agreement(self, expected, got, cfg, calibration=None):
         """Images whose label set (each class at its threshold) is the same, of the batch."""
         same = (decide(expected, calibration) == decide(got, calibration)).all(axis=1)
         return int(same.sum()), len(got)
 
-    def report(self, page, model, data, split, outputs, targets, echo):
+    def report(self, page, model, cfg, data, split, outputs, targets, echo):
         from cnnlab.visual import plots
 
         page.figures["pr-curves"] = plots.png(plots.pr_curves, page.metrics["pr_curves"], data.class_names)

@@ -143,9 +143,9 @@ class Segmentation(Task):
                 "percent"), ("mean Dice", result.get("mean_dice"), "number"), ("loss", result.get("loss"), "number"),
                 ("images", result.get("images"), "count")]
 
-    def keep(self, outputs, targets, calibration=None):
+    def keep(self, outputs, targets, cfg, calibration=None):
         """The images with wrong pixels, the largest share wrong first."""
-        error = image_errors(outputs, targets)
+        error = image_errors(outputs, targets, ignore_of(cfg))
         order = np.argsort(-error, kind="stable")
         return order[error[order] > 0]
 
@@ -173,23 +173,23 @@ class Segmentation(Task):
             rows.append(Row(path, mask, float(confidence.mean()), tuple((counts / mask.size).tolist())))
         return Predictions(rows, class_names)
 
-    def agreement(self, expected, got, calibration=None):
+    def agreement(self, expected, got, cfg, calibration=None):
         """Pixels whose class is the same (a target's ignored pixels left out), of the batch's."""
         expected, got = np.asarray(expected), np.asarray(got)
         if expected.ndim == got.ndim:  # the Keras model's scores: every pixel counts
             truth, valid = expected.argmax(axis=-1), True
         else:  # the masks
-            truth, valid = expected, expected != DEFAULT_IGNORE
+            truth, valid = expected, expected != ignore_of(cfg)
         agree = (got.argmax(axis=-1) == truth) & valid
         return int(agree.sum()), int(np.broadcast_to(valid, truth.shape).sum())
 
-    def report(self, page, model, data, split, outputs, targets, echo):
+    def report(self, page, model, cfg, data, split, outputs, targets, echo):
         from cnnlab.inference.predictions import images_at
         from cnnlab.visual import plots
 
         page.figures["confusion"] = plots.png(plots.confusion, np.array(page.metrics["confusion_matrix"]),
                                               data.class_names)
-        worst = self.keep(outputs, targets)[:10].tolist()
+        worst = self.keep(outputs, targets, cfg)[:10].tolist()
         images = images_at(data, split, worst)
         kept = [(image, outputs[i], targets[i]) for image, i in zip(images, worst)]
         if kept:
