@@ -349,6 +349,18 @@ TASK_METRICS = {"multilabel": ("pr_auc", "f1"),  # the precision-recall AUC (mac
 TASK_SCORES = {"classification": "accuracy", "multilabel": "mean_average_precision", "segmentation": "mean_iou"}
 
 
+def metric_direction(metric):
+    """Whether a logged metric is better higher (``maximize``) or lower (``minimize``: the losses)."""
+    return "minimize" if "loss" in metric else "maximize"
+
+
+# tune.sampler and tune.pruner: Optuna's samplers and pruners by name (cnnlab.tuning.study builds them).
+SAMPLERS = ("tpe", "random", "grid", "cmaes")
+PRUNERS = ("median", "hyperband", "none")
+# Config sections a search may not change: what names and places the runs, and the search itself.
+UNTUNABLE = ("name", "output_dir", "task", "tune", "provenance", "distribution")
+
+
 def logged_metrics(top_k, classes=None, task="classification"):
     """The metric names training logs (and callbacks may monitor), with and without ``val_``.
 

@@ -437,6 +437,30 @@ def augment_preview_command(experiment, count, output, overrides):
         click.echo(f"Wrote {path}")
 
 
+@command("tune")
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option("--trials", type=click.IntRange(min=1), metavar="N",
+              help="Shorthand for --set tune.trials=N: the study's whole budget, trials already run included.")
+@click.option("--storage", metavar="URL",
+              help="Shorthand for --set tune.storage=URL: where the study lives (default: an SQLite file beside "
+                   "the runs); postgresql://... shares one study between processes and machines.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+def tune_command(experiment, trials, storage, overrides):
+    """Search the settings of EXPERIMENT.yaml's tune: section with Optuna; each trial is a run (resumes)."""
+    from cnnlab.config import load_config
+
+    console = current_console()
+    cfg = load_config(experiment, overrides, check_paths=True, **{"tune.trials": trials, "tune.storage": storage})
+    from cnnlab.extras import require
+
+    require("tune", "cnnlab tune")
+    from cnnlab.commands.tune import tune
+
+    _interrupt_on_sigterm()
+    best = tune(cfg, echo=console.info)
+    click.echo(f"Done: {best}" if best else "Done: no trial finished (trials.csv says why)")
+
+
 @command("lr-find")
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)

@@ -223,6 +223,67 @@ class EvaluateConfig(Section):
     top_k: list[PositiveInt] = Field([1, 5], description="a list of k values", examples=[[1, 5]])
 
 
+class RangeSpace(Section):
+    """Numbers drawn between `low` and `high`: evenly (``uniform``) or evenly in their logarithm."""
+
+    space: Literal["uniform", "loguniform"]
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        _check_range(self)
+        if self.space == "loguniform" and self.low <= 0:
+            raise ValueError(f"a loguniform space needs low > 0 (its logarithm is drawn). Received: low {self.low}.")
+        return self
+
+
+class IntSpace(Section):
+    """Whole numbers from `low` to `high` (both included), every `step`-th, evenly or (``log``) in the logarithm."""
+
+    space: Literal["int"]
+    low: int
+    high: int
+    step: PositiveInt = 1
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        _check_range(self)
+        if self.log and (self.low <= 0 or self.step != 1):
+            raise ValueError(f"an int space with log: true needs low > 0 and step 1. Received: low {self.low}, "
+                             f"step {self.step}.")
+        return self
+
+
+class ChoiceSpace(Section):
+    """One of `values` (any YAML values the key takes)."""
+
+    space: Literal["choice"]
+    values: Annotated[list[Any], Field(min_length=1)]
+
+
+def _check_range(space):
+    if space.low >= space.high:
+        raise ValueError(f"a {space.space} space needs low < high. Received: low {space.low}, high {space.high}.")
+
+
+ParameterSpace = Annotated[RangeSpace | IntSpace | ChoiceSpace, Field(discriminator="space")]
+
+
+class TuneConfig(Section):
+    """A hyperparameter search (`cnnlab tune`): each of `parameters` (a dotted config key) drawn from its space."""
+
+    metric: str | None = None  # a metric training logs; default: the checkpoint's monitor
+    direction: Literal["maximize", "minimize"] | None = None  # default: minimize a loss, maximize the rest
+    trials: PositiveInt = 20
+    sampler: Literal[catalog.SAMPLERS] = "tpe"
+    pruner: Literal[catalog.PRUNERS] = "median"
+    storage: str | None = None  # default: an SQLite file beside the runs; postgresql://... to share a study
+    parameters: dict[str, ParameterSpace] = Field(default_factory=dict, examples=[
+        {"training.learning_rate": {"space": "loguniform", "low": 1.0e-4, "high": 0.1}}])
+
+
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -262,6 +323,7 @@ class ExperimentConfig(Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     distribution: DistributionConfig = DistributionConfig()
+    tune: TuneConfig | None = None  # the search `cnnlab tune` runs; `train` leaves it alone
     provenance: dict[str, Any] | None = None  # written by cnnlab into a run's config.yaml
 
     @model_validator(mode="before")
@@ -441,8 +503,54 @@ def _check_schedule(cfg):
                          "keep one (set callbacks.reduce_lr_on_plateau: false to use the schedule)")
 
 
+def _check_tune(cfg):
+    """The search's metric is one training logs, and every value each parameter's space can draw makes a valid
+    experiment (each key checked with its space's ends, a value between them, or each of its choices)."""
+    tune = cfg.tune
+    if tune is None:
+        return
+    allowed = catalog.logged_metrics(cfg.evaluate.top_k, catalog.DATASETS[cfg.data.dataset].classes, cfg.task)
+    if tune.metric is not None and tune.metric not in allowed:
+        raise ValueError(f"`tune.metric` must be a metric training logs: {', '.join(allowed)}. "
+                         f"Received: {_short(tune.metric)}.{did_you_mean(tune.metric, allowed)}")
+    if (tune.metric or "").startswith("val_") and cfg.data.validation_split == 0:
+        raise ValueError(f"tune.metric is {tune.metric!r} but data.validation_split is 0, so there is no "
+                         "validation data: set a validation_split (a search must not choose on the test split)")
+    base = {k: v for k, v in cfg.to_dict().items() if k not in ("tune", "provenance")}
+    for key, space in tune.parameters.items():
+        _check_parameter(base, key, space, tune.sampler)
+
+
+def _check_parameter(base, key, space, sampler):
+    parts = key.split(".")
+    if parts[0] in catalog.UNTUNABLE or not all(parts):
+        raise ValueError(f"`tune.parameters` key {_short(key)} cannot be searched: name a dotted key of the "
+                         f"experiment outside {', '.join(catalog.UNTUNABLE)}, e.g. training.learning_rate")
+    if sampler == "grid" and space.space in ("uniform", "loguniform"):
+        raise ValueError(f"`tune.parameters.{key}` is a {space.space} space, which the grid sampler cannot "
+                         "enumerate: use space: choice (or int), or another sampler")
+    for value in _probes(space):
+        data = _deepcopy(base)
+        set_key(data, parts, value)
+        try:
+            ExperimentConfig.model_validate(data)
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(dict.fromkeys(_describe_one(e, _location(e)) for e in exc.errors(include_url=False)))
+            raise ValueError(f"`tune.parameters.{key}` ({space.space}) can draw {_short(value)}, which does not "
+                             f"make a valid experiment: {problems}") from None
+
+
+def _probes(space):
+    """Values that stand for what `space` can draw: its ends and a value between them, or every choice."""
+    if space.space == "choice":
+        return space.values
+    if space.space == "int":
+        return [space.low, space.high - (space.high - space.low) % space.step]
+    return [space.low, space.low + 0.37 * (space.high - space.low), space.high]
+
+
 CHECKS = [_check_paths, _check_task, _check_model, _check_optimizer, _check_lr_schedule, _check_monitors,
-          _check_class_weight, _check_mixing, _check_schedule]
+          _check_class_weight, _check_mixing, _check_schedule, _check_tune]
 
 
 # --------------------------------------------------------------------------- the model section
@@ -626,19 +734,25 @@ def apply_overrides(data, overrides):
         if not sep or not all(p.strip() for p in parts):
             raise ConfigError(f"--set takes KEY=VALUE with a dotted KEY, e.g. training.epochs=3. "
                               f"Received: {_short(item)}.")
-        value = _parse_yaml(raw, f"--set {key}", document=False)
-        node = data
-        for part in parts[:-1]:
-            child = node.get(part)
-            if isinstance(child, str):  # optimizer: adam  ->  {name: adam}
-                child = {"name": child}
-            elif not isinstance(child, dict):
-                child = {}
-            node[part] = child
-            node = child
-        node[parts[-1]] = value
+        if parts[:2] == ["tune", "parameters"] and len(parts) > 2:  # a searched key is dotted itself
+            parts = [*parts[:2], ".".join(parts[2:])]
+        set_key(data, parts, _parse_yaml(raw, f"--set {key}", document=False))
     _check_size(data, "the config with its --set overrides")
     return data
+
+
+def set_key(data, parts, value):
+    """Set the dotted key `parts` (a list of names) of the nested dict `data` to `value`, in place."""
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if isinstance(child, str):  # optimizer: adam  ->  {name: adam}
+            child = {"name": child}
+        elif not isinstance(child, dict):
+            child = {}
+        node[part] = child
+        node = child
+    node[parts[-1]] = value
 
 
 def _deepcopy(data):
@@ -793,6 +907,9 @@ def _describe_one(error, loc, from_set=False):
     if kind == "value_error":
         return str(error["ctx"]["error"])
     received = error.get("input")
+    if kind in ("union_tag_not_found", "union_tag_invalid"):  # a search parameter's `space`
+        return (f"'{key}' must name its space: uniform, loguniform, int or choice, e.g. "
+                f"{{space: uniform, low: 0.0, high: 0.5}}. Received: {_short(received)}.")
     if kind == "model_type":
         fields = _section_fields(loc)
         return (f"'{key}' must be a section: a mapping of its keys ({', '.join(fields[:4])}, ...). "

@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.backend import EXTRA
+from cnnlab.processes import end_with_parent, exit_reason
 from cnnlab.errors import CnnlabError, ConfigError
 
 ENV_WORKERS = "KERAS_DISTRIBUTION_NUM_PROCESSES"
@@ -310,7 +310,6 @@ def local():
 GRACE_SECONDS = 15  # how long a stopped worker gets to save its state before it is killed
 INTERRUPT_SECONDS = 3  # after Ctrl-C, how long the workers get to stop by themselves
 FOLLOW_SECONDS = 3  # when a worker fails, how long worker 0 gets to fail alike (its error is the one shown)
-PR_SET_PDEATHSIG = 1  # prctl(2)
 LOG_TAIL = 3000  # characters of a failed worker's output shown
 
 
@@ -333,7 +332,7 @@ def launch(arguments, workers, echo=print):
             log = None if number == 0 else tempfile.TemporaryFile(mode="w+")
             logs.append(log)
             procs.append(subprocess.Popen([sys.executable, "-m", "cnnlab", *arguments, *place], stdout=log,
-                                          stderr=subprocess.STDOUT if log else None, preexec_fn=_end_with_parent))
+                                          stderr=subprocess.STDOUT if log else None, preexec_fn=end_with_parent))
         failed, code = _watch(procs)
         if failed is not None and failed > 0:  # all may fail alike (a NaN loss): worker 0's own error is the one
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -346,7 +345,7 @@ def launch(arguments, workers, echo=print):
         if output:
             echo(f"Output of worker {failed} (last lines):\n{output[-LOG_TAIL:]}")
         reason = next((line.removeprefix("Error: ") for line in reversed(output.splitlines())
-                       if line.startswith("Error:")), _exit_reason(code))
+                       if line.startswith("Error:")), exit_reason(code))
         raise CnnlabError(f"worker {failed} of {workers} failed ({reason}); the other workers were stopped. "
                           "The run keeps its finished epochs: run the same command again to resume.")
     except KeyboardInterrupt:  # Ctrl-C reaches every worker too; a `kill` of this process does not
@@ -386,23 +385,6 @@ def _stop(procs, after=0.0):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
-
-
-def _exit_reason(code):
-    if code >= 0:
-        return f"exit code {code}"
-    try:
-        return f"killed by {signal.Signals(-code).name}"
-    except ValueError:
-        return f"killed by signal {-code}"
-
-
-def _end_with_parent():
-    """In a worker, before it runs: a SIGTERM when the launcher dies (Linux), so no worker outlives it."""
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _read(log):

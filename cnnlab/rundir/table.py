@@ -17,7 +17,7 @@ def _short(base):
 
 
 RUN_COLUMNS = ("run", "name", "seed", "status", "epochs", "best_val_accuracy", "test_accuracy", "test_loss",
-               "test_score", "base")
+               "test_score", "base", "trial")  # trial: <study>#<number> of a run a `cnnlab tune` trial trained
 
 METRIC_COLUMNS = ("epochs", "best_val_accuracy", "test_accuracy", "test_loss", "test_score")  # test_score: the
 # task's headline figure (`cnnlab.catalog.TASK_SCORES`): accuracy, mean average precision, mean IoU
@@ -76,8 +76,14 @@ def _run_record(run):
               "test_accuracy": metrics.get("accuracy") if tested else None,
               "test_loss": metrics.get("loss") if tested else None,
               "test_score": _score(config, metrics) if tested else None,
-              "base": _short(info["base"]) if info.get("base") else None, "group": None}
+              "base": _short(info["base"]) if info.get("base") else None, "trial": _trial(info), "group": None}
     return record, seed_group_key(config, info)
+
+
+def _trial(info):
+    """``<study>#<number>`` of a run that a `cnnlab tune` trial trained, else None."""
+    tune = info.get("tune")
+    return f"{tune.get('study')}#{tune.get('trial')}" if isinstance(tune, dict) else None
 
 
 def _score(config, metrics):
@@ -194,7 +200,7 @@ def _cells(record):
         runs = len(record["runs"]) + len(record.get("repeats", ()))
         status = f"{len(record['seeds'])} seeds" + (f" ({runs} runs)" if runs > len(record["seeds"]) else "")
         text = {"run": record["group"], "name": record["name"] or "-", "seed": ",".join(map(str, record["seeds"])),
-                "status": status, "base": "-"}
+                "status": status, "base": "-", "trial": "-"}
         return tuple(text.get(c) or mean_std(record, c) for c in RUN_COLUMNS)
     return tuple(_cell(record[c], c) for c in RUN_COLUMNS)
 

@@ -1,0 +1,81 @@
+"""`tune`: search an experiment's settings with Optuna, each trial an ordinary run.
+
+``tune:`` in the experiment names the search (`cnnlab.config.TuneConfig`); the study
+(`cnnlab.tuning.study`) hands out trials until ``tune.trials`` have been spent, in this
+process and in any other sharing its storage; each trial (`cnnlab.tuning.trial`) trains
+in a fresh process and reports its epochs to the pruner. A failed trial is recorded with
+its reason and the study goes on; Ctrl-C stops the trial (its run keeps its epochs), queues
+it again, and the same command resumes the study and that run. At the end, and on Ctrl-C,
+the study's results are written (`cnnlab.tuning.results`).
+"""
+
+import logging
+
+import yaml
+
+from cnnlab.errors import CnnlabError
+from cnnlab.tuning.study import (direction_of, metric_of, open_study, requeue, shown_url, spent, storage_url,
+                                 study_folder)
+
+
+def tune(cfg, *, echo=print):
+    """Run the search `cfg.tune` of the experiment `cfg` (an `ExperimentConfig`) to its budget.
+
+    Returns:
+        The path of the best trial's experiment (``best.yaml``), or None if no trial finished.
+
+    Raises:
+        CnnlabError: no parameters to search, or a storage that cannot be opened.
+        KeyboardInterrupt: on Ctrl-C, after the trial has stopped, been queued again, and the
+            results have been written.
+    """
+    import optuna
+
+    from cnnlab.tuning.results import write_results
+    from cnnlab.tuning.trial import Search, TrialFailed, run_trial
+
+    if cfg.tune is None or not cfg.tune.parameters:
+        raise CnnlabError("the experiment has no tune.parameters to search: add a tune: section naming at least "
+                          "one dotted key and its space, e.g. tune: {parameters: {training.learning_rate: "
+                          "{space: loguniform, low: 1.0e-4, high: 0.1}}}.")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna").setLevel(logging.ERROR)  # a failed trial is reported by cnnlab, once
+    study = open_study(cfg)
+    folder = study_folder(cfg)
+    metric, budget = metric_of(cfg), cfg.tune.trials
+    search = Search(base=base_experiment(cfg), parameters=cfg.tune.parameters, metric=metric,
+                    direction=direction_of(cfg), folder=folder, study=cfg.name,
+                    storage=shown_url(storage_url(cfg)), echo=echo)
+    echo(f"Study {cfg.name!r} in {search.storage}: {search.direction} {metric}, {spent(study)} of {budget} "
+         f"trials done ({cfg.tune.sampler} sampler, {cfg.tune.pruner} pruner)")
+    interrupted = []
+
+    def objective(trial):
+        try:
+            return run_trial(trial, search)
+        except KeyboardInterrupt:
+            interrupted.append(trial.number)
+            trial.set_user_attr("reason", "interrupted (queued again)")
+            raise
+
+    def stop_at_budget(study, trial):
+        if spent(study) >= budget:
+            study.stop()
+
+    try:
+        remaining = budget - spent(study)
+        if remaining > 0:
+            study.optimize(objective, n_trials=remaining, catch=(TrialFailed,), callbacks=[stop_at_budget])
+    except KeyboardInterrupt:
+        for number in interrupted:
+            requeue(study, number)
+            echo(f"Trial {number} stopped; it is queued again, and its run resumes when the same command runs "
+                 "again.")
+        write_results(study, folder, metric, echo)
+        raise
+    return write_results(study, folder, metric, echo)
+
+
+def base_experiment(cfg):
+    """The experiment every trial starts from, as plain data: the resolved config but its search and provenance."""
+    return yaml.safe_load(yaml.safe_dump({k: v for k, v in cfg.to_dict().items() if k not in ("tune", "provenance")}))
