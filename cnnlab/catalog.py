@@ -358,7 +358,7 @@ def metric_direction(metric):
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
 PRUNERS = ("median", "hyperband", "none")
 # Config sections a search may not change: what names and places the runs, and the search itself.
-UNTUNABLE = ("name", "output_dir", "task", "tune", "provenance", "distribution")
+UNTUNABLE = ("name", "output_dir", "task", "tune", "tracking", "provenance", "distribution")
 
 
 def logged_metrics(top_k, classes=None, task="classification"):

@@ -149,6 +149,7 @@ def command(name):
 
 
 SET_HELP = "Override a config key: dotted KEY=VALUE, the value read as YAML (repeatable)."
+TRACK_HELP = "Track the run in MLflow (tracking.mlflow: its defaults, unless the experiment names a uri)."
 UNSAFE_HELP = "Allow loading models with Lambda layers (Keras safe_mode=False); only for models you trust."
 
 
@@ -222,15 +223,16 @@ def _seeds(ctx, param, text):
 @click.option("--fresh", is_flag=True, help="Start a new run even if an interrupted one could be resumed.")
 @click.option("--workers", type=click.IntRange(min=1), metavar="N",
               help="Train on N local worker processes (127.0.0.1), as on N machines; needs runtime.backend: jax.")
-def train_command(experiment, overrides, epochs, seeds, output_dir, dry_run, fresh, workers):
+@click.option("--track", type=click.Choice(["mlflow"]), help=TRACK_HELP)
+def train_command(experiment, overrides, epochs, seeds, output_dir, dry_run, fresh, workers, track):
     """Train EXPERIMENT.yaml into runs/<name>/<timestamp>/ (resumes an interrupted run)."""
     from cnnlab.config import load_config
     from cnnlab.distribution import plan
 
     console = current_console()
     overrides = (*overrides, *([f"distribution.workers={workers}"] if workers else []))
-    cfgs = [load_config(experiment, overrides, check_paths=True, **{"training.epochs": epochs, "seed": seed})
-            for seed in seeds or [None]]
+    cfgs = [tracked(load_config(experiment, overrides, check_paths=True, **{"training.epochs": epochs, "seed": seed}),
+                    track) for seed in seeds or [None]]
     plan(cfgs[0], distributed=not seeds)  # a job that cannot run fails here, before TensorFlow starts
     if workers and workers > 1 and not dry_run:
         sys.exit(_launch(experiment, overrides, epochs, output_dir, fresh, workers, console))
@@ -251,6 +253,20 @@ def train_command(experiment, overrides, epochs, seeds, output_dir, dry_run, fre
     run = train(cfgs[0], test=True, **options)
     console.info(next_steps(run))
     click.echo(f"Done: {run}")
+
+
+def tracked(cfg, track):
+    """`cfg`, tracked by `track` (``--track mlflow``: MLflow's defaults unless the file says where); checks that
+    the tracker is installed."""
+    if track == "mlflow" and cfg.tracking.mlflow is None:
+        from cnnlab.config import MlflowConfig, TrackingConfig
+
+        cfg = cfg.model_copy(update={"tracking": TrackingConfig(mlflow=MlflowConfig())})
+    if cfg.tracking.mlflow is not None:
+        from cnnlab.extras import require
+
+        require("track", "tracking.mlflow")
+    return cfg
 
 
 def next_steps(run):
@@ -445,12 +461,14 @@ def augment_preview_command(experiment, count, output, overrides):
               help="Shorthand for --set tune.storage=URL: where the study lives (default: an SQLite file beside "
                    "the runs); postgresql://... shares one study between processes and machines.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
-def tune_command(experiment, trials, storage, overrides):
+@click.option("--track", type=click.Choice(["mlflow"]), help=TRACK_HELP + " Trials are child runs of the study's.")
+def tune_command(experiment, trials, storage, overrides, track):
     """Search the settings of EXPERIMENT.yaml's tune: section with Optuna; each trial is a run (resumes)."""
     from cnnlab.config import load_config
 
     console = current_console()
-    cfg = load_config(experiment, overrides, check_paths=True, **{"tune.trials": trials, "tune.storage": storage})
+    cfg = tracked(load_config(experiment, overrides, check_paths=True,
+                              **{"tune.trials": trials, "tune.storage": storage}), track)
     from cnnlab.extras import require
 
     require("tune", "cnnlab tune")

@@ -284,6 +284,18 @@ class TuneConfig(Section):
         {"training.learning_rate": {"space": "loguniform", "low": 1.0e-4, "high": 0.1}}])
 
 
+class MlflowConfig(Section):
+    """Where a run is tracked in MLflow (`cnnlab.tracking`)."""
+
+    uri: str | None = None  # the tracking server or store; null: MLflow's own default (MLFLOW_TRACKING_URI, ...)
+    experiment: str | None = None  # the MLflow experiment; null: the experiment's name
+    parent_run: str | None = None  # an MLflow run id this run's is a child of (a tune trial's: its study's)
+
+
+class TrackingConfig(Section):
+    mlflow: _switchable(MlflowConfig) = None  # true: MLflow with its defaults
+
+
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -324,6 +336,7 @@ class ExperimentConfig(Section):
     runtime: RuntimeConfig = RuntimeConfig()
     distribution: DistributionConfig = DistributionConfig()
     tune: TuneConfig | None = None  # the search `cnnlab tune` runs; `train` leaves it alone
+    tracking: TrackingConfig = TrackingConfig()
     provenance: dict[str, Any] | None = None  # written by cnnlab into a run's config.yaml
 
     @model_validator(mode="before")

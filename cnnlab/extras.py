@@ -4,7 +4,8 @@ import importlib.util
 
 from cnnlab.errors import CnnlabError
 
-EXTRAS = {"tune": ("optuna",)}  # extra -> the modules it brings (setup.cfg's [options.extras_require])
+# extra -> the modules it brings (setup.cfg's [options.extras_require])
+EXTRAS = {"tune": ("optuna",), "track": ("mlflow",)}
 
 
 def require(extra, what):

@@ -3,7 +3,7 @@
 import contextlib
 from pathlib import Path
 
-from cnnlab import distribution, files, rundir
+from cnnlab import distribution, files, rundir, tracking
 from cnnlab.errors import CnnlabError
 from cnnlab.rundir import check_run_writable, job_fingerprint, runs_root, start_run
 from cnnlab.session import device, setup
@@ -38,17 +38,20 @@ def train(cfg, *, output_dir=None, fresh=False, echo=print, verbose="auto", test
                   labels=data.train.labels)
     primary = distribution.current().primary  # process 0 writes the run; other workers only train
     run = Path(distribution.primary_only(lambda: str(start_run(cfg, output_dir, fresh, echo))))
-    with rundir.running(run, kind="train", device=device()) if primary else contextlib.nullcontext():
-        distribution.primary_only(lambda: files.write_json(run / rundir.CLASSES_FILE, data.class_names))
-        state = distribution.primary_only(lambda: resume.load(run))
-        echo(f"Run: {run}" + (f" (going on after epoch {state['epoch']})" if state else ""))
-        fit(model, data, cfg, run, epochs=cfg.training.epochs, state=state,
-            steps_per_epoch=cfg.training.steps_per_epoch, verbose=verbose)
-        distribution.primary_only(lambda: keep_final_model(run, model, cfg))
-    if primary:
-        rundir.discard(run)
-    if test and primary:  # without a checkpoint the model in memory is the one finish saved
-        score_run(run, data, echo, model=model if cfg.callbacks.model_checkpoint is None else None)
+    track = tracking.tracker(cfg, run, echo) if primary else tracking.Tracker()
+    with tracking.lifetime(track):
+        with rundir.running(run, kind="train", device=device()) if primary else contextlib.nullcontext():
+            distribution.primary_only(lambda: files.write_json(run / rundir.CLASSES_FILE, data.class_names))
+            state = distribution.primary_only(lambda: resume.load(run))
+            echo(f"Run: {run}" + (f" (going on after epoch {state['epoch']})" if state else ""))
+            fit(model, data, cfg, run, epochs=cfg.training.epochs, state=state,
+                steps_per_epoch=cfg.training.steps_per_epoch, verbose=verbose, tracker=track)
+            distribution.primary_only(lambda: keep_final_model(run, model, cfg))
+        if primary:
+            rundir.discard(run)
+        if test and primary:  # without a checkpoint the model in memory is the one finish saved
+            result = score_run(run, data, echo, model=model if cfg.callbacks.model_checkpoint is None else None)
+            track.result(result or {}, (result or {}).get("split", cfg.evaluate.split))
     return run
 
 

@@ -13,6 +13,7 @@ import logging
 
 import yaml
 
+from cnnlab import tracking
 from cnnlab.errors import CnnlabError
 from cnnlab.tuning.study import (direction_of, metric_of, open_study, requeue, shown_url, spent, storage_url,
                                  study_folder)
@@ -43,7 +44,8 @@ def tune(cfg, *, echo=print):
     study = open_study(cfg)
     folder = study_folder(cfg)
     metric, budget = metric_of(cfg), cfg.tune.trials
-    search = Search(base=base_experiment(cfg), parameters=cfg.tune.parameters, metric=metric,
+    track = tracking.study_tracker(cfg, study, folder, echo)
+    search = Search(base=base_experiment(cfg, parent_run=track.id), parameters=cfg.tune.parameters, metric=metric,
                     direction=direction_of(cfg), folder=folder, study=cfg.name,
                     storage=shown_url(storage_url(cfg)), echo=echo)
     echo(f"Study {cfg.name!r} in {search.storage}: {search.direction} {metric}, {spent(study)} of {budget} "
@@ -62,20 +64,28 @@ def tune(cfg, *, echo=print):
         if spent(study) >= budget:
             study.stop()
 
-    try:
-        remaining = budget - spent(study)
-        if remaining > 0:
-            study.optimize(objective, n_trials=remaining, catch=(TrialFailed,), callbacks=[stop_at_budget])
-    except KeyboardInterrupt:
-        for number in interrupted:
-            requeue(study, number)
-            echo(f"Trial {number} stopped; it is queued again, and its run resumes when the same command runs "
-                 "again.")
-        write_results(study, folder, metric, echo)
-        raise
-    return write_results(study, folder, metric, echo)
+    with tracking.lifetime(track):
+        try:
+            remaining = budget - spent(study)
+            if remaining > 0:
+                study.optimize(objective, n_trials=remaining, catch=(TrialFailed,), callbacks=[stop_at_budget])
+        except KeyboardInterrupt:
+            for number in interrupted:
+                requeue(study, number)
+                echo(f"Trial {number} stopped; it is queued again, and its run resumes when the same command "
+                     "runs again.")
+            write_results(study, folder, metric, echo)
+            raise
+        best = write_results(study, folder, metric, echo)
+        if best is not None:
+            track.result({metric: study.best_value}, "best")
+    return best
 
 
-def base_experiment(cfg):
-    """The experiment every trial starts from, as plain data: the resolved config but its search and provenance."""
-    return yaml.safe_load(yaml.safe_dump({k: v for k, v in cfg.to_dict().items() if k not in ("tune", "provenance")}))
+def base_experiment(cfg, parent_run=None):
+    """The experiment every trial starts from, as plain data: the resolved config but its search and provenance;
+    tracked as a child of the MLflow run `parent_run` (the study's), if given."""
+    base = yaml.safe_load(yaml.safe_dump({k: v for k, v in cfg.to_dict().items() if k not in ("tune", "provenance")}))
+    if parent_run is not None:
+        base["tracking"]["mlflow"]["parent_run"] = parent_run
+    return base

@@ -9,15 +9,19 @@
 import json
 
 
+# Config sections that say how a run was made or reported, not what it learns.
+NOT_LEARNED = ("provenance", "distribution", "tune", "tracking")
+
+
 def comparable(config_dict, wanted):
-    """What makes two runs the same: not their provenance, the search section (``tune``), how many processes
-    trained them, nor how many batches went into one compiled call; and to resume a run (`wanted`
-    "interrupted"), not which kernels either (the same results to float rounding), while a completed run
-    counts only for its own kernels.
-    Paths count by the file they name, however spelt (`cnnlab.config.absolute_paths`)."""
+    """What makes two runs the same: not their provenance, the search section (``tune``), where they are
+    tracked, how many processes trained them (`NOT_LEARNED`), nor how many batches went into one compiled
+    call; and to resume a run (`wanted` "interrupted"), not which kernels either (the same results to float
+    rounding), while a completed run counts only for its own kernels. Paths count by the file they name,
+    however spelt (`cnnlab.config.absolute_paths`)."""
     from cnnlab.config import absolute_paths
 
-    out = {k: v for k, v in absolute_paths(config_dict).items() if k not in ("provenance", "distribution", "tune")}
+    out = {k: v for k, v in absolute_paths(config_dict).items() if k not in NOT_LEARNED}
     runtime = {"fast_kernels": False, **out.get("runtime", {})}  # runs from before the key ran Keras's layers
     runtime.pop("steps_per_execution", None)
     if wanted == "interrupted":
@@ -27,7 +31,7 @@ def comparable(config_dict, wanted):
 
 
 # Config keys that do not change what a run learns: runs of one name equal but for these form a seed group.
-SEED_FREE_KEYS = ("seed", "provenance", "output_dir", "tune")
+SEED_FREE_KEYS = ("seed", "provenance", "output_dir", "tune", "tracking")
 
 
 def seed_group_key(config, info):
@@ -41,7 +45,7 @@ def seed_group_key(config, info):
 
 def job_fingerprint(cfg, data):
     """What every worker of a job must share: the config but where files are, the classes, the splits' sizes."""
-    config = {k: v for k, v in cfg.to_dict().items() if k not in ("distribution", "provenance", "output_dir", "tune")}
+    config = {k: v for k, v in cfg.to_dict().items() if k not in ("output_dir", *NOT_LEARNED)}
     config["data"] = {k: v for k, v in config["data"].items() if k not in ("path", "test_path")}
     sizes = [len(e) if e is not None else 0 for e in (data.train, data.val, data.test)]
     return {"config": config, "classes": data.class_names, "sizes": sizes, "shape": list(data.input_shape)}

@@ -69,13 +69,15 @@ def monitored(name, model):
 
 
 def fit(model, data, cfg, run, *, epochs, initial_epoch=0, phase=None, state=None, steps_per_epoch=None,
-        verbose="auto"):
+        verbose="auto", tracker=None):
     """Fit `model` on `data` into `run`, going on from `state` (`cnnlab.training.resume`) if given.
 
     Epochs are counted on from `initial_epoch` up to `epochs` (exclusive), so two
     fine-tuning phases share one history. A state of the same phase restores the
     weights, the optimizer and the callbacks' counters; one of an earlier phase
     carries the history and the checkpoint's best on.
+
+    `tracker` (`cnnlab.tracking.Tracker`) is told every epoch's metrics.
 
     Returns:
         The training state after the last epoch (None if no epoch ran).
@@ -86,7 +88,7 @@ def fit(model, data, cfg, run, *, epochs, initial_epoch=0, phase=None, state=Non
     custom = task_of(cfg).fit
     if custom is not None:  # two networks, a custom step: the task trains itself
         return custom(model, data, cfg, run, epochs=epochs, initial_epoch=initial_epoch, phase=phase, state=state,
-                      steps_per_epoch=steps_per_epoch, verbose=verbose)
+                      steps_per_epoch=steps_per_epoch, verbose=verbose, tracker=tracker)
     same_phase = state is not None and state.get("phase") == phase
     if same_phase:
         resume.restore_variables(model, run, state)
@@ -99,6 +101,10 @@ def fit(model, data, cfg, run, *, epochs, initial_epoch=0, phase=None, state=Non
                                writes=current().primary)  # on several workers, process 0 alone writes
     if verbose == 2:  # off a terminal: one line per epoch rather than Keras's two
         verbose, callbacks = 0, [*callbacks, EpochLine(epochs)]
+    if tracker is not None:
+        from cnnlab.tracking import epoch_callback
+
+        callbacks = [*callbacks, epoch_callback(tracker)]
     checkpointer = resume.Checkpointer(run, state, phase=phase, watched=callbacks,
                                        write_history=cfg.callbacks.csv_logger)
     outputs = len(model.outputs)
