@@ -17,7 +17,7 @@ backend (``runtime.backend``) is chosen first.
 import difflib
 from pathlib import Path
 
-from cnnlab import files, rundir
+from cnnlab import files, rundir, tracking
 from cnnlab.catalog import APPLICATIONS, is_backbone
 from cnnlab.config import apply_overrides, build_config, load_config, option_overrides, read_yaml
 from cnnlab.errors import ConfigError, did_you_mean
@@ -247,16 +247,18 @@ def finetune(target=None, *, overrides=(), freeze=None, epochs=None, head_epochs
     first = freeze_index(model, cfg.finetune.freeze, echo)  # a bad --freeze fails before any training
     preflight(cfg, data)
     run = start_run(cfg, output_dir, fresh, echo)
-    with rundir.running(run, kind="finetune", base=origin, device=device()):
+    track = tracking.tracker(cfg, run, echo)
+    with tracking.lifetime(track), rundir.running(run, kind="finetune", base=origin, device=device()):
         files.write_json(run / rundir.CLASSES_FILE, data.class_names)
         echo(f"Run: {run}\nBase: {origin}")
-        _phases(model, data, cfg, run, first, data.steps_per_epoch(cfg.training.steps_per_epoch), echo, verbose)
+        _phases(model, data, cfg, run, first, data.steps_per_epoch(cfg.training.steps_per_epoch), echo, verbose,
+                track)
         keep_final_model(run, model, cfg)
     rundir.discard(run)
     return run
 
 
-def _phases(model, data, cfg, run, first, steps, echo, verbose):
+def _phases(model, data, cfg, run, first, steps, echo, verbose, track=None):
     """Phase 1 (base frozen, head trained), then phase 2 (layers from `first` on), each resumable."""
     from cnnlab.training import resume
 
@@ -267,7 +269,7 @@ def _phases(model, data, cfg, run, first, steps, echo, verbose):
     if ft.head_epochs and (state is None or state["phase"] == 1):
         freeze_base(model)
         _report(model, 1, f"base frozen, head trained at {cfg.training.learning_rate}", echo)
-        state = _fit_phase(model, data, cfg, run, steps, phase=1, state=state, verbose=verbose)
+        state = _fit_phase(model, data, cfg, run, steps, phase=1, state=state, verbose=verbose, track=track)
     if ft.epochs:
         unfreeze_after(model, first, ft.train_batch_norm)
         multipliers = rate_multipliers(model, first, ft.lr_mult)
@@ -275,10 +277,11 @@ def _phases(model, data, cfg, run, first, steps, echo, verbose):
             f", the first trainable layer's {ft.lr_mult:g}x lower" if multipliers else "")
         _report(model, 2, f"layers {first}.. trainable, BatchNormalization "
                           f"{'trainable' if ft.train_batch_norm else 'frozen'}, {rate}", echo)
-        _fit_phase(model, data, cfg, run, steps, phase=2, state=state, verbose=verbose, multipliers=multipliers)
+        _fit_phase(model, data, cfg, run, steps, phase=2, state=state, verbose=verbose, multipliers=multipliers,
+                   track=track)
 
 
-def _fit_phase(model, data, cfg, run, steps, *, phase, state, verbose, multipliers=None):
+def _fit_phase(model, data, cfg, run, steps, *, phase, state, verbose, multipliers=None, track=None):
     from cnnlab.training.fit import compile_model, fit
 
     ft = cfg.finetune
@@ -291,7 +294,7 @@ def _fit_phase(model, data, cfg, run, steps, *, phase, state, verbose, multiplie
         if ft.lr_schedule is not None:  # the schedule sets phase 2's rate: no plateau callback beside it
             cfg = cfg.model_copy(update={"callbacks": cfg.callbacks.model_copy(update={"reduce_lr_on_plateau": None})})
     return fit(model, data, cfg, run, epochs=start + span, initial_epoch=start, phase=phase, state=state,
-               steps_per_epoch=cfg.training.steps_per_epoch, verbose=verbose)
+               steps_per_epoch=cfg.training.steps_per_epoch, verbose=verbose, tracker=track)
 
 
 def _report(model, phase, what, echo):
