@@ -479,6 +479,26 @@ def tune_command(experiment, trials, storage, overrides, track):
     click.echo(f"Done: {best}" if best else "Done: no trial finished (trials.csv says why)")
 
 
+@command("doctor")
+@click.argument("target", required=False, type=click.Path(exists=True))
+@click.option("--folds", type=click.IntRange(min=2), metavar="K",
+              help="Check the training split's labels too: K copies of the experiment's model, each trained on "
+                   "the other folds, predict their own (tip: --set training.epochs=N for a quick model).")
+@click.option("-o", "--output", type=click.Path(file_okay=False),
+              help="The folder for doctor.csv, doctor.html and exclude.txt (default: the run's doctor/, or "
+                   "<output_dir>/<name>/doctor/).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
+def doctor_command(target, folds, output, overrides, unsafe):
+    """Check the data of EXPERIMENT.yaml or RUN (default: the latest run): duplicates and leakage across
+    splits, unreadable and odd images, class balance, and likely label errors (cleanlab)."""
+    console = current_console()
+    from cnnlab.commands.doctor import doctor
+
+    report = doctor(target, overrides=overrides, folds=folds, output=output, unsafe=unsafe, echo=console.info)
+    click.echo(f"Done: {report.folder}")
+
+
 @command("lr-find")
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)

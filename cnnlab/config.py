@@ -51,6 +51,7 @@ class DataConfig(Section):
     classes: list[str] | None = Field(None, description="names of the mask indices, in order (segmentation)",
                                       examples=[["background", "pet", "border"]])
     ignore_index: Annotated[int, Field(ge=0, le=255)] = 255  # segmentation: a mask value left out of loss and metrics
+    exclude: str | None = None  # a file of images to leave out, one a line (`cnnlab doctor`'s exclude.txt)
 
 
 class AugmentationConfig(Section):
@@ -626,6 +627,9 @@ def check_files(cfg):
     for key, value in (("data.path", data.path), ("data.test_path", data.test_path)):
         if kind and value:
             _check_path(key, value, kind, data.dataset)
+    if data.exclude and not Path(data.exclude).is_file():
+        raise ConfigError(f"`data.exclude` must be a file of images to leave out (cnnlab doctor writes one: "
+                          f"exclude.txt). Received: {data.exclude!r} (no such file).")
     weights = cfg.model.weights
     if weights and weights != "imagenet" and not Path(weights).is_file():
         raise ConfigError(f"`model.weights` must be null, imagenet or an existing weights file. "
@@ -830,7 +834,7 @@ def save_config(cfg, path):
 
 # --------------------------------------------------------------------------- paths the config names
 
-PATH_KEYS = (("data", "path"), ("data", "test_path"), ("model", "weights"), ("finetune", "base"))
+PATH_KEYS = (("data", "path"), ("data", "test_path"), ("data", "exclude"), ("model", "weights"), ("finetune", "base"))
 
 
 def absolute_paths(config):

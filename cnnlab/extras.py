@@ -5,7 +5,7 @@ import importlib.util
 from cnnlab.errors import CnnlabError
 
 # extra -> the modules it brings (setup.cfg's [options.extras_require])
-EXTRAS = {"tune": ("optuna",), "track": ("mlflow",)}
+EXTRAS = {"tune": ("optuna",), "track": ("mlflow",), "doctor": ("cleanlab", "cleanvision")}
 
 
 def require(extra, what):

@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 
 from cnnlab.data.ops import decode_image, fit_images, labelled, plain, prefetched, untuned
-from cnnlab.data.sources import Examples, load_raw
+from cnnlab.data.sources import Examples, exclude, load_raw
 from cnnlab.data.streams import batches_per_pass, epoch_stream
 from cnnlab.errors import DataError
 from cnnlab.tasks import task_of
@@ -184,6 +184,8 @@ def load_data(cfg):
     """
     data, task = cfg.data, task_of(cfg)
     raw = load_raw(data, task)
+    if data.exclude:
+        raw = exclude(raw, data.exclude)
     train, test = raw.train, raw.test
     seed = split_seed(cfg)
     if test is None and data.test_split > 0:

@@ -27,6 +27,7 @@ class Examples:
     labels: np.ndarray
     images: Optional[np.ndarray] = None
     paths: Optional[np.ndarray] = None
+    ids: Optional[np.ndarray] = None  # each example's name in its source (`identify`): its file, or train:<i>
 
     def __len__(self):
         return len(self.labels)
@@ -36,7 +37,8 @@ class Examples:
         def pick(array):
             return None if array is None else array[index]
 
-        return replace(self, labels=self.labels[index], images=pick(self.images), paths=pick(self.paths))
+        return replace(self, labels=self.labels[index], images=pick(self.images), paths=pick(self.paths),
+                       ids=pick(self.ids))
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,54 @@ def load_raw(cfg, task=None):
     (`cnnlab.tasks.base.Task.read_labels`; default: classification's class indices)."""
     from cnnlab.tasks import task_of
 
-    return SOURCES.get(cfg.dataset).fn(cfg, task or task_of(None))
+    return identify(SOURCES.get(cfg.dataset).fn(cfg, task or task_of(None)))
+
+
+def identify(raw):
+    """`raw` with each example named as it stays in its source, whatever the splits: an image file by its path,
+    an image of an array by ``train:<index>`` or ``test:<index>`` (the source's own parts)."""
+    def named(examples, part):
+        if examples is None or examples.ids is not None:
+            return examples
+        ids = examples.paths.astype(str) if examples.paths is not None else \
+            np.array([f"{part}:{i}" for i in range(len(examples))])
+        return replace(examples, ids=ids)
+
+    return replace(raw, train=named(raw.train, "train"), test=named(raw.test, "test"))
+
+
+def exclude(raw, path):
+    """`raw` without the examples the file `path` lists (one a line: an image path, absolute or relative to
+    the file's folder, or ``train:<index>`` / ``test:<index>``; ``#`` starts a comment): ``data.exclude``."""
+    listed = read_exclusions(path)
+
+    def kept(examples):
+        if examples is None:
+            return None
+        names = [str(Path(i).resolve()) for i in examples.ids] if examples.paths is not None else examples.ids
+        return examples.take(np.flatnonzero([name not in listed for name in names]))
+
+    train, test = kept(raw.train), kept(raw.test)
+    if len(train) == 0:
+        raise DataError(f"data.exclude {path} leaves no training image: it lists every one.")
+    return replace(raw, train=train, test=test)
+
+
+def read_exclusions(path):
+    """The set of names `path` lists: image files resolved against its folder, ``part:<index>`` as written."""
+    base = Path(path).resolve().parent
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"data.exclude {path} cannot be read: {getattr(exc, 'strerror', None) or exc}.") from None
+    names = set()
+    for line in lines:
+        name = line.split("#", 1)[0].strip()
+        if not name:
+            continue
+        part, _, index = name.partition(":")
+        names.add(name if part in ("train", "test") and index.isdigit() else str((base / name).resolve()))
+    return names
 
 
 # --------------------------------------------------------------------------- in-memory sources

@@ -50,6 +50,7 @@ class Task:
     name = None
     activation = None  # the output layer's activation
     calibrated = False  # whether the task chooses something on the validation split (multilabel: thresholds)
+    checks_labels = False  # whether `label_issues` finds likely label errors (cnnlab doctor)
 
     # ------------------------------------------------------------------ data and training
 
@@ -132,6 +133,16 @@ class Task:
         """Draw an evaluation's own plots into `folder` (the learning curves are every task's, drawn apart);
         `kept`: the images `keep` chose, as ``(image, output, target)``."""
         raise NotImplementedError
+
+    def label_issues(self, labels, probabilities):
+        """Likely label errors among `labels` (as the data holds them) given out-of-sample `probabilities`, by
+        confident learning (cleanlab): ``[(index, label quality 0..1, suggested label)]``, the likeliest error
+        first; None for a task cleanlab does not check here."""
+        return None
+
+    def label_text(self, label, class_names):
+        """One label as a person reads it (a class name, names separated by spaces)."""
+        return str(label)
 
     # ------------------------------------------------------------------ predict, export, report
 

@@ -39,6 +39,20 @@ class Classification(Task):
     def stratify(self, labels):
         return labels
 
+    checks_labels = True
+
+    def label_issues(self, labels, probabilities):
+        from cleanlab.filter import find_label_issues
+        from cleanlab.rank import get_label_quality_scores
+
+        labels = np.asarray(labels, int)
+        order = find_label_issues(labels, probabilities, return_indices_ranked_by="self_confidence")
+        quality = get_label_quality_scores(labels, probabilities, method="self_confidence")
+        return [(int(i), float(quality[i]), int(probabilities[i].argmax())) for i in order]
+
+    def label_text(self, label, class_names):
+        return str(class_names[int(label)])
+
     def targets(self, labels, classes):
         from cnnlab.data.ops import one_hot
 

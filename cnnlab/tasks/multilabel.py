@@ -59,6 +59,20 @@ class Multilabel(Task):
         """Multi-hot rows are not one class to stratify by: splits are drawn at random (seeded)."""
         return None
 
+    checks_labels = True
+
+    def label_issues(self, labels, probabilities):
+        from cleanlab.multilabel_classification.filter import find_label_issues
+        from cleanlab.multilabel_classification.rank import get_label_quality_scores
+
+        given = [np.flatnonzero(row).tolist() for row in np.asarray(labels)]
+        order = find_label_issues(given, probabilities, return_indices_ranked_by="self_confidence")
+        quality = get_label_quality_scores(given, probabilities)
+        return [(int(i), float(quality[i]), (probabilities[i] >= DEFAULT_THRESHOLD).astype(np.uint8)) for i in order]
+
+    def label_text(self, label, class_names):
+        return " ".join(str(class_names[c]) for c in np.flatnonzero(label)) or "(none)"
+
     def targets(self, labels, classes):
         import tensorflow as tf
 
