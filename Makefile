@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install browser demo test test-fast lint bench accuracy clean
+.PHONY: install browser postgres demo test test-fast lint bench accuracy clean
 
 install: $(VENV)/.installed
 
@@ -28,11 +28,23 @@ browser:  ## Debian's chromium for the report's browser test (skipped, not faile
 	  echo "Could not install chromium: the report's browser test will be skipped"; \
 	else echo "No $(CHROMIUM) (install the Debian package chromium as root): the report's browser test will be skipped"; fi
 
+# The shared-study test of cnnlab tune (tests/test_tune.py) starts a PostgreSQL server on 127.0.0.1 from
+# Debian's postgresql binaries (as the user postgres when run as root). Installed with apt-get when missing
+# and we are root; otherwise, or if apt-get fails, that one test is skipped.
+postgres:  ## Debian's postgresql for the shared-study test (skipped, not failed, without it)
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing Debian's postgresql for the shared-study test"; \
+	  (apt-get install -y --no-install-recommends postgresql >/dev/null 2>&1 || \
+	   (apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends postgresql >/dev/null 2>&1)) || \
+	  echo "Could not install postgresql: the shared-study test will be skipped"; \
+	else echo "No PostgreSQL server (install the Debian package postgresql as root): the shared-study test will be skipped"; fi
+
 demo: install  ## train and evaluate an MLP on scikit-learn's bundled digits (no download)
 	$(BIN)/cnnlab train experiments/digits_mlp.yaml
 	$(BIN)/cnnlab evaluate
 
-test: install browser  ## the whole suite, slow end-to-end tests and the browser test included, 2 processes
+test: install browser postgres  ## the whole suite, slow end-to-end tests and the browser and PostgreSQL tests, 2 processes
 	$(BIN)/python -m pytest -n 2
 
 test-fast: install
