@@ -87,7 +87,8 @@ def find_image_issues(images, progress=False):
         quiet.enter_context(contextlib.redirect_stderr(io.StringIO()))
     with quiet:
         lab = Imagelab(torchvision_dataset=images, verbose=progress)
-        lab.find_issues({name: {} for name in ISSUE_TYPES}, verbose=progress)
+        # one process: cleanvision's pool forks this process, whose TensorFlow threads a fork can deadlock
+        lab.find_issues({name: {} for name in ISSUE_TYPES}, n_jobs=1, verbose=progress)
     flagged, traits = {}, {}
     for name in ISSUE_TYPES:
         column = f"is_{name}_issue"
