@@ -527,9 +527,15 @@ def _check_tune(cfg):
     if tune.metric is not None and tune.metric not in allowed:
         raise ValueError(f"`tune.metric` must be a metric training logs: {', '.join(allowed)}. "
                          f"Received: {_short(tune.metric)}.{did_you_mean(tune.metric, allowed)}")
-    if (tune.metric or "").startswith("val_") and cfg.data.validation_split == 0:
-        raise ValueError(f"tune.metric is {tune.metric!r} but data.validation_split is 0, so there is no "
-                         "validation data: set a validation_split (a search must not choose on the test split)")
+    checkpoint = cfg.callbacks.model_checkpoint
+    metric = tune.metric or (checkpoint.monitor if checkpoint else "val_loss")  # cnnlab.tuning.study.metric_of
+    if metric.startswith("val_") and cfg.data.validation_split == 0:
+        raise ValueError(f"the search's metric is {metric!r} (tune.metric, else the checkpoint's monitor) but "
+                         "data.validation_split is 0, so there is no validation data: set a validation_split "
+                         "(a search must not choose on the test split)")
+    if not cfg.callbacks.csv_logger:
+        raise ValueError("tune: needs callbacks.csv_logger: true, the history whose epochs a trial reports to "
+                         "the pruner and takes its value from")
     base = {k: v for k, v in cfg.to_dict().items() if k not in ("tune", "provenance")}
     for key, space in tune.parameters.items():
         _check_parameter(base, key, space, tune.sampler)
@@ -547,11 +553,14 @@ def _check_parameter(base, key, space, sampler):
         data = _deepcopy(base)
         set_key(data, parts, value)
         try:
-            ExperimentConfig.model_validate(data)
+            probe = ExperimentConfig.model_validate(data)
         except pydantic.ValidationError as exc:
             problems = "; ".join(dict.fromkeys(_describe_one(e, _location(e)) for e in exc.errors(include_url=False)))
             raise ValueError(f"`tune.parameters.{key}` ({space.space}) can draw {_short(value)}, which does not "
                              f"make a valid experiment: {problems}") from None
+        if not probe.callbacks.csv_logger:
+            raise ValueError(f"`tune.parameters.{key}` can turn callbacks.csv_logger off, but a trial needs it: "
+                             "tune: needs callbacks.csv_logger: true, the history a trial reports to the pruner")
 
 
 def _probes(space):

@@ -21,8 +21,7 @@ from cnnlab import rundir
 MLFLOW_RUN_KEY = "mlflow_run_id"  # in run.json
 # MLflow's HTTP client retries for minutes by default; a tracking server that is down costs seconds here.
 MLFLOW_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-               "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-PARAMS_PER_CALL = 100  # MLflow's log_batch takes at most 100 parameters
+               "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
 ARTIFACTS = ("model.keras", "config.yaml", "history.csv", "metrics.json", "class_names.json", "thresholds.json",
              "plots", "report.html")
 STUDY_ARTIFACTS = (".csv", ".html", ".yaml", ".png", ".json")  # a study's results (its database stays out)
@@ -110,9 +109,7 @@ class MlflowTracker(Tracker):
         experiment_id = found.experiment_id if found is not None else self.client.create_experiment(experiment)
         self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags_).info.run_id
         remember(self.run_id)
-        items = [Param(k, v) for k, v in params.items()]
-        for start in range(0, len(items), PARAMS_PER_CALL):
-            self.client.log_batch(self.run_id, params=items[start:start + PARAMS_PER_CALL])
+        self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])  # MLflow batches them
         self.echo(f"MLflow: run {self.run_id} in experiment {experiment!r} ({self.client.tracking_uri})")
 
     def epoch(self, epoch, logs):
@@ -139,13 +136,14 @@ class MlflowTracker(Tracker):
             self.client.log_batch(self.run_id, metrics=metrics)
 
     def _end(self, status):
-        if status == "FINISHED":
-            for path in self.artifacts():
+        try:
+            for path in self.artifacts() if status == "FINISHED" else ():
                 if path.is_dir():
                     self.client.log_artifacts(self.run_id, str(path), artifact_path=path.name)
                 elif path.is_file():
                     self.client.log_artifact(self.run_id, str(path))
-        self.client.set_terminated(self.run_id, status=status)
+        finally:  # a failed upload still ends the MLflow run (not left RUNNING)
+            self.client.set_terminated(self.run_id, status=status)
 
     def _guarded(self, function, *args):
         """Call `function`; on the first failure warn once and track nothing more."""
@@ -184,7 +182,8 @@ def parameters(config, prefix=""):
 
 
 def epoch_callback(tracker_):
-    """A Keras callback that hands every epoch's logs to `tracker_`."""
+    """A Keras callback that hands every epoch's logs to `tracker_` (not mlflow.keras's callback: that one logs
+    through MLflow's global active run and raises when the server is down; this one warns once and goes on)."""
     import keras
 
     class TrackEpochs(keras.callbacks.Callback):

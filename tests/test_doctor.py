@@ -96,17 +96,22 @@ def test_a_run_s_model_checks_its_held_out_splits_and_unreadable_files_are_repor
     assert "training split's labels are not checked" in result.output
 
 
-def test_data_exclude_leaves_the_listed_images_out(tmp_path, npz_path):
+def test_data_exclude_leaves_listed_training_images_out_and_keeps_the_splits(tmp_path, npz_path):
     from cnnlab.config import load_config
     from cnnlab.data.pipeline import load_data
 
+    data = {"dataset": "npz", "path": str(npz_path), "validation_split": 0.25}
+    before = load_data(load_config(experiment(tmp_path, data)))
+    train_listed, val_listed = str(before.train.ids[0]), str(before.val.ids[3])
     listing = tmp_path / "exclude.txt"
-    listing.write_text("# two training images and a test image\ntrain:0\ntrain:5  # a comment\ntest:2\n")
-    cfg = load_config(experiment(tmp_path, {"dataset": "npz", "path": str(npz_path), "validation_split": 0.0,
-                                            "exclude": str(listing)}))
-    data = load_data(cfg)
-    assert len(data.train) == 118 and len(data.test) == 29
-    assert "train:0" not in set(data.train.ids) and "train:1" in set(data.train.ids)
+    listing.write_text(f"# a training image, a validation image, a test image, a name of none\n{train_listed}\n"
+                       f"{val_listed}  # val\ntest:2\nfile#1.png\n")
+    after = load_data(load_config(experiment(tmp_path, {**data, "exclude": str(listing)})))
+    assert set(after.train.ids) == set(before.train.ids) - {train_listed}
+    assert set(after.val.ids) == set(before.val.ids) - {val_listed}  # the splits are drawn as without the list
+    assert list(after.test.ids) == list(before.test.ids)  # runs are compared on the test split: never left out
+    assert after.excluded.left_out == 2 and "2 listed name(s) are no training or validation image" in \
+        after.excluded.describe()
 
 
 @pytest.mark.parametrize("args, words", [

@@ -66,6 +66,7 @@ def trials_of(folder, name="dig"):
     ({"pruner": "asha"}, "'median', 'hyperband' or 'none'"),
     ({"trials": 0}, "tune.trials"),
     ({"parameters": {}}, "no tune.parameters"),
+    ({"parameters": {"callbacks.csv_logger": {"space": "choice", "values": [True, False]}}}, "csv_logger: true"),
 ])
 def test_a_bad_search_is_one_error_line_before_anything_runs(tmp_path, cli, change, words):
     path = experiment(tmp_path, **change)
@@ -104,7 +105,7 @@ def test_the_kept_epoch_s_metric_is_the_trial_s_value():
 def test_an_interrupted_trial_is_taken_up_once_and_counts_once():
     import optuna
 
-    from cnnlab.tuning.study import original, requeue, spent
+    from cnnlab.tuning.study import predecessor, requeue, spent
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study()
@@ -115,10 +116,32 @@ def test_an_interrupted_trial_is_taken_up_once_and_counts_once():
     requeue(study, interrupted.number)
     assert spent(study) == 2  # the interrupted trial is not spent: its copy waits
     again = study.ask()
-    assert original(study.trials[again.number]) == interrupted.number
+    assert predecessor(study.trials[again.number]) == interrupted.number
     assert again.suggest_float("x", 0, 1) == interrupted.params["x"]
     study.tell(again, 0.5)
     assert spent(study) == 3
+
+
+def test_an_epoch_behind_the_other_trials_prunes_the_trial(tmp_path):
+    import optuna
+
+    from cnnlab.tuning.trial import Search, Watch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1))
+    first = study.ask()
+    for epoch in range(3):
+        first.report(0.9, epoch)
+    study.tell(first, 0.9)
+    watch = Watch(study.ask(), Search(base={}, parameters={}, metric="val_accuracy", direction="maximize",
+                                      folder=tmp_path, study="s", storage="memory"))
+    watch.run = tmp_path
+    (tmp_path / "history.csv").write_text("epoch,val_accuracy\n0,0.50\n")
+    assert watch._report() is False  # the first epoch is the pruner's warm-up
+    (tmp_path / "history.csv").write_text("epoch,val_accuracy\n0,0.50\n1,0.55\n")
+    assert watch._report() is True and len(watch.rows) == 2  # still behind the other trial's 0.9
+    assert study.trials[-1].intermediate_values == {0: 0.50, 1: 0.55}
 
 
 # --------------------------------------------------------------------------- studies, end to end
@@ -238,6 +261,7 @@ def test_two_processes_share_one_study_on_postgresql(tmp_path, postgres):
     trials = optuna.load_study(study_name="dig", storage=postgres).get_trials()
     assert sorted(t.number for t in trials) == [0, 1, 2, 3]  # the budget once, numbers unique
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 4  # each process's sampler draws its own
     assert all(any(f"Trial {t.number}:" in out for out in outputs) for t in trials)
     assert not any(f"Trial {t.number}:" in outputs[0] and f"Trial {t.number}:" in outputs[1] for t in trials)
     runs = {t.user_attrs["run"] for t in trials}

@@ -46,6 +46,9 @@ def doctor(target=None, *, overrides=(), folds=None, output=None, root="runs", u
     require("doctor", "cnnlab doctor")
     folder = Path(output) if output else (opened.run / DOCTOR_FOLDER if opened is not None
                                           else Path(cfg.output_dir) / cfg.name / DOCTOR_FOLDER)
+    if cfg.data.exclude and Path(cfg.data.exclude).resolve() == (folder / found_.EXCLUDE_FILE).resolve():
+        raise CnnlabError(f"data.exclude is {cfg.data.exclude}, the list this doctor would write anew: give -o "
+                          "another folder, so that the list you read stays as it is.")
     report = examine(cfg, opened, folds, unsafe, echo)
     report.folder = folder
     echo(found_.summary(report))

@@ -41,6 +41,7 @@ class DataBundle:
     skipped: tuple = ()
     task: object = None  # the run's `cnnlab.tasks.base.Task` (default: classification)
     ignore_index: int = 255  # a mask value that is no class (segmentation's data.ignore_index)
+    excluded: object = None  # `cnnlab.data.sources.Exclusion` of data.exclude, or None
     _stats: dict = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -164,6 +165,8 @@ class DataBundle:
         if self.skipped:
             echo(f"Skipped {len(self.skipped)} bad image file(s) (data.on_bad_image: skip), e.g. "
                  f"{self.skipped[0][0]}")
+        if self.excluded is not None:
+            echo(self.excluded.describe())
 
     def channel_stats(self):
         """Per-channel mean and variance of the (un-augmented) training images."""
@@ -184,8 +187,6 @@ def load_data(cfg):
     """
     data, task = cfg.data, task_of(cfg)
     raw = load_raw(data, task)
-    if data.exclude:
-        raw = exclude(raw, data.exclude)
     train, test = raw.train, raw.test
     seed = split_seed(cfg)
     if test is None and data.test_split > 0:
@@ -194,10 +195,13 @@ def load_data(cfg):
     if data.validation_split > 0:
         train, val = stratified_split(train, data.validation_split, seed, "data.validation_split", raw.class_names,
                                       task)
+    excluded = None
+    if data.exclude:  # after the splits: they stay those of the same data without the list
+        train, val, excluded = exclude(train, val, data.exclude)
     return DataBundle(train=train, val=val, test=test, class_names=list(raw.class_names),
                       input_shape=input_shape(raw.image_shape, data), batch_size=data.batch_size,
                       seed=cfg.seed, augmentation=cfg.augmentation, skipped=raw.skipped, task=task,
-                      ignore_index=data.ignore_index)
+                      ignore_index=data.ignore_index, excluded=excluded)
 
 
 def split_seed(cfg):

@@ -73,21 +73,37 @@ def identify(raw):
     return replace(raw, train=named(raw.train, "train"), test=named(raw.test, "test"))
 
 
-def exclude(raw, path):
-    """`raw` without the examples the file `path` lists (one a line: an image path, absolute or relative to
-    the file's folder, or ``train:<index>`` / ``test:<index>``; ``#`` starts a comment): ``data.exclude``."""
+@dataclass(frozen=True)
+class Exclusion:
+    """What ``data.exclude`` left out: the file, how many it lists, how many images of train and val it named."""
+
+    path: str
+    listed: int
+    left_out: int
+
+    def describe(self):
+        unmatched = f"; {self.listed - self.left_out} listed name(s) are no training or validation image" \
+            if self.listed > self.left_out else ""
+        return f"Excluded {self.left_out} image(s) listed in {self.path} (data.exclude){unmatched}"
+
+
+def exclude(train, val, path):
+    """`train` and `val` (`Examples`, val may be None) without the images the file `path` lists, and the
+    `Exclusion`; never the test split, on which runs are compared. Lines: an image path (absolute, or relative
+    to the file's folder) or ``train:<index>`` / ``test:<index>`` (an array source's own parts)."""
     listed = read_exclusions(path)
 
     def kept(examples):
         if examples is None:
-            return None
+            return None, 0
         names = [str(Path(i).resolve()) for i in examples.ids] if examples.paths is not None else examples.ids
-        return examples.take(np.flatnonzero([name not in listed for name in names]))
+        keep = np.flatnonzero([name not in listed for name in names])
+        return examples.take(keep), len(examples) - len(keep)
 
-    train, test = kept(raw.train), kept(raw.test)
+    (train, out_train), (val, out_val) = kept(train), kept(val)
     if len(train) == 0:
         raise DataError(f"data.exclude {path} leaves no training image: it lists every one.")
-    return replace(raw, train=train, test=test)
+    return train, val, Exclusion(str(path), len(listed), out_train + out_val)
 
 
 def read_exclusions(path):
@@ -99,8 +115,8 @@ def read_exclusions(path):
         raise DataError(f"data.exclude {path} cannot be read: {getattr(exc, 'strerror', None) or exc}.") from None
     names = set()
     for line in lines:
-        name = line.split("#", 1)[0].strip()
-        if not name:
+        name = line.split(" #", 1)[0].strip()  # a comment: a line that starts with #, or " #" after a name
+        if not name or name.startswith("#"):
             continue
         part, _, index = name.partition(":")
         names.add(name if part in ("train", "test") and index.isdigit() else str((base / name).resolve()))

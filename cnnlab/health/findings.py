@@ -16,6 +16,7 @@ from cnnlab.console import aligned
 
 THUMBNAILS = 40  # per section of the page
 THUMB_SIDE = 72  # pixels: small images are scaled up (nearest neighbour) to be seen
+EXCLUDE_FILE = "exclude.txt"
 EXCLUDED_SPLITS = ("train", "val")  # the test split is what a run is judged on: never left out by the list
 
 
@@ -139,11 +140,11 @@ def write_report(report, folder, images, title):
                          f.suggested, f.detail, int(f.exclude)])
     files.write_text(folder / "doctor.csv", buffer.getvalue())
     excluded = report.excluded()
-    files.write_text(folder / "exclude.txt", "# cnnlab doctor: training and validation images to leave out "
+    files.write_text(folder / EXCLUDE_FILE, "# cnnlab doctor: training and validation images to leave out "
                      "(data.exclude: this file): likely label errors and copies of test images\n"
                      + "".join(f"{name}\n" for name in excluded))
     files.write_text(folder / "doctor.html", page(report, images, title))
-    return folder / "doctor.csv", folder / "doctor.html", folder / "exclude.txt"
+    return folder / "doctor.csv", folder / "doctor.html", folder / EXCLUDE_FILE
 
 
 def page(report, images, title):

@@ -10,6 +10,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from cnnlab.errors import CnnlabError
+
 
 def run_probabilities(model, bundle, splits=("val", "test")):
     """``{split: probabilities}`` of a run's `model` on the `splits` the data has."""
@@ -24,6 +26,11 @@ def cross_validated_probabilities(cfg, bundle, folds, echo=print):
 
     labels = bundle.train.labels
     by = bundle.task.stratify(labels)
+    fewest = int(np.bincount(np.asarray(by, int)).min()) if by is not None else len(labels)
+    if fewest < folds:
+        raise CnnlabError(f"--folds {folds} needs at least {folds} training images of every class (each fold "
+                          f"holds some of each); the rarest class has {fewest}. Give --folds {max(fewest, 2)} or "
+                          "fewer.")
     splitter = (StratifiedKFold if by is not None else KFold)(n_splits=folds, shuffle=True, random_state=cfg.seed)
     probabilities = None
     for number, (trained, held) in enumerate(splitter.split(np.zeros(len(labels)), by), 1):

@@ -11,7 +11,7 @@ import warnings
 
 from cnnlab import files
 from cnnlab.console import aligned
-from cnnlab.tuning.study import original
+from cnnlab.tuning.study import predecessor
 
 PLOTS = {"optimization_history": "plot_optimization_history", "parallel_coordinate": "plot_parallel_coordinate",
          "param_importances": "plot_param_importances"}  # file stem -> optuna.visualization.matplotlib function
@@ -26,7 +26,7 @@ def rows(study):
         out.append({"number": trial.number, "state": trial.state.name.lower(), "value": trial.value,
                     "epochs": trial.user_attrs.get("epochs"), "seconds": seconds,
                     "run": trial.user_attrs.get("run", ""), "reason": trial.user_attrs.get("reason", ""),
-                    "takes_up": original(trial) if original(trial) != trial.number else "",
+                    "takes_up": "" if predecessor(trial) is None else predecessor(trial),
                     **{f"params_{k}": v for k, v in trial.params.items()}})
     return out
 
@@ -50,7 +50,7 @@ def write_results(study, folder, metric, echo=print):
         best_path = folder / "best.yaml"
         header = (f"# The best trial ({best.number}) of the study {study.study_name!r}: {metric} {best.value:.6g}.\n"
                   f"# Train it with: cnnlab train {best_path}\n")
-        files.write_text(best_path, header + open(best.user_attrs["config"]).read())
+        files.write_text(best_path, header + best.user_attrs["experiment"])  # in the study: any machine reads it
         echo(f"Best: trial {best.number}, {metric} {best.value:.6g} ({best.user_attrs.get('run', '')})")
     importances = param_importances(study)
     files.write_json(folder / "importances.json", importances)

@@ -6,10 +6,11 @@ file ``<output_dir>/<name>/tune/study.db``, beside the runs its trials make; a
 trial to one process). Every trial process beats a heartbeat into the database; a
 trial whose process died (killed, the machine lost) is found stale by the next process
 that starts, marked failed and queued again with the same parameters
-(`optuna.storages.RetryFailedTrialCallback`), so its run is resumed. A trial stopped by
+(`optuna.storages.RetryHeartbeatStaleTrialCallback`), so its run is resumed. A trial stopped by
 Ctrl-C is queued again at once (`requeue`).
 """
 
+import os
 import random
 import time
 import warnings
@@ -60,15 +61,24 @@ def direction_of(cfg):
     return cfg.tune.direction or catalog.metric_direction(metric_of(cfg))
 
 
-def make_sampler(cfg):
-    """Optuna's sampler of ``tune.sampler``, seeded by the experiment's seed (the grid enumerates every choice)."""
+def make_sampler(cfg, seed):
+    """Optuna's sampler of ``tune.sampler`` seeded by `seed` (`sampler_seed`; the grid enumerates every choice)."""
     import optuna
 
     tune = cfg.tune
     if tune.sampler == "grid":
-        return optuna.samplers.GridSampler(grid(tune.parameters), seed=cfg.seed)
+        return optuna.samplers.GridSampler(grid(tune.parameters), seed=seed)
     return {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
-            "cmaes": optuna.samplers.CmaEsSampler}[tune.sampler](seed=cfg.seed)
+            "cmaes": optuna.samplers.CmaEsSampler}[tune.sampler](seed=seed)
+
+
+def sampler_seed(cfg, study):
+    """The experiment's seed for a new study on this machine's own storage, so that it is reproducible; for a
+    study that goes on, or one shared, the seed mixed with the trials so far and this process: a sampler that
+    started again from the same seed would draw the values of the first trials again."""
+    if not study.trials and not cfg.tune.storage:
+        return cfg.seed
+    return hash((cfg.seed, len(study.trials), os.getpid())) % 2**32
 
 
 def grid(parameters):
@@ -102,8 +112,10 @@ def open_study(cfg):
         for attempt in range(OPEN_ATTEMPTS):
             try:
                 return _open(cfg, url)
-            except sqlalchemy.exc.IntegrityError:  # another process made the tables or the study just now
-                if attempt == OPEN_ATTEMPTS - 1:
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+                # another process made the tables or the study just now (PostgreSQL: a unique violation, or
+                # DuplicateTable); anything else is the storage's own fault
+                if attempt == OPEN_ATTEMPTS - 1 or not _raced(exc):
                     raise
                 time.sleep(0.2 + random.random())
     except ImportError as exc:  # SQLAlchemy's driver for the URL's database
@@ -121,40 +133,46 @@ def open_study(cfg):
                           "to start another study.") from None
 
 
+def _raced(exc):
+    text = str(exc).lower()
+    return "unique" in text or "already exists" in text or "duplicate" in text
+
+
 def _open(cfg, url):
     import optuna
 
     storage = optuna.storages.RDBStorage(
         url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-        heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=3))
-    return optuna.create_study(study_name=cfg.name, storage=storage, sampler=make_sampler(cfg),
-                               pruner=make_pruner(cfg), direction=direction_of(cfg), load_if_exists=True)
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+    study = optuna.create_study(study_name=cfg.name, storage=storage, pruner=make_pruner(cfg),
+                                direction=direction_of(cfg), load_if_exists=True)
+    optuna.storages.fail_stale_trials(study)  # a trial whose process died is failed and queued again now
+    study.sampler = make_sampler(cfg, sampler_seed(cfg, study))
+    return study
 
 
-def original(trial):
-    """The number of the trial that `trial` (a FrozenTrial) takes up: its own, unless it was queued again
-    after an interruption (Ctrl-C here, or a process that died)."""
+def predecessor(trial):
+    """The number of the interrupted trial that `trial` (a FrozenTrial) takes up (queued again after Ctrl-C
+    here, or after its process died), or None."""
     import optuna
 
-    taken_up = trial.user_attrs.get(RESUMES)
-    if taken_up is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            taken_up = optuna.storages.RetryFailedTrialCallback.retried_trial_number(trial)
-    return trial.number if taken_up is None else taken_up
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+    return retried if retried is not None else trial.user_attrs.get(RESUMES)  # Optuna's retry copies our attrs
 
 
 def spent(study):
     """How much of the budget the study has used: its trials, but the ones queued and not started and the
-    interrupted ones that another trial takes up (each counts once)."""
+    interrupted ones that another trial takes up (each counts once, by the last to take it up)."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
-    taken_up = {original(t) for t in trials if original(t) != t.number}
+    taken_up = {predecessor(t) for t in trials} - {None}
     return sum(t.state != TrialState.WAITING and t.number not in taken_up for t in trials)
 
 
 def requeue(study, trial_number):
     """Queue the interrupted trial `trial_number` again with its parameters (its run resumes)."""
     trial = study.get_trials(deepcopy=False)[trial_number]
-    study.enqueue_trial(trial.params, user_attrs={RESUMES: original(trial)})
+    study.enqueue_trial(trial.params, user_attrs={RESUMES: trial_number})

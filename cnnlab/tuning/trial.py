@@ -9,7 +9,6 @@ pruner says so. The trial's value is the metric at the epoch whose model the run
 (the checkpoint's best; the last epoch without a checkpoint).
 """
 
-import csv
 import math
 import os
 import queue
@@ -85,10 +84,13 @@ def run_trial(trial, search):
 
     values = suggest(trial, search.parameters)
     path = search.folder / TRIALS_FOLDER / f"trial-{trial.number:04d}.yaml"
-    files.write_text(path, yaml.safe_dump(trial_config(search, values), sort_keys=False))
+    config = trial_config(search, values)
+    text = yaml.safe_dump(config, sort_keys=False)
+    files.write_text(path, text)
     shown = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
     search.echo(f"Trial {trial.number}: {shown}")
     trial.set_user_attr("config", str(path))
+    trial.set_user_attr("experiment", text)  # the study's own copy: best.yaml is written from it on any machine
     watch = Watch(trial, search)
     try:
         code = watch.train(path)
@@ -102,11 +104,13 @@ def run_trial(trial, search):
         raise optuna.TrialPruned(f"pruned after epoch {len(watch.rows)}")
     if watch.run is not None:
         rundir.update_run_info(watch.run, tune=watch.record())
-    if code != 0:
-        reason = watch.error or _ending(code)
-        trial.set_user_attr("reason", reason)
-        raise TrialFailed(reason)
-    return objective_value(watch.rows, search.metric, search.base)
+    try:
+        if code != 0:
+            raise TrialFailed(watch.error or _ending(code))
+        return objective_value(watch.rows, search.metric, config)
+    except TrialFailed as exc:
+        trial.set_user_attr("reason", str(exc))
+        raise
 
 
 class Watch:
@@ -162,13 +166,13 @@ class Watch:
         """Report the epochs that ended since the last call; whether the pruner says stop."""
         if self.run is None:
             return False
-        rows = read_history(self.run)
+        rows = rundir.read_history(self.run)
         prune = False
         for epoch, row in enumerate(rows[len(self.rows):], start=len(self.rows)):
             value = _number(row.get(self.search.metric))
             if value is not None and math.isfinite(value):
                 self.trial.report(value, epoch)
-                prune = prune or self.trial.should_prune()
+                prune = prune or bool(self.trial.should_prune())
         self.rows = rows
         return prune
 
@@ -192,22 +196,14 @@ def _wait(proc):
         proc.wait()
 
 
-def read_history(run):
-    """The rows of a run's ``history.csv`` (one per finished epoch; none yet: [])."""
-    try:
-        with open(Path(run) / "history.csv", newline="") as handle:
-            return [row for row in csv.DictReader(handle) if row.get("epoch", "").strip()]
-    except OSError:
-        return []
-
-
 def objective_value(rows, metric, config):
-    """The `metric` at the epoch the run keeps: the checkpoint's best by its monitor, else the last."""
+    """The `metric` at the epoch the run keeps (its `config`, a plain dict): the checkpoint's best by its monitor,
+    else (no checkpoint, or one that saves every epoch) the last."""
     if not rows:
         raise TrialFailed("the training ended before its first epoch")
     checkpoint = (config.get("callbacks") or {}).get("model_checkpoint")
     kept = rows[-1]
-    if checkpoint:
+    if checkpoint and checkpoint.get("save_best_only", True):
         from cnnlab import catalog
 
         monitor, mode = checkpoint.get("monitor", "val_loss"), checkpoint.get("mode", "auto")
