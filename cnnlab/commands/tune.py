@@ -15,7 +15,7 @@ import yaml
 
 from cnnlab import tracking
 from cnnlab.errors import CnnlabError
-from cnnlab.tuning.study import (direction_of, metric_of, open_study, requeue, shown_url, spent, storage_url,
+from cnnlab.tuning.study import (direction_of, metric_of, open_study, optimize, shown_url, spent, storage_url,
                                  study_folder)
 
 
@@ -33,7 +33,7 @@ def tune(cfg, *, echo=print):
     import optuna
 
     from cnnlab.tuning.results import write_results
-    from cnnlab.tuning.trial import Search, TrialFailed, run_trial
+    from cnnlab.tuning.trial import Search
 
     if cfg.tune is None or not cfg.tune.parameters:
         raise CnnlabError("the experiment has no tune.parameters to search: add a tune: section naming at least "
@@ -50,33 +50,11 @@ def tune(cfg, *, echo=print):
                     storage=shown_url(storage_url(cfg)), echo=echo)
     echo(f"Study {cfg.name!r} in {search.storage}: {search.direction} {metric}, {spent(study)} of {budget} "
          f"trials done ({cfg.tune.sampler} sampler, {cfg.tune.pruner} pruner)")
-    interrupted = []
-
-    def objective(trial):
-        try:
-            return run_trial(trial, search)
-        except KeyboardInterrupt:
-            interrupted.append(trial.number)
-            trial.set_user_attr("reason", "interrupted (queued again)")
-            raise
-
-    def stop_at_budget(study, trial):
-        if spent(study) >= budget:
-            study.stop()
-
     with tracking.lifetime(track):
         try:
-            remaining = budget - spent(study)
-            if remaining > 0:
-                study.optimize(objective, n_trials=remaining, catch=(TrialFailed,), callbacks=[stop_at_budget])
-        except KeyboardInterrupt:
-            for number in interrupted:
-                requeue(study, number)
-                echo(f"Trial {number} stopped; it is queued again, and its run resumes when the same command "
-                     "runs again.")
-            write_results(study, folder, metric, echo)
-            raise
-        best = write_results(study, folder, metric, echo)
+            optimize(study, search, budget)
+        finally:  # at the end, and on Ctrl-C
+            best = write_results(study, folder, metric, echo)
         if best is not None:
             track.result({metric: study.best_value}, "best")
     return best

@@ -176,3 +176,34 @@ def requeue(study, trial_number):
     """Queue the interrupted trial `trial_number` again with its parameters (its run resumes)."""
     trial = study.get_trials(deepcopy=False)[trial_number]
     study.enqueue_trial(trial.params, user_attrs={RESUMES: trial_number})
+
+
+def optimize(study, search, budget):
+    """Hand out trials (`cnnlab.tuning.trial.run_trial`) until the study has spent `budget`, counting the trials
+    of every process that shares it. A failed trial is recorded and the study goes on; on Ctrl-C the running
+    trial is queued again (its run resumes next time) and KeyboardInterrupt is raised."""
+    from cnnlab.tuning.trial import TrialFailed, run_trial
+
+    interrupted = []
+
+    def objective(trial):
+        try:
+            return run_trial(trial, search)
+        except KeyboardInterrupt:
+            interrupted.append(trial.number)
+            trial.set_user_attr("reason", "interrupted (queued again)")
+            raise
+
+    def stop_at_budget(study, trial):  # MaxTrialsCallback, but a requeued trial counts once (`spent`)
+        if spent(study) >= budget:
+            study.stop()
+
+    try:
+        if budget > spent(study):
+            study.optimize(objective, n_trials=budget - spent(study), catch=(TrialFailed,), callbacks=[stop_at_budget])
+    except KeyboardInterrupt:
+        for number in interrupted:
+            requeue(study, number)
+            search.echo(f"Trial {number} stopped; it is queued again, and its run resumes when the same command "
+                        "runs again.")
+        raise
