@@ -251,7 +251,7 @@ def postgres():
 @pytest.mark.slow
 def test_two_processes_share_one_study_on_postgresql(tmp_path, postgres):
     pytest.importorskip("psycopg", reason="the tune extra's PostgreSQL driver (psycopg) is not installed")
-    path = experiment(tmp_path, epochs=2, trials=4, pruner="none")
+    path = experiment(tmp_path, epochs=1, trials=4, pruner="none")
     procs = [subprocess.Popen([*CNNLAB, "tune", str(path), "--storage", postgres], cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
