@@ -76,6 +76,11 @@ WALKED = {
     "test_accuracy_table_command_reads_mnist_from_the_readme_path": {
         "train": {"--seeds", "--set", "--epochs"},
     },
+    "test_tune_track_and_doctor_as_the_readme_shows": {
+        "tune": {"--trials", "--storage", "--set", "--track"},
+        "train": {"--track", "--set"},
+        "doctor": {"--folds", "-o", "--set", "--unsafe"},
+    },
 }
 # What README shows that no walkthrough runs, and where it is tested instead.
 NOT_WALKED = {
@@ -453,6 +458,33 @@ def test_accuracy_table_command_reads_mnist_from_the_readme_path(elsewhere, tmp_
     assert Path(recorded).is_absolute() and Path(recorded).samefile(SHARED_MNIST)  # recorded absolute
     assert metrics(run / "metrics.json")["images"] == 10000
     session.assert_walked(WALKED["test_accuracy_table_command_reads_mnist_from_the_readme_path"])
+
+
+@pytest.mark.slow
+def test_tune_track_and_doctor_as_the_readme_shows(elsewhere):
+    pytest.importorskip("optuna", reason="the tune extra is not installed")
+    pytest.importorskip("mlflow", reason="the track extra is not installed")
+    pytest.importorskip("cleanlab", reason="the doctor extra is not installed")
+    session, here = elsewhere, elsewhere.cwd
+    words, _ = readme_command("cnnlab tune experiments/digits_tune.yaml")
+    # Changed: 2 trials of 3 epochs instead of 20 of 40, a study file named here, tracked in MLflow's default store.
+    done = session(*as_user(words), "--trials", "2", "--set", "training.epochs=3", "--storage",
+                   f"sqlite:///{here / 'study.db'}", "--track", "mlflow")
+    assert "Trials: 2 (2 complete)" in done.stdout and "MLflow: run" in done.stdout
+    words, _ = readme_command("cnnlab train runs/digits-tune/tune/best.yaml")
+    done = session(*as_user(words), "--set", "training.epochs=2", "--track", "mlflow")
+    run = run_dir(session, done)
+    assert json.loads((run / "run.json").read_text())["mlflow_run_id"]
+
+    words, _ = readme_command("cnnlab doctor experiments/mnist_fast.yaml --folds 2")
+    x, y = make_images(20, classes=10, size=28)
+    np.savez(here / "mnist.npz", x_train=x[..., 0], y_train=y, x_test=x[:50, ..., 0], y_test=y[:50])
+    # Changed: the small MNIST-shaped mnist.npz the test writes here, one epoch per fold, its own folder.
+    done = session(*as_user(words), "--set", "training.epochs=1", "-o", "doctor")
+    assert "Labels (train)" in done.stdout and (here / "doctor" / "exclude.txt").is_file()
+    done = session("doctor", run, "--unsafe")  # a run: its model checks its validation and test labels
+    assert "Labels (val)" in done.stdout and (run / "doctor" / "doctor.html").is_file()
+    session.assert_walked(WALKED["test_tune_track_and_doctor_as_the_readme_shows"])
 
 
 # --------------------------------------------------------------------------- the README against the walkthroughs

@@ -190,8 +190,11 @@ def test_a_failed_trial_is_recorded_with_its_reason_and_the_study_goes_on(tmp_pa
 @pytest.mark.slow
 def test_ctrl_c_queues_the_trial_again_and_the_same_command_resumes_its_run(tmp_path):
     path = experiment(tmp_path, epochs=80, trials=1, pruner="none")
+    # As a shell starts it: SIGINT at its default (a worker of the test runner may ignore it, and a child inherits
+    # an ignored signal)
     proc = subprocess.Popen([*CNNLAB, "tune", str(path)], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while time.time() < deadline and not list((tmp_path / "runs" / "dig").glob("*/history.csv")):
         assert proc.poll() is None, proc.stdout.read()
