@@ -349,9 +349,20 @@ TASK_METRICS = {"multilabel": ("pr_auc", "f1"),  # the precision-recall AUC (mac
 TASK_SCORES = {"classification": "accuracy", "multilabel": "mean_average_precision", "segmentation": "mean_iou"}
 
 
+def direction(monitor, mode):
+    """``min`` or ``max`` for a monitored metric: `mode`, or read from the name when ``auto`` (``auto`` still for a
+    name that says neither: Keras then asks the metric)."""
+    if mode != "auto":
+        return mode
+    if monitor.endswith(("loss", "error")):
+        return "min"
+    return "max" if any(k in monitor for k in ("acc", "auc", "precision", "recall", "f1")) else "auto"
+
+
 def metric_direction(metric):
-    """Whether a logged metric is better higher (``maximize``) or lower (``minimize``: the losses)."""
-    return "minimize" if "loss" in metric else "maximize"
+    """Whether a logged metric is better higher (``maximize``) or lower (``minimize``: the losses), by `direction`;
+    every metric cnnlab logs but the losses is better higher."""
+    return "minimize" if direction(metric, "auto") == "min" else "maximize"
 
 
 # tune.sampler and tune.pruner: Optuna's samplers and pruners by name (cnnlab.tuning.study builds them).

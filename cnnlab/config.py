@@ -361,6 +361,11 @@ class ExperimentConfig(Section):
         """The resolved config as plain YAML-ready data."""
         return self.model_dump(mode="json")
 
+    def trial_base(self):
+        """The experiment a search's trials start from, as plain data: the resolved config without its search
+        (``tune``) and provenance."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("tune", "provenance")}
+
 
 # --------------------------------------------------------------------------- cross-field rules
 
@@ -536,7 +541,7 @@ def _check_tune(cfg):
     if not cfg.callbacks.csv_logger:
         raise ValueError("tune: needs callbacks.csv_logger: true, the history whose epochs a trial reports to "
                          "the pruner and takes its value from")
-    base = {k: v for k, v in cfg.to_dict().items() if k not in ("tune", "provenance")}
+    base = cfg.trial_base()
     for key, space in tune.parameters.items():
         _check_parameter(base, key, space, tune.sampler)
 

@@ -11,7 +11,6 @@ the study's results are written (`cnnlab.tuning.results`).
 
 import logging
 
-import yaml
 
 from cnnlab import tracking
 from cnnlab.errors import CnnlabError
@@ -63,7 +62,7 @@ def tune(cfg, *, echo=print):
 def base_experiment(cfg, parent_run=None):
     """The experiment every trial starts from, as plain data: the resolved config but its search and provenance;
     tracked as a child of the MLflow run `parent_run` (the study's), if given."""
-    base = yaml.safe_load(yaml.safe_dump({k: v for k, v in cfg.to_dict().items() if k not in ("tune", "provenance")}))
+    base = cfg.trial_base()  # a fresh dict (model_dump copies)
     if parent_run is not None:
         base["tracking"]["mlflow"]["parent_run"] = parent_run
     return base

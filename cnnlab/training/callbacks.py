@@ -8,6 +8,7 @@ import keras
 
 from cnnlab.keras_private import checkpoint_with_save
 from cnnlab import files
+from cnnlab.catalog import direction
 from cnnlab.distribution import local, primary_only
 from cnnlab.rundir import MODEL_FILE
 
@@ -63,15 +64,6 @@ class EpochLine(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         metrics = " - ".join(f"{k}: {v:.4g}" for k, v in (logs or {}).items() if isinstance(v, (int, float)))
         self.print_fn(f"Epoch {epoch + 1}/{self.epochs} - {time.monotonic() - self.started:.1f}s - {metrics}")
-
-
-def direction(monitor, mode):
-    """``min`` or ``max`` for a monitored metric: `mode`, or read from the name when ``auto``."""
-    if mode != "auto":
-        return mode
-    if monitor.endswith(("loss", "error")):
-        return "min"
-    return "max" if any(k in monitor for k in ("acc", "auc", "precision", "recall", "f1")) else "auto"
 
 
 def make_callbacks(cfg, run, *, phase=None, monitor=None, writes=True):

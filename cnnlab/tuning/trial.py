@@ -207,7 +207,7 @@ def objective_value(rows, metric, config):
         from cnnlab import catalog
 
         monitor, mode = checkpoint.get("monitor", "val_loss"), checkpoint.get("mode", "auto")
-        maximize = mode == "max" or (mode == "auto" and catalog.metric_direction(monitor) == "maximize")
+        maximize = catalog.direction(monitor, mode) != "min"  # a name that says neither: better higher
         scored = [(v, i) for i, row in enumerate(rows) if (v := _number(row.get(monitor))) is not None
                   and math.isfinite(v)]
         if scored:  # the first epoch of the best value, as the checkpoint saves on improvement only
