@@ -625,3 +625,68 @@ def models_command(pattern, family, params, input_shape, classes):
             counts = build_counts([a.name for a in architectures], shape, classes)
     for line in catalog.architecture_table(architectures, counts):
         click.echo(line)
+
+
+@command("visualize")
+@click.argument("arguments", nargs=-1, metavar="[RUN] [IMAGE...]")
+@click.option("-o", "--output", type=click.Path(file_okay=False),
+              help="The folder for the pictures and layers.csv (default: <run>/visualize/).")
+@click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
+def visualize_command(arguments, output, unsafe):
+    """Draw what RUN (default: the latest run) learned: first-layer filters before and after training, feature
+    maps of IMAGEs (default: a few test images), filter patterns by gradient ascent, and the layer table with
+    receptive fields."""
+    from cnnlab.commands.predict import split_arguments
+    from cnnlab.commands.visualize import visualize
+
+    target, images = split_arguments(arguments, paths_required=False, verb="visualize")
+    folder = visualize(target, images, output=output, unsafe=unsafe, echo=current_console().info)
+    click.echo(f"Wrote {folder}")
+
+
+@command("benchmark")
+@click.argument("arguments", nargs=-1, metavar="[PATTERN... | RUN]")
+@click.option("--input-shape", callback=_shape, help="H,W,C of the images for architectures  [default: 224,224,3]")
+@click.option("--batch-size", type=click.IntRange(min=1), metavar="N",
+              help="Images per batch for training and batched inference  [default: 32; a RUN: its data.batch_size]")
+@click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1), metavar="N",
+              help="Timed repetitions of each measurement, alternating between the contenders.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also write the table to this CSV file.")
+@click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
+def benchmark_command(arguments, input_shape, batch_size, repeats, output, unsafe):
+    """Compare architectures matching PATTERNs (globs such as 'resnet*'; default: the seed networks) by
+    parameters, FLOPs, training and inference images/s and peak memory; or every export format of RUN by size,
+    accuracy, agreement with Keras and latency."""
+    from cnnlab.commands import benchmark
+
+    console = current_console()
+    run = benchmark.run_argument(arguments)
+    if run is not None:
+        if input_shape:
+            raise click.BadParameter("a RUN is benchmarked at its own image size: leave out --input-shape.",
+                                     param_hint="'--input-shape'")
+        table = benchmark.benchmark_run(run, batch_size=batch_size, repeats=repeats, output=output, unsafe=unsafe,
+                                        progress=console.fit_verbose == 1, echo=console.info)
+    else:
+        table = benchmark.benchmark_architectures(arguments, input_shape=input_shape, batch_size=batch_size,
+                                                  repeats=repeats, output=output,
+                                                  progress=console.fit_verbose == 1, echo=console.info)
+    for line in table.lines():
+        click.echo(line)
+
+
+@command("serve")
+@click.argument("target", required=False, type=click.Path(exists=True))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="The address to listen on (0.0.0.0: every network interface; only on a network you trust).")
+@click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535), help="The port.")
+@click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
+def serve_command(target, host, port, unsafe):
+    """A local web page for RUN_DIR or MODEL.keras (default: the latest run): drop, upload or draw images and
+    see the model's answer (top classes and Grad-CAM, masks, or labels). Ctrl-C stops it."""
+    from cnnlab.extras import require
+
+    require("serve", "cnnlab serve")
+    from cnnlab.commands.serve import serve
+
+    serve(target, host=host, port=port, unsafe=unsafe, echo=current_console().info)

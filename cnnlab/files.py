@@ -54,6 +54,12 @@ def write_text(path, text):
         tmp.write_text(text, encoding="utf-8")
 
 
+def write_bytes(path, data):
+    """Write the bytes `data` to `path` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def write_json(path, data):
     """Write `data` as indented JSON, atomically."""
     write_text(path, json.dumps(data, indent=2, default=str) + "\n")

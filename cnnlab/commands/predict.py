@@ -41,24 +41,25 @@ def is_target(argument):
     return rundir.has_runs(path)
 
 
-def split_arguments(arguments):
+def split_arguments(arguments, paths_required=True, verb="predict"):
     """``[TARGET] PATH...`` -> ``(target or None, paths)``: the first argument is TARGET if `is_target`.
 
-    A target among the PATHs (``cnnlab predict IMAGE RUN_DIR``) is refused rather than searched for images.
+    A target among the PATHs (``cnnlab predict IMAGE RUN_DIR``) is refused rather than searched for images;
+    a target alone is refused when `paths_required` (``cnnlab visualize RUN`` takes none).
     """
     arguments = list(arguments)
     target = arguments[0] if arguments and is_target(arguments[0]) else None
     paths = arguments[1:] if target is not None else arguments
-    if target is not None and not paths:
+    if target is not None and not paths and paths_required:
         raise DataError(f"{target!r} is a model or run: give the images to predict after it "
                         "(cnnlab predict [TARGET] PATH..., PATH an image file or a folder).")
     for path in paths:
         if is_target(path):
-            raise DataError(_misplaced(path, one=target is not None))
+            raise DataError(_misplaced(path, one=target is not None, verb=verb))
     return target, paths
 
 
-def _misplaced(argument, one):
+def _misplaced(argument, one, verb):
     """Why a model or run among the PATHs is refused, and how to call predict instead."""
     path = Path(argument)
     if path.is_file():
@@ -66,7 +67,7 @@ def _misplaced(argument, one):
     else:
         kind, name, usage = ("a run folder" if rundir.is_run(path) else "a folder of runs"), "the run", "RUN_DIR"
     return (f"{str(argument)!r} is {kind}, not images: name {name} first{' (one run or model)' if one else ''}: "
-            f"cnnlab predict {usage} PATH... (PATH an image file or a folder).")
+            f"cnnlab {verb} {usage} PATH... (PATH an image file or a folder).")
 
 
 def image_files(paths):

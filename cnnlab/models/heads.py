@@ -8,6 +8,7 @@ predicting, exporting, ensembling, explaining, fine-tuning) uses the main output
 import numpy as np
 
 from cnnlab.errors import ConfigError
+from cnnlab.keras_private import producer
 
 FEATURES = ("flatten", "avg_pool")  # what the zoo and the backbones name the layer before the classifier
 DECODERS = ("fc6", "up4_transpose")  # the first layer after a segmentation network's encoder (FCN's, U-Net's)
@@ -63,3 +64,34 @@ def head_start(model):
         if name in names:
             return names.index(name)
     return last_weighted(model)
+
+
+def ensemble_members(model):
+    """The members of an averaged ensemble and their weights, or None when `model` is not one.
+
+    `cnnlab.commands.ensemble.combine` ends an ensemble in an ``Average`` of nested models
+    (equal weights), or an ``Add`` of nested models each scaled by a ``Rescaling``
+    layer whose scale is the member's weight.
+
+    Returns:
+        ``[(member model, weight), ...]`` or None.
+    """
+    import keras
+
+    join, inputs = producer(main_output(model))
+    kind = type(join).__name__
+    if kind not in ("Average", "Add") or len(inputs) < 2:
+        return None
+    members = []
+    for tensor in inputs:
+        layer, below = producer(tensor)
+        weight = 1.0 / len(inputs)
+        if kind == "Add":
+            if type(layer).__name__ != "Rescaling" or not below:
+                return None
+            weight = float(layer.scale)
+            layer, _ = producer(below[0])
+        if not isinstance(layer, keras.Model):
+            return None
+        members.append((layer, weight))
+    return members

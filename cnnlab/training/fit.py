@@ -7,6 +7,7 @@ from cnnlab.keras_private import record_compiled_optimizer
 from cnnlab import files
 from cnnlab.distribution import current
 from cnnlab.errors import TrainingError
+from cnnlab.models.anatomy import save_initial
 from cnnlab.models.heads import auxiliary_outputs
 from cnnlab.rundir import MODEL_FILE
 from cnnlab.tasks import task_of
@@ -97,6 +98,8 @@ def fit(model, data, cfg, run, *, epochs, initial_epoch=0, phase=None, state=Non
     start = max(initial_epoch, state["epoch"] if same_phase else 0)
     if start >= epochs:
         return state
+    if state is None and current().primary:
+        save_initial(model, run)  # the first layer's weights as training starts (not a resumed run's)
     callbacks = make_callbacks(cfg.callbacks, run, phase=phase, monitor=lambda name: monitored(name, model),
                                writes=current().primary)  # on several workers, process 0 alone writes
     if verbose == 2:  # off a terminal: one line per epoch rather than Keras's two

@@ -16,7 +16,7 @@ import numpy as np
 
 from cnnlab.keras_private import producer
 from cnnlab.errors import CnnlabError
-from cnnlab.models.heads import main_output
+from cnnlab.models.heads import ensemble_members, main_output
 
 CONV_TYPES = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose")
 # Layers between the last convolution and the classifier that Grad-CAM looks through (finer maps).
@@ -30,37 +30,6 @@ def grad_cam(model):
     """The Grad-CAM of `model`: an `EnsembleGradCam` when it averages members, else a `GradCam`."""
     members = ensemble_members(model)
     return EnsembleGradCam(model, members) if members else GradCam(model)
-
-
-def ensemble_members(model):
-    """The members of an averaged ensemble and their weights, or None when `model` is not one.
-
-    `cnnlab.commands.ensemble.combine` ends an ensemble in an ``Average`` of nested models
-    (equal weights), or an ``Add`` of nested models each scaled by a ``Rescaling``
-    layer whose scale is the member's weight.
-
-    Returns:
-        ``[(member model, weight), ...]`` or None.
-    """
-    import keras
-
-    join, inputs = _producer(main_output(model))
-    kind = type(join).__name__
-    if kind not in ("Average", "Add") or len(inputs) < 2:
-        return None
-    members = []
-    for tensor in inputs:
-        layer, below = _producer(tensor)
-        weight = 1.0 / len(inputs)
-        if kind == "Add":
-            if type(layer).__name__ != "Rescaling" or not below:
-                return None
-            weight = float(layer.scale)
-            layer, _ = _producer(below[0])
-        if not isinstance(layer, keras.Model):
-            return None
-        members.append((layer, weight))
-    return members
 
 
 def has_conv(layer):
