@@ -23,7 +23,8 @@ from tests.conftest import error_line, make_images
 CHROMIUM = os.environ.get("CNNLAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SECTIONS = ("config", "environment", "metrics", "per-class", "curves", "confusion", "mistakes", "gradcam")
+SECTIONS = ("config", "environment", "metrics", "per-class", "curves", "measured", "confusion", "mistakes", "gradcam",
+            "filters", "feature-maps", "patterns", "layers")
 COMPARISON = ("comparison", "validation-curves", "config-diff")
 
 
@@ -95,11 +96,24 @@ def test_one_run_has_every_section_and_nothing_external(one_report):
     page = one_report.read_text(encoding="utf-8")
     assert sections(page) == list(SECTIONS)
     assert_self_contained(page)
-    assert page.count('src="data:image/png;base64,') == 4  # curves, confusion, mistakes, Grad-CAM
+    # curves, confusion, mistakes, Grad-CAM, filters before/after, feature maps, patterns
+    assert page.count('src="data:image/png;base64,') == 7
     assert "Heat-maps over the most confident mistakes" in page and "block1_conv1" in page
     assert "computed for this report" in page  # no metrics.json: scores computed, not read
     assert "tensorflow version" in page and "keras version" in page and "wall time" in page
     assert "<details>" in page  # the config folds away
+
+
+def test_the_curves_say_why_training_figures_differ_and_the_splits_are_measured_alike(one_report):
+    page = one_report.read_text(encoding="utf-8")
+    curves = re.search(r'data-section="curves">(.*?)</section>', page, re.S).group(1)
+    assert "measured while training" not in curves  # simple_cnn has no dropout (tests/test_visualize.py: reasons)
+    measured = re.search(r'data-section="measured">(.*?)</section>', page, re.S).group(1)
+    rows = re.findall(r"<tr><td>(.*?)</td>", measured)
+    assert rows == ["train, as logged during the last epoch", "train (96 images)", "val (24 images)",
+                    "test (30 images)"]
+    layers = re.search(r'data-section="layers">(.*?)</section>', page, re.S).group(1)
+    assert "<td>block1_conv1</td>" in layers and "receptive field" in layers
 
 
 @pytest.mark.slow

@@ -22,7 +22,9 @@ from cnnlab.errors import CnnlabError
 from cnnlab.rundir import open_target
 from cnnlab.tasks import TASKS, task_of
 
-RUN_SECTIONS = ("config", "environment", "metrics", "per-class", "curves", "confusion", "mistakes", "gradcam")
+RUN_SECTIONS = ("config", "environment", "metrics", "per-class", "curves", "measured", "confusion", "mistakes",
+                "gradcam", "filters", "feature-maps", "patterns", "layers")
+TRAIN_SAMPLE = 10_000  # at most this many training images are measured as the test split is
 COMPARISON_SECTIONS = ("comparison", "validation-curves", "config-diff")
 
 
@@ -37,6 +39,7 @@ class RunReport:
     metrics: dict
     parameters: int
     figures: dict = field(default_factory=dict)  # section -> PNG bytes
+    tables: dict = field(default_factory=dict)  # section -> (headers, rows)
     notes: dict = field(default_factory=dict)  # section -> a sentence shown instead of / beside a figure
     members: list = field(default_factory=list)  # an ensemble's members (`member_summaries`)
 
@@ -116,8 +119,78 @@ def gather(opened, *, unsafe=False, echo=print):
     if out.history:
         rates = learning_rates(out.history, cfg, data.steps_per_epoch(cfg.training.steps_per_epoch))
         out.figures["curves"] = plots.png(plots.curves, out.history, learning_rates=rates)
+    if not out.is_ensemble:
+        measured_alike(out, model, cfg, data, {split: (outputs, targets)}, echo)
     task_of(cfg).report(out, model, cfg, data, split, outputs, targets, echo)
+    inside_sections(out, model, data, split, echo)
     return out
+
+
+def measured_alike(page, model, cfg, data, known, echo):
+    """The "measured" section: the final model scored on train, validation and test alike, beside the last
+    epoch's logged training figures; and, on the curves, what made those logged figures differ.
+
+    `known`: ``{split: (outputs, targets)}`` predicted already.
+    """
+    from dataclasses import replace
+
+    import numpy as np
+
+    from cnnlab.inference.predictions import predict_split
+    from cnnlab.training.regime import differences
+
+    task = task_of(cfg)
+    calibration = task.calibrate(page.run)
+    rows, keys = [], None
+    last = page.history[-1] if page.history else {}
+    for split in ("train", "val", "test"):
+        examples = getattr(data, split)
+        if examples is None:
+            continue
+        shown = data if split != "train" or len(examples) <= TRAIN_SAMPLE else replace(
+            data, train=examples.take(np.arange(TRAIN_SAMPLE)))
+        if split not in known:
+            echo(f"{page.run}: measuring its {split} split as the test split is ({len(shown.split(split))} images)")
+        outputs, targets = known.get(split) or predict_split(model, shown, split)[:2]
+        figures = {k: v for k, v in task.headline(task.scores(outputs, targets, data.class_names, cfg,
+                                                              calibration)).items() if isinstance(v, float)}
+        keys = keys or list(figures)
+        size = len(shown.split(split))
+        rows.append((f"{split} ({size:,}{f' of {len(examples):,}' if size < len(examples) else ''} images)",
+                     *(num(figures.get(k)) for k in keys)))
+        if split == "train" and any(k in last for k in keys):
+            rows.insert(0, ("train, as logged during the last epoch", *(num(last.get(k)) for k in keys)))
+    page.tables["measured"] = (("measured on", *keys), rows)
+    reasons = differences(model, cfg)
+    page.notes["measured"] = ("The final model on each split, without dropout or augmentation, as the test split "
+                              "is measured.")
+    if reasons:
+        page.notes["curves"] = ("The training curves are measured while training, so they are not the model's "
+                                f"figures on those images: {'; '.join(reasons)}. See the table below.")
+
+
+def inside_sections(page, model, data, split, echo):
+    """The first layer's filters, one image's feature maps, the filter patterns and the layer table."""
+    from cnnlab.inference.predictions import images_at
+    from cnnlab.models.anatomy import CHANGES_FIELD, TABLE_COLUMNS, layer_table, table_cells
+    from cnnlab.visual.inside import Insight
+
+    inside = Insight.of(model, images_at(data, split, [0]), run=page.run)
+    pictures = inside.pictures()
+    for key, name in (("filters", "filters.png"), ("feature-maps", "feature_maps_1.png"),
+                      ("patterns", "patterns.png")):
+        if name in pictures:
+            page.figures[key] = pictures[name]
+        else:
+            page.notes[key] = " ".join(inside.notes) or "Nothing to draw."
+    if inside.before is None and inside.after is not None:
+        page.notes["filters"] = "The run kept no filters from before training (a run made before cnnlab kept them)."
+    rows = layer_table(model)
+    page.tables["layers"] = (TABLE_COLUMNS, [table_cells(r) for r in rows if r.kind in CHANGES_FIELD])
+    page.notes["layers"] = (f"The {sum(r.kind in CHANGES_FIELD for r in rows)} of {len(rows)} layers that change "
+                            "what one output unit sees: its receptive field (input pixels on a side) and jump "
+                            "(input pixels between neighbouring units). `cnnlab visualize` writes every layer.")
+    echo(f"{page.run}: drew its filters, feature maps and filter patterns")
 
 
 def member_summaries(info):
@@ -238,7 +311,9 @@ def render(reports):
 
 TITLES = {"config": "Configuration", "environment": "Environment", "metrics": "Metrics",
           "per-class": "Per-class scores", "curves": "Training curves", "confusion": "Confusion matrix",
-          "mistakes": "Most confident mistakes", "gradcam": "Grad-CAM"}
+          "mistakes": "Most confident mistakes", "gradcam": "Grad-CAM", "measured": "Train, validation and test, "
+          "measured alike", "filters": "First-layer filters", "feature-maps": "Feature maps",
+          "patterns": "Filter patterns", "layers": "Layers and receptive fields"}
 
 
 def esc(value):
@@ -270,6 +345,9 @@ def image(png, alt):
 
 def figure_or_note(run_report, key, alt):
     parts = []
+    if key in run_report.tables:
+        headers, rows = run_report.tables[key]
+        parts.append(f'<div class="scroll">{table(headers, rows, numeric=tuple(range(1, len(headers))))}</div>')
     if key in run_report.figures:
         parts.append(image(run_report.figures[key], alt))
     if key in run_report.notes:
@@ -289,9 +367,14 @@ def run_sections(r, prefix="", heading=False):
               sec("metrics", metrics_html(r.metrics, TASKS.get(r.config.get("task") or "classification").fn)),
               sec("per-class", per_class_html(r.metrics)),
               sec("curves", figure_or_note(r, "curves", "training curves")),
+              sec("measured", figure_or_note(r, "measured", "")),
               sec("confusion", figure_or_note(r, "confusion", "confusion matrix")),
               sec("mistakes", figure_or_note(r, "mistakes", "most confident mistakes")),
-              sec("gradcam", figure_or_note(r, "gradcam", "Grad-CAM heat-maps"))]
+              sec("gradcam", figure_or_note(r, "gradcam", "Grad-CAM heat-maps")),
+              sec("filters", figure_or_note(r, "filters", "the first layer's filters before and after training")),
+              sec("feature-maps", figure_or_note(r, "feature-maps", "feature maps of each block")),
+              sec("patterns", figure_or_note(r, "patterns", "filter patterns by gradient ascent")),
+              sec("layers", figure_or_note(r, "layers", ""))]
     parts.append("</article>")
     return "\n".join(parts)
 

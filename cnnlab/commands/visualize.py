@@ -37,6 +37,7 @@ def visualize(target=None, images=(), *, output=None, root="runs", unsafe=False,
     """
     from cnnlab.models.anatomy import layer_table, table_lines
     from cnnlab.session import setup
+    from cnnlab.visual.inside import Insight
 
     if len(images) > MAX_IMAGES:
         raise CnnlabError(f"visualize draws at most {MAX_IMAGES} images' feature maps. Received: {len(images)}.")
@@ -48,7 +49,7 @@ def visualize(target=None, images=(), *, output=None, root="runs", unsafe=False,
         setup(cfg)
     model = opened.load_model(unsafe)
     pictures = _load_files(images, model) if images else _test_images(cfg, model, opened)
-    inside = insight(model, pictures, run=opened.run, steps=steps)
+    inside = Insight.of(model, pictures, run=opened.run, steps=steps)
     rows = layer_table(model)
     _write(folder, inside, rows)
     for line in table_lines(rows, compact=True):
@@ -56,14 +57,6 @@ def visualize(target=None, images=(), *, output=None, root="runs", unsafe=False,
     for note in inside.notes:
         echo(note)
     return folder
-
-
-def insight(model, pictures, *, run=None, steps=None):
-    """`cnnlab.visual.inside.Insight` of `model` for `pictures` (the run's kept initial filters, if any)."""
-    from cnnlab.models.anatomy import read_initial
-    from cnnlab.visual.inside import Insight
-
-    return Insight.of(model, pictures, before=read_initial(run) if run is not None else None, steps=steps)
 
 
 def _check_folder(folder):
@@ -81,7 +74,7 @@ def _load_files(paths, model):
     out = []
     for path in map(str, paths):
         if not Path(path).is_file():
-            raise DataError(f"IMAGE {path!r} is not a file: give image files (png, jpg, bmp, gif).")
+            raise DataError(f"IMAGE {path!r} does not exist or is no file: give image files (png, jpg, bmp, gif).")
         try:
             check_image(path)
         except ValueError as exc:

@@ -258,10 +258,9 @@ def save_initial(model, run):
 
 def read_initial(run):
     """The `FirstWeights` `save_initial` kept in `run`, or None (a run from before cnnlab kept them)."""
-    path = Path(run) / INITIAL_FILE
-    if run is None or not path.is_file():
+    if run is None or not (Path(run) / INITIAL_FILE).is_file():
         return None
-    with np.load(path) as data:
+    with np.load(Path(run) / INITIAL_FILE) as data:
         return FirstWeights(str(data["layer"]), str(data["kind"]), data["kernel"])
 
 

@@ -119,26 +119,31 @@ def patterns(model, layers, channels, *, steps=PATTERN_STEPS, seed=0):
     Returns:
         ``[(path, channels, (n, H, W, C) float32 0..1)]``: each pattern stretched to 0..1, its border cut off.
     """
-    import tensorflow as tf
-
     from cnnlab.models.anatomy import Tap
 
     shape = tuple(int(v) for v in model.inputs[0].shape[1:])
     random = np.random.default_rng(seed)
     out = []
     for (layer, path), picks in zip(layers, channels):
-        tap = Tap(model, [layer])
         start = 128.0 + (random.random((len(picks), *shape)) - 0.5) * 32.0
-        images = tf.Variable(start.astype("float32"))
-        for _ in range(steps):
-            with tf.GradientTape() as tape:
-                maps = tf.cast(tap(images)[id(layer)], "float32")
-                loss = _channel_means(maps, picks)
-            grads = tape.gradient(loss, images)
-            grads = grads / (tf.math.reduce_std(grads, axis=(1, 2, 3), keepdims=True) + 1e-8)
-            images.assign(tf.clip_by_value(images + PATTERN_STEP * grads, 0.0, 255.0))
-        out.append((path, list(picks), normalized(_cut_border(images.numpy()))))
+        climbed = climb(Tap(model, [layer]), layer, picks, start, steps)
+        out.append((path, list(picks), normalized(_cut_border(climbed))))
     return out
+
+
+def climb(tap, layer, picks, start, steps):
+    """`steps` of gradient ascent from the images `start`, image i climbing channel ``picks[i]`` of `layer`
+    (read through `tap`, a `cnnlab.models.anatomy.Tap`). Returns the images, 0..255."""
+    import tensorflow as tf
+
+    images = tf.Variable(np.asarray(start, dtype="float32"))
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            loss = _channel_means(tf.cast(tap(images)[id(layer)], "float32"), picks)
+        grads = tape.gradient(loss, images)
+        grads = grads / (tf.math.reduce_std(grads, axis=(1, 2, 3), keepdims=True) + 1e-8)
+        images.assign(tf.clip_by_value(images + PATTERN_STEP * grads, 0.0, 255.0))
+    return images.numpy()
 
 
 def _channel_means(maps, picks):
@@ -192,11 +197,12 @@ class Insight:
         self.images, self.maps, self.found, self.notes = images, maps, found, notes
 
     @classmethod
-    def of(cls, model, images, *, before=None, steps=None, layers=3, channels=8):
-        """Compute the maps of `images` and the patterns of `channels` channels of `layers` blocks of `model`."""
-        from cnnlab.models.anatomy import Tap, block_ends, first_weights, main_model
+    def of(cls, model, images, *, run=None, steps=None, layers=3, channels=8):
+        """Compute the maps of `images` and the patterns of `channels` channels of `layers` blocks of `model`
+        (`run`: the run folder whose kept initial filters are drawn too, or None)."""
+        from cnnlab.models.anatomy import Tap, block_ends, first_weights, main_model, read_initial
 
-        inner = main_model(model)
+        inner, before = main_model(model), read_initial(run)
         shape = tuple(int(v) for v in inner.inputs[0].shape[1:])
         after, notes = first_weights(model), []
         if inner is not model:
