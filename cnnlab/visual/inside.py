@@ -63,6 +63,9 @@ def filters(after, before, image_shape, path, limit=64):
     plt = _pyplot()
     panels = [(before, "before training"), (after, "after training")] if before is not None else [(after, "trained")]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5.6), squeeze=False)
+    if before is not None:
+        change = np.linalg.norm(after.kernel - before.kernel) / max(np.linalg.norm(before.kernel), 1e-12)
+        panels[1] = (after, f"after training (moved {100 * change:.0f} %)")
     for ax, (weights, when) in zip(axes[0], panels):
         tiles = _viewable(normalized(weights.as_images(image_shape)[:limit]))
         columns = math.ceil(math.sqrt(len(tiles)))
