@@ -193,3 +193,14 @@ def test_every_family_ends_in_the_task_s_activation(architecture):
     layer = model.get_layer("predictions")
     assert layer.activation is keras.activations.sigmoid
     keras.backend.clear_session()
+
+
+def test_report_and_visualize_a_multilabel_run(trained, cli, tmp_path):
+    _, run, _ = trained
+    result = cli("report", str(run), "-o", str(tmp_path / "page.html"))
+    assert result.exit_code == 0, result.output
+    measured = (tmp_path / "page.html").read_text(encoding="utf-8").split('data-section="measured"')[1]
+    assert "mean_average_precision" in measured.split("</section>")[0]
+    result = cli("visualize", str(run), "-o", str(tmp_path / "inside"))
+    assert result.exit_code == 0, result.output
+    assert {"filters.png", "feature_maps_1.png", "patterns.png"} <= {p.name for p in (tmp_path / "inside").iterdir()}

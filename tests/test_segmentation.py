@@ -471,3 +471,19 @@ def test_the_export_copy_takes_the_batch_itself_when_a_model_holds_its_input_as_
     assert not isinstance(copy.input, (list, tuple))
     np.testing.assert_allclose(copy.predict(np.ones((2, 8, 12, 1)), verbose=0),
                                listed.predict(np.ones((2, 8, 12, 1)), verbose=0), rtol=1e-6)
+
+
+def test_report_and_visualize_a_segmentation_run(trained, cli, tmp_path):
+    _, run, _ = trained
+    result = cli("report", str(run), "-o", str(tmp_path / "page.html"))
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "page.html").read_text(encoding="utf-8")
+    measured = page.split('data-section="measured"')[1].split("</section>")[0]
+    assert "mean_iou" in measured and "train, as logged during the last epoch" in measured
+    assert "augmentation changes every training image" in page  # the run flips its images
+    for key in ("filters", "feature-maps", "patterns"):
+        assert 'src="data:image/png' in page.split(f'data-section="{key}"')[1].split("</section>")[0], key
+    assert "<td>up1_conv2</td>" in page.split('data-section="layers"')[1]  # the decoder's rows too
+    result = cli("visualize", str(run), "-o", str(tmp_path / "inside"))
+    assert result.exit_code == 0, result.output
+    assert {"filters.png", "patterns.png", "layers.csv"} <= {p.name for p in (tmp_path / "inside").iterdir()}
