@@ -80,6 +80,9 @@ _ZOO = (
     ("unet", "Ronneberger, Fischer & Brox 2015, U-Net: Convolutional Networks for Biomedical Image Segmentation",
      PIXEL_OPTIONS, ("unet",)),
 )
+# The classic networks the tool teaches, from the perceptron to ResNet (the "seed networks"):
+# what `cnnlab benchmark` compares when given no PATTERN.
+SEED_NETWORKS = ("mlp", "deep_cnn", "alexnet", "vgg16", "googlenet", "resnet50")
 PIXEL_FAMILIES = ("fcn", "unet")  # the zoo's segmentation networks: a class per pixel
 BODIES = {"fcn32s": "vgg16", "fcn16s": "vgg16", "fcn8s": "vgg16"}  # the backbone whose weights a body takes
 
@@ -120,11 +123,12 @@ COUNTS_SHAPE = (224, 224, 3)
 COUNTS_CLASSES = 1000
 
 # (parameters, multiply-adds per image) of each architecture built with the model section's
-# defaults for COUNTS_SHAPE images and COUNTS_CLASSES classes; None where that shape does not
-# build, and for the segmentation networks (a 1,000-class FCN's upsampling alone would hold
-# billions of weights: `cnnlab models fcn8s --params --classes 21` builds one). Written by
-# `python -m cnnlab.models.summary`; tests/test_runs_models.py rebuilds a sample of it (and,
-# marked slow, all of it), so a changed architecture is noticed.
+# defaults for COUNTS_SHAPE images and COUNTS_CLASSES classes, the multiply-adds counted by
+# TensorFlow's profiler (`cnnlab.benchmarking.flops`, as `cnnlab benchmark` counts them); None
+# where that shape does not build, and for the segmentation networks (a 1,000-class FCN's
+# upsampling alone would hold billions of weights: `cnnlab models fcn8s --params --classes 21`
+# builds one). Written by `python -m cnnlab.models.summary`; tests/test_runs_models.py rebuilds
+# a sample of it (and, marked slow, all of it), so a changed architecture is noticed.
 PARAMETER_COUNTS = {
     "slp": (150_529_000, 150_528_000),
     "mlp": (38_697_320, 38_695_936),
@@ -150,11 +154,11 @@ PARAMETER_COUNTS = {
     "fcn16s": None,
     "fcn8s": None,
     "unet": None,
-    "convnext_base": (88_591_464, 15_027_180_544),
-    "convnext_large": (197_767_336, 33_638_899_200),
-    "convnext_small": (50_223_688, 8_495_853_312),
-    "convnext_tiny": (28_589_128, 4_267_672_320),
-    "convnext_xlarge": (350_196_968, 59_649_370_112),
+    "convnext_base": (88_591_464, 15_354_729_472),
+    "convnext_large": (197_767_336, 34_361_433_600),
+    "convnext_small": (50_223_688, 8_683_712_256),
+    "convnext_tiny": (28_589_128, 4_455_531_264),
+    "convnext_xlarge": (350_196_968, 60_921_030_656),
     "densenet121": (8_062_504, 2_834_161_664),
     "densenet169": (14_307_880, 3_359_843_328),
     "densenet201": (20_242_984, 4_291_365_888),

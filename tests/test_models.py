@@ -206,17 +206,6 @@ def test_googlenet_with_auxiliary_heads_trains_checkpoints_and_evaluates(tmp_pat
     keras.backend.clear_session()
 
 
-def test_multiply_adds_count_every_kind_of_convolution():
-    from cnnlab.models.summary import multiply_adds
-
-    inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(inputs)  # 64 * 3*3*3*4 = 6,912
-    x = keras.layers.SeparableConv2D(5, 3, padding="same", use_bias=False)(x)  # 64 * (3*3*4 + 4*5) = 3,584
-    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)  # 64 * 3*3*5 = 2,880
-    x = keras.layers.Dense(2, use_bias=False)(keras.layers.Flatten()(x))  # 320 * 2 = 640
-    assert multiply_adds(keras.Model(inputs, x)) == 6912 + 3584 + 2880 + 640
-
-
 # --------------------------------------------------------------------------- registration and the catalog
 
 # The modules through which a command first reaches the registry; applications-before-vgg once

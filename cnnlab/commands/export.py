@@ -14,11 +14,11 @@ Importing this module does not import TensorFlow or any runtime.
 """
 
 from cnnlab import files
-from cnnlab.errors import CnnlabError, DataError
+from cnnlab.errors import CnnlabError
 from cnnlab.export import artifact, get_format, require_runtime
+from cnnlab.export.convert import calibration_data, check_data, convert
 from cnnlab.tasks import task_of
 
-CALIBRATION_IMAGES = 300  # training images int8 quantisation calibrates on
 PIXELS = "raw pixels, as the .keras model takes them (its scaling layer is inside the artifact)"
 PRECISION = {"none": "float32", "float16": "float16 weights", "int8": "full-integer int8"}
 
@@ -76,57 +76,6 @@ def export(target=None, *, fmt, quantize="none", output=None, data_dir=None, roo
         artifact.write_record(path, record)
     report(echo, spec, quantize, path, record, notes, what, replacing)
     return {**record, "path": str(path)}
-
-
-def check_data(opened, model, data_dir):
-    """The images the check runs on (``--data-dir`` or the run's data) and how to call them."""
-    from cnnlab.inference.inputs import check_model_fits, folder_data
-
-    cfg = opened.config()
-    if data_dir:
-        bundle = folder_data(data_dir, model, opened.class_names(), cfg.data.batch_size if cfg else 64)
-        what = f"images of {data_dir}"
-    else:
-        from cnnlab.data.pipeline import load_data
-
-        bundle, what = load_data(cfg), "test images"
-        if bundle.test is None:
-            raise DataError(f"the run {opened.run} has no test split to check the export on: give --data-dir, "
-                            "a folder of class sub-folders.")
-    check_model_fits(model, bundle, opened.run or opened.model_path)
-    return bundle, what
-
-
-def calibration_data(opened, bundle, data_dir, echo):
-    """int8's representative dataset: up to `CALIBRATION_IMAGES` training images, one at a time, raw pixels."""
-    import numpy as np
-
-    from cnnlab.data.pipeline import load_data, make_dataset
-
-    if opened.run is None:
-        echo(f"Calibrating int8 on the images of {data_dir} (a bare .keras file has no training split).")
-        examples = bundle.train
-    else:
-        examples = load_data(opened.config()).train if data_dir else bundle.train
-    rng = np.random.default_rng(0)
-    index = np.sort(rng.choice(len(examples), min(CALIBRATION_IMAGES, len(examples)), replace=False))
-    images = np.concatenate([x.numpy() for x, _ in make_dataset(examples.take(index), bundle.input_shape, 64)])
-
-    def representative_dataset():
-        for image in images:
-            yield [image[None]]
-
-    return representative_dataset
-
-
-def convert(spec, model, path, quantize, calibration):
-    """Write the artifact with ``model.export``; a converter's failure is one `CnnlabError`."""
-    try:
-        spec.write(model, path, quantize, calibration)
-    except Exception as exc:  # TensorFlow's converter and tf2onnx raise many types
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CnnlabError(f"--format {spec.name} --quantize {quantize} could not convert the model: {first} "
-                          "(--verbose shows the traceback).") from exc
 
 
 def check_staged(spec, staged, model, bundle, quantize, task, cfg=None, calibration=None):

@@ -1,7 +1,8 @@
 """Export formats: a `Format(write, load)` registry, one module per format (SavedModel, LiteRT, ONNX, OpenVINO).
 
-The `export` command (`cnnlab.commands.export`) writes an artifact through a format and checks it in
-the format's own runtime. Importing this package does not import TensorFlow or any runtime.
+The `export` command (`cnnlab.commands.export`) writes an artifact through a format (`cnnlab.export.convert`)
+and checks it in the format's own runtime (`cnnlab.export.check`); `cnnlab benchmark RUN` gathers the same
+figures for every format. Importing this package does not import TensorFlow or any runtime.
 """
 
 # One place imports the format modules, in a fixed order; each registers itself in FORMATS.

@@ -2,32 +2,21 @@
 
 Building the whole zoo takes minutes, so ``cnnlab models --params`` reads the counts
 at the default shape from `cnnlab.catalog.PARAMETER_COUNTS` and builds only for
-another ``--input-shape`` or ``--classes``. This module counts, and writes that
-table again when an architecture changes::
+another ``--input-shape`` or ``--classes``. The multiply-adds are counted by
+TensorFlow's profiler (`cnnlab.benchmarking.flops`, the figure `cnnlab benchmark`
+reports too). This module counts, and writes that table again when an architecture
+changes::
 
     python -m cnnlab.models.summary   # prints PARAMETER_COUNTS for cnnlab/catalog.py
 """
 
 import keras
-import numpy as np
-from keras import layers
 
 from cnnlab import catalog
+from cnnlab.benchmarking.flops import count_operations
 from cnnlab.config import ModelConfig
 from cnnlab.errors import CnnlabError
 from cnnlab.models.registry import build_model
-
-
-def multiply_adds(model):
-    """Multiply-adds of one forward pass of one image through the convolutions and dense layers."""
-    total = 0
-    for layer in model.layers:
-        if not isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D, layers.Dense)):
-            continue
-        positions = int(np.prod(layer.output.shape[1:-1]))  # output pixels; 1 for a Dense on a vector
-        kernels = layer.get_weights()[:2] if isinstance(layer, layers.SeparableConv2D) else layer.get_weights()[:1]
-        total += positions * sum(k.size for k in kernels)
-    return total
 
 
 def count(name, input_shape, classes):
@@ -38,7 +27,7 @@ def count(name, input_shape, classes):
     """
     try:
         model = build_model(ModelConfig(architecture=name), input_shape, classes)
-        return model.count_params(), multiply_adds(model)
+        return model.count_params(), count_operations(model, input_shape).multiply_adds
     finally:
         keras.backend.clear_session()
 
@@ -63,7 +52,7 @@ def table_source(input_shape=catalog.COUNTS_SHAPE, classes=catalog.COUNTS_CLASSE
     for name in catalog.ARCHITECTURES:
         value = found.get(name)
         cell = f"({value[0]:_}, {value[1]:_})" if isinstance(value, tuple) else "None"
-        lines.append(f"    {name!r}: {cell},")
+        lines.append(f'    "{name}": {cell},')  # as the file writes its strings
     return "\n".join([*lines, "}"])
 
 

@@ -4,7 +4,7 @@
 - `cnnlab.rundir.lifecycle`: starting or taking up a run, its lock, its status as training ends;
 - `cnnlab.rundir.identity`: which runs are the same run (resume, seeds, seed groups, workers, splits);
 - `cnnlab.rundir.listing`: which folders are runs, and the latest;
-- `cnnlab.rundir.targets`: what a command's TARGET means (`open_target`);
+- `cnnlab.rundir.targets`: what a command's TARGET means (`open_target`, `is_target`);
 - `cnnlab.rundir.table`: the runs table and seed groups of `cnnlab runs`.
 
 Commands use the names below, as ``rundir.CONFIG_FILE``, ``rundir.open_target(...)``.
@@ -19,7 +19,7 @@ from cnnlab.rundir.lifecycle import (UNFINISHED, check_run_writable, discard, fi
 from cnnlab.rundir.listing import has_runs, latest_run, list_runs, pick_run, resolve_run, runs_here
 from cnnlab.rundir.table import (METRIC_COLUMNS, RUN_COLUMNS, SPREAD, group_summary, mean_std, run_records,
                                  runs_table, seed_groups)
-from cnnlab.rundir.targets import Target, load_model, load_run_config, open_target
+from cnnlab.rundir.targets import Target, is_target, load_model, load_run_config, open_target
 
 __all__ = [
     "BACKUP_DIR", "CLASSES_FILE", "CONFIG_FILE", "HISTORY_FILE", "LOCK_FILE", "METRICS_FILE", "MODEL_FILE",
@@ -31,5 +31,5 @@ __all__ = [
     "has_runs", "latest_run", "list_runs", "pick_run", "resolve_run", "runs_here",
     "METRIC_COLUMNS", "RUN_COLUMNS", "SPREAD", "group_summary", "mean_std", "run_records", "runs_table",
     "seed_groups",
-    "Target", "load_model", "load_run_config", "open_target",
+    "Target", "is_target", "load_model", "load_run_config", "open_target",
 ]

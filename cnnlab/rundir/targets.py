@@ -18,7 +18,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.files import read_json
 from cnnlab.rundir.folder import CLASSES_FILE, CONFIG_FILE, MODEL_FILE, is_run, read_config
 from cnnlab.rundir.lifecycle import status
-from cnnlab.rundir.listing import pick_run
+from cnnlab.rundir.listing import has_runs, pick_run
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,19 @@ class Target:
         if self.model_path != self.run / MODEL_FILE:
             notes.append(f"model {self.model_path.name}")
         return f"{label}: {self.run}" + (f" ({', '.join(notes)})" if notes else "")
+
+
+def is_target(argument):
+    """Whether a command-line argument names a model rather than images or architectures.
+
+    A target is a ``.keras`` file, a run folder (it holds ``config.yaml``), an
+    experiment's folder of runs, or a folder of those (``runs/``). A folder of
+    images is none of these, nor is a word such as ``resnet*``.
+    """
+    path = Path(argument)
+    if path.is_file():
+        return path.suffix == ".keras"
+    return has_runs(path)
 
 
 def open_target(target=None, root="runs", note=None):
