@@ -27,3 +27,15 @@ def use_backend(name):
     if name != "tensorflow" and importlib.util.find_spec(name) is None:
         raise ConfigError(f"`runtime.backend: {name}` needs {name}, which is not installed: {EXTRA[name]}.")
     os.environ["KERAS_BACKEND"] = name
+
+
+def gradients_unavailable(what):
+    """Why `what` (Grad-CAM, filter patterns: gradients taken with TensorFlow's tape) cannot run in this
+    process, or None when Keras runs on TensorFlow."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return None
+    return (f"{what} takes its gradients with TensorFlow, and Keras runs on {backend} in this process "
+            "(KERAS_BACKEND): run the command with the tensorflow backend, which loads any run's model")

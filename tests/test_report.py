@@ -18,6 +18,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from cnnlab import rundir
 from tests.conftest import error_line, make_images
 
 CHROMIUM = os.environ.get("CNNLAB_CHROMIUM", "/usr/bin/chromium")
@@ -110,8 +111,10 @@ def test_the_curves_say_why_training_figures_differ_and_the_splits_are_measured_
     assert "measured while training" not in curves  # simple_cnn has no dropout (tests/test_visualize.py: reasons)
     measured = re.search(r'data-section="measured">(.*?)</section>', page, re.S).group(1)
     rows = re.findall(r"<tr><td>(.*?)</td>", measured)
-    assert rows == ["train, as logged during the last epoch", "train (96 images)", "val (24 images)",
-                    "test (30 images)"]
+    kept = rundir.kept_row(rundir.read_history(one_report.parent), yaml.safe_load(
+        (one_report.parent / "config.yaml").read_text()))  # the checkpoint's best val_accuracy
+    assert rows == [f"train, as logged during epoch {kept['epoch'] + 1} (the model kept)",
+                    "train (30 of 96 images)", "val (24 images)", "test (30 images)"]  # as many as the test split
     layers = re.search(r'data-section="layers">(.*?)</section>', page, re.S).group(1)
     assert "<td>block1_conv1</td>" in layers and "receptive field" in layers
 

@@ -31,10 +31,16 @@ def invoke(*args):
 
 
 def fields_by_name(model):
-    return {row.path: (row.field, row.jump) for row in anatomy.layer_table(model)}
+    """``{layer: per axis (field, jump)}``, or ``(None, None)`` for a layer that sees the whole image."""
+    return {row.path: tuple(zip(row.field, row.jump)) if row.field else (None, None)
+            for row in anatomy.layer_table(model)}
 
 
 # --------------------------------------------------------------------------- receptive fields
+
+
+def square(field, jump):
+    return (field, jump), (field, jump)
 
 
 def test_stacked_3x3_convolutions_see_5x5_then_7x7_and_pooling_doubles_the_jump():
@@ -48,9 +54,9 @@ def test_stacked_3x3_convolutions_see_5x5_then_7x7_and_pooling_doubles_the_jump(
     y = layers.Conv2D(4, 3, padding="same", dilation_rate=2, name="dilated")(y)
     y = layers.Dense(2, name="out")(layers.GlobalAveragePooling2D(name="gap")(y))
     fields = fields_by_name(keras.Model(x, y))
-    assert fields["c1"] == (3, 1) and fields["c2"] == (5, 1) and fields["c3"] == (7, 1)
-    assert fields["pool"] == (8, 2) and fields["c4"] == (12, 2)
-    assert fields["strided"] == (16, 4) and fields["dilated"] == (16 + 2 * 2 * 4, 4)
+    assert fields["c1"] == square(3, 1) and fields["c2"] == square(5, 1) and fields["c3"] == square(7, 1)
+    assert fields["pool"] == square(8, 2) and fields["c4"] == square(12, 2)
+    assert fields["strided"] == square(16, 4) and fields["dilated"] == square(16 + 2 * 2 * 4, 4)
     assert fields["gap"] == (None, None) and fields["out"] == (None, None)
 
 
@@ -61,8 +67,41 @@ def test_a_merge_takes_its_widest_input_and_upsampling_divides_the_jump():
     merged = layers.Add(name="add")([a, b])
     down = layers.MaxPooling2D(2, name="down")(merged)
     up = layers.UpSampling2D(2, name="up")(down)
-    fields = fields_by_name(keras.Model(x, up))
-    assert fields["add"] == (5, 1) and fields["down"] == (6, 2) and fields["up"] == (6, 1)
+    smooth = layers.UpSampling2D(2, interpolation="bilinear", name="bilinear")(down)
+    transposed = layers.Conv2DTranspose(2, 4, strides=2, padding="same", name="transposed")(down)
+    resized = layers.Resizing(32, 32, name="resized")(x)  # cnnlab's `upsample` before a backbone
+    model = keras.Model(x, [up, smooth, transposed, resized])
+    fields = fields_by_name(model)
+    assert fields["add"] == square(5, 1) and fields["down"] == square(6, 2) and fields["up"] == square(6, 1)
+    assert fields["bilinear"] == square(8, 1)  # one more input step: interpolation mixes two neighbours
+    assert fields["transposed"] == square(8, 1)  # a 4x4 kernel at stride 2 mixes two inputs
+    assert fields["resized"] == square(2, 0.5)
+
+
+def test_asymmetric_kernels_pointwise_dense_and_squeeze_excitation():
+    x = keras.Input((16, 16, 3))
+    y = layers.Conv2D(4, (1, 7), padding="same", name="one_by_seven")(x)
+    y = layers.Conv2D(4, (7, 1), padding="same", name="seven_by_one")(y)
+    y = layers.Dense(4, name="pointwise")(y)  # ConvNeXt's 1x1 convolution: a dense layer on each pixel
+    scale = layers.Dense(4, activation="sigmoid", name="excite")(layers.GlobalAveragePooling2D(keepdims=True)(y))
+    y = layers.Multiply(name="scaled")([y, scale])
+    y = layers.Dense(3, name="out")(layers.Flatten(name="flat")(y))
+    rows = {row.path: row for row in anatomy.layer_table(keras.Model(x, y))}
+    assert rows["one_by_seven"].field == (1, 7) and rows["one_by_seven"].window == "1x7 /1"
+    assert rows["seven_by_one"].field == (7, 7) and rows["pointwise"].field == (7, 7)
+    assert rows["scaled"].field == (7, 7)  # the excitation's 1x1 scale is broadcast, not a whole-image view
+    assert rows["flat"].field is None and rows["out"].field is None
+    cells = anatomy.table_cells(rows["one_by_seven"])
+    assert cells[5:] == ("1x7", "1")
+
+
+def test_a_graph_deeper_than_pythons_recursion_allows_is_walked():
+    x = keras.Input((8, 8, 1))  # 600 layers: 1,200 frames for a recursive walk (EfficientNet-B7 is deeper)
+    y = x
+    for _ in range(600):
+        y = layers.Activation("relu")(y)
+    y = layers.Conv2D(1, 3, padding="same", name="last")(y)
+    assert fields_by_name(keras.Model(x, y))["last"] == square(3, 1)
 
 
 def nested_model():
@@ -80,7 +119,7 @@ def test_a_nested_backbones_layers_are_rows_whose_fields_continue_the_outer_ones
     names = [row.path for row in rows]
     assert f"{base.name}/Conv1" in names and names.index(base.name) < names.index(f"{base.name}/Conv1")
     fields = {row.path: (row.field, row.jump) for row in rows}
-    assert fields[f"{base.name}/Conv1"] == (3, 2)
+    assert fields[f"{base.name}/Conv1"] == ((3, 3), (2, 2))
     assert fields[base.name] == fields[f"{base.name}/out_relu"]
     assert sum(row.params for row in rows if row.depth == 0) == model.count_params()
 
@@ -110,7 +149,7 @@ def test_initial_weights_are_kept_once_and_read_back(tmp_path):
 def test_an_mlps_first_weights_are_its_dense_columns_drawn_as_images():
     model = build_model(ModelConfig(architecture="mlp"), (12, 12, 1), 3)
     first = anatomy.first_weights(model)
-    assert first.kind == "dense" and first.as_images((12, 12, 1)).shape[1:] == (12, 12, 1)
+    assert first.kind == "dense" and first.as_images((12, 12, 1)).shape == (anatomy.FIRST_UNITS, 12, 12, 1)
     inside = Insight.of(model, np.zeros((1, 12, 12, 1)), steps=1)
     assert inside.maps == [] and "No convolutional layer" in inside.notes[0]
     assert set(inside.pictures()) == {"filters.png"}
@@ -124,7 +163,8 @@ BACKBONES = ["mobilenet_v2", "efficientnet_b0", "densenet121", "convnext_tiny"]
 def test_every_zoo_network_has_blocks_whose_maps_the_tap_reads(name):
     classes = 3
     shape = (64, 64, 3) if name in ("alexnet", "googlenet") else (32, 32, 3)
-    model = build_model(ModelConfig(architecture=name, aux_logits=name == "googlenet"), shape, classes)
+    thin = {"width": 0.125} if "segmentation" in catalog.ARCHITECTURES[name].tasks else {}  # FCN's fc6 is huge
+    model = build_model(ModelConfig(architecture=name, aux_logits=name == "googlenet", **thin), shape, classes)
     ends = anatomy.block_ends(model)
     if name in ("slp", "mlp"):
         assert ends == []
@@ -134,7 +174,13 @@ def test_every_zoo_network_has_blocks_whose_maps_the_tap_reads(name):
     for layer, _ in ends:
         assert tuple(values[id(layer)].shape[1:]) == anatomy.output_shape(layer)
     assert anatomy.first_weights(model).kind == "conv"
-    assert all(row.field is None or row.field >= 1 for row in anatomy.layer_table(model))
+    rows = anatomy.layer_table(model)
+    assert all(row.field is None or min(row.field) >= 1 for row in rows)
+    convolutions = [row for row in rows if row.kind == "Conv2D"]
+    assert convolutions[0].field[0] == int(convolutions[0].window.split("x")[0])  # the first sees its kernel
+    # no convolution of a map sees "all" (a dense layer on a map, a squeeze-and-excitation's scale between them)
+    assert all(c.field is not None for c in convolutions if c.shape[:2] != (1, 1))
+    keras.backend.clear_session()
 
 
 def test_a_nested_backbone_is_tapped_inside_and_gradients_reach_the_input():
@@ -148,6 +194,16 @@ def test_a_nested_backbone_is_tapped_inside_and_gradients_reach_the_input():
         loss = tf.reduce_sum(anatomy.Tap(model, [ends[0][0]])(images)[id(ends[0][0])])
     assert float(tf.norm(tape.gradient(loss, images))) > 0
     assert anatomy.first_weights(model).layer == f"{base.name}/Conv1"
+
+
+def test_a_nested_model_called_on_the_input_itself_is_tapped():
+    inner = build_model(ModelConfig(architecture="simple_cnn"), (12, 12, 1), 3)
+    x = keras.Input((12, 12, 1))
+    model = keras.Model(x, layers.Activation("linear", name="same")(inner(x)))
+    ends = anatomy.block_ends(model)
+    values = anatomy.Tap(model, [layer for layer, _ in ends])(np.zeros((1, 12, 12, 1), "float32"))
+    assert [path for _, path in ends] == [f"{inner.name}/block1_conv1", f"{inner.name}/block1_pool"]
+    assert tuple(values[id(ends[0][0])].shape) == (1, 8, 8, 30)
 
 
 def test_an_averaged_ensemble_shows_its_first_member():
@@ -177,20 +233,22 @@ def test_a_unet_under_bfloat16_gives_float32_maps_and_patterns():
 
 
 def test_gradient_ascent_raises_the_chosen_channel_and_patterns_are_pictures():
-    from cnnlab.visual.inside import climb, patterns
+    from cnnlab.visual.inside import climb, patterns, strongest
 
+    keras.utils.set_random_seed(3)
     model = build_model(ModelConfig(architecture="simple_cnn"), (12, 12, 1), 3)
     layer = model.get_layer("block1_conv1")
     tap = anatomy.Tap(model, [layer])
     start = 128.0 + np.random.default_rng(0).uniform(-16, 16, (2, 12, 12, 1))
-    climbed = climb(tap, layer, [4, 7], start, steps=10)
-    for i, channel in enumerate((4, 7)):
+    picks = strongest(np.asarray(tap(start.astype("float32"))[id(layer)])[0], 2)  # live ReLU channels
+    climbed = climb(tap, layer, picks, start, steps=10)
+    for i, channel in enumerate(picks):
         before = float(np.asarray(tap(start.astype("float32"))[id(layer)])[i, ..., channel].mean())
         after = float(np.asarray(tap(climbed)[id(layer)])[i, ..., channel].mean())
         assert after > before
     assert climbed.min() >= 0 and climbed.max() <= 255
-    (path, picks, images), = patterns(model, [(layer, "block1_conv1")], [[4, 7]], steps=2)
-    assert picks == [4, 7] and images.shape == (2, 10, 10, 1) and images.min() == 0 and images.max() == 1
+    (path, chosen, images), = patterns(model, [(layer, "block1_conv1")], [picks], steps=2)
+    assert chosen == list(picks) and images.shape == (2, 10, 10, 1) and images.min() == 0 and images.max() == 1
 
 
 # --------------------------------------------------------------------------- what the training curves mean

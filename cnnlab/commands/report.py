@@ -25,6 +25,7 @@ from cnnlab.tasks import TASKS, task_of
 RUN_SECTIONS = ("config", "environment", "metrics", "per-class", "curves", "measured", "confusion", "mistakes",
                 "gradcam", "filters", "feature-maps", "patterns", "layers")
 TRAIN_SAMPLE = 10_000  # at most this many training images are measured as the test split is
+PATTERN_SIDE = 64  # the report climbs filter patterns for images up to this side (cnnlab visualize: any)
 COMPARISON_SECTIONS = ("comparison", "validation-curves", "config-diff")
 
 
@@ -120,76 +121,98 @@ def gather(opened, *, unsafe=False, echo=print):
         rates = learning_rates(out.history, cfg, data.steps_per_epoch(cfg.training.steps_per_epoch))
         out.figures["curves"] = plots.png(plots.curves, out.history, learning_rates=rates)
     if not out.is_ensemble:
-        measured_alike(out, model, cfg, data, {split: (outputs, targets)}, echo)
+        measured_alike(out, model, cfg, data, {split: (outputs, targets, len(targets))}, echo)
     task_of(cfg).report(out, model, cfg, data, split, outputs, targets, echo)
     inside_sections(out, model, data, split, echo)
     return out
 
 
 def measured_alike(page, model, cfg, data, known, echo):
-    """The "measured" section: the final model scored on train, validation and test alike, beside the last
+    """The "measured" section: the final model scored on train, validation and test alike, beside the kept
     epoch's logged training figures; and, on the curves, what made those logged figures differ.
 
     `known`: ``{split: (outputs, targets)}`` predicted already.
     """
-    from dataclasses import replace
-
-    import numpy as np
-
-    from cnnlab.inference.predictions import predict_split
+    from cnnlab.training.fit import monitored
     from cnnlab.training.regime import differences
 
-    task = task_of(cfg)
+    task, rows, keys = task_of(cfg), [], None
     calibration = task.calibrate(page.run)
-    rows, keys = [], None
-    last = page.history[-1] if page.history else {}
     for split in ("train", "val", "test"):
-        examples = getattr(data, split)
-        if examples is None:
+        if getattr(data, split) is None:
             continue
-        shown = data if split != "train" or len(examples) <= TRAIN_SAMPLE else replace(
-            data, train=examples.take(np.arange(TRAIN_SAMPLE)))
-        if split not in known:
-            echo(f"{page.run}: measuring its {split} split as the test split is ({len(shown.split(split))} images)")
-        outputs, targets = known.get(split) or predict_split(model, shown, split)[:2]
+        outputs, targets, size = known[split] if split in known else _measured(model, data, split, cfg, echo)
         figures = {k: v for k, v in task.headline(task.scores(outputs, targets, data.class_names, cfg,
                                                               calibration)).items() if isinstance(v, float)}
         keys = keys or list(figures)
-        size = len(shown.split(split))
-        rows.append((f"{split} ({size:,}{f' of {len(examples):,}' if size < len(examples) else ''} images)",
+        total = len(data.split(split))
+        rows.append((f"{split} ({size:,}{f' of {total:,}' if size < total else ''} images)",
                      *(num(figures.get(k)) for k in keys)))
-        if split == "train" and any(k in last for k in keys):
-            rows.insert(0, ("train, as logged during the last epoch", *(num(last.get(k)) for k in keys)))
+    logged = rundir.kept_row(page.history, page.config) or {}
+    if any(monitored(k, model) in logged for k in keys):
+        epoch = logged.get("epoch")
+        rows.insert(0, (f"train, as logged during epoch {epoch + 1 if isinstance(epoch, int) else '?'} "
+                        "(the model kept)", *(num(logged.get(monitored(k, model))) for k in keys)))
     page.tables["measured"] = (("measured on", *keys), rows)
-    reasons = differences(model, cfg)
     page.notes["measured"] = ("The final model on each split, without dropout or augmentation, as the test split "
-                              "is measured.")
+                              "is measured" + ("; the thresholds were chosen on the validation split, which flatters "
+                                               "its row" if calibration else "") + ".")
+    reasons = differences(model, cfg)
     if reasons:
         page.notes["curves"] = ("The training curves are measured while training, so they are not the model's "
                                 f"figures on those images: {'; '.join(reasons)}. See the table below.")
 
 
+def _measured(model, data, split, cfg, echo):
+    """``(outputs, targets, images measured)`` of `split`: at most as many images as the evaluated split holds
+    (and `TRAIN_SAMPLE`), spread evenly over it (a folder dataset lists its classes in turn)."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from cnnlab.inference.predictions import predict_split
+
+    examples = data.split(split)
+    evaluated = getattr(data, cfg.evaluate.split)
+    most = min(TRAIN_SAMPLE, len(evaluated) if evaluated is not None else TRAIN_SAMPLE)
+    if len(examples) > most:
+        data = replace(data, **{split: examples.take(np.unique(np.linspace(0, len(examples) - 1, most).astype(int)))})
+    size = len(data.split(split))
+    echo(f"measuring the {split} split as the test split is ({size} images)")
+    return (*predict_split(model, data, split)[:2], size)
+
+
 def inside_sections(page, model, data, split, echo):
-    """The first layer's filters, one image's feature maps, the filter patterns and the layer table."""
+    """The first layer's filters, one image's feature maps, the filter patterns and the layer table.
+
+    Gradient ascent at a large image size takes minutes: above `PATTERN_SIDE` pixels the report shows the
+    patterns `cnnlab visualize` drew, if it did, rather than climbing them again.
+    """
     from cnnlab.inference.predictions import images_at
     from cnnlab.models.anatomy import CHANGES_FIELD, TABLE_COLUMNS, layer_table, table_cells
     from cnnlab.visual.inside import Insight
 
-    inside = Insight.of(model, images_at(data, split, [0]), run=page.run)
+    large = max(data.input_shape[:2]) > PATTERN_SIDE
+    inside = Insight.of(model, images_at(data, split, [0]), run=page.run, steps=0 if large else None)
     pictures = inside.pictures()
+    drawn = page.run / "visualize" / "patterns.png"
+    if large and drawn.is_file():
+        pictures["patterns.png"] = drawn.read_bytes()
     for key, name in (("filters", "filters.png"), ("feature-maps", "feature_maps_1.png"),
                       ("patterns", "patterns.png")):
         if name in pictures:
             page.figures[key] = pictures[name]
-        else:
-            page.notes[key] = " ".join(inside.notes) or "Nothing to draw."
-    if inside.before is None and inside.after is not None:
-        page.notes["filters"] = "The run kept no filters from before training (a run made before cnnlab kept them)."
+    page.notes["filters"] = " ".join(n for n in inside.notes if "training started" in n) or None
+    if "patterns.png" not in pictures:
+        page.notes["patterns"] = (" ".join(n for n in inside.notes if "training started" not in n) or
+                                  f"Gradient ascent on {data.input_shape[0]}x{data.input_shape[1]} images takes "
+                                  "minutes: `cnnlab visualize` draws the patterns, and the report shows them then.")
     rows = layer_table(model)
     page.tables["layers"] = (TABLE_COLUMNS, [table_cells(r) for r in rows if r.kind in CHANGES_FIELD])
     page.notes["layers"] = (f"The {sum(r.kind in CHANGES_FIELD for r in rows)} of {len(rows)} layers that change "
-                            "what one output unit sees: its receptive field (input pixels on a side) and jump "
-                            "(input pixels between neighbouring units). `cnnlab visualize` writes every layer.")
+                            "what one output unit sees: its receptive field (input pixels, height x width where they "
+                            "differ) and jump (input pixels between neighbouring units). `cnnlab visualize` writes "
+                            "every layer.")
     echo(f"{page.run}: drew its filters, feature maps and filter patterns")
 
 
@@ -350,7 +373,7 @@ def figure_or_note(run_report, key, alt):
         parts.append(f'<div class="scroll">{table(headers, rows, numeric=tuple(range(1, len(headers))))}</div>')
     if key in run_report.figures:
         parts.append(image(run_report.figures[key], alt))
-    if key in run_report.notes:
+    if run_report.notes.get(key):
         parts.append(f'<p class="note">{esc(run_report.notes[key])}</p>')
     return "\n".join(parts) or '<p class="note">Nothing recorded.</p>'
 

@@ -41,6 +41,7 @@ def visualize(target=None, images=(), *, output=None, root="runs", unsafe=False,
 
     if len(images) > MAX_IMAGES:
         raise CnnlabError(f"visualize draws at most {MAX_IMAGES} images' feature maps. Received: {len(images)}.")
+    _check_files(images)  # before a model loads: a typo answers at once
     opened = open_target(target, root, note=echo)
     cfg = opened.config()
     folder = Path(output) if output else opened.folder / "visualize"
@@ -65,13 +66,10 @@ def _check_folder(folder):
     files.check_writable_file(folder / "layers.csv", "-o", "Give a folder you can write to.")
 
 
-def _load_files(paths, model):
-    """The images of `paths`, each brought to the model's input as predict brings them."""
+def _check_files(paths):
+    """Every IMAGE is a readable image file (decoded whole by Pillow), else a `DataError` naming it."""
     from cnnlab.data.folders import check_image
-    from cnnlab.data.ops import decode_image, fit_images
 
-    shape = tuple(int(v) for v in model.inputs[0].shape[1:])
-    out = []
     for path in map(str, paths):
         if not Path(path).is_file():
             raise DataError(f"IMAGE {path!r} does not exist or is no file: give image files (png, jpg, bmp, gif).")
@@ -79,8 +77,14 @@ def _load_files(paths, model):
             check_image(path)
         except ValueError as exc:
             raise DataError(f"cannot read {path!r}: {exc}.") from None
-        out.append(np.asarray(fit_images(decode_image(path), shape)))
-    return np.stack(out)
+
+
+def _load_files(paths, model):
+    """The images of `paths`, each brought to the model's input as predict brings them."""
+    from cnnlab.data.ops import decode_image, fit_images
+
+    shape = tuple(int(v) for v in model.inputs[0].shape[1:])
+    return np.stack([np.asarray(fit_images(decode_image(str(path)), shape)) for path in paths])
 
 
 def _test_images(cfg, model, opened):

@@ -24,10 +24,13 @@ from cnnlab.keras_private import producer
 from cnnlab.models.heads import ensemble_members, main_output
 
 INITIAL_FILE = "initial_filters.npz"  # in a run: the first layer's weights before training
-PASS_THROUGH = ("Dropout", "SpatialDropout2D", "GaussianDropout", "GaussianNoise", "ActivityRegularization",
-                "ZeroPadding2D", "Cropping2D")  # no block ends at these
-WHOLE_IMAGE = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Dense", "Reshape")
-UPSAMPLING = ("UpSampling2D", "Conv2DTranspose")
+CONVOLUTIONS = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose")
+DROPOUTS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "AlphaDropout",
+            "GaussianNoise")  # layers that act while training only
+PASS_THROUGH = (*DROPOUTS, "ActivityRegularization", "ZeroPadding2D", "Cropping2D")  # no block ends at these
+FIRST_UNITS = 64  # a dense first layer: the units kept and drawn
+GLOBAL = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten")  # a unit of these sees the whole image
+RESIZING = ("UpSampling2D", "Resizing")  # these scale the map by their output's size over their input's
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,8 @@ class LayerRow:
         shape: its output shape without the batch axis.
         params: its weights' count (a nested model's row: all of its layers').
         window: ``"3x3 /1"`` (kernel and stride) for convolutions and pooling, else "".
-        field: the receptive field in input pixels (one side), None for the whole image.
-        jump: input pixels between two neighbouring outputs, None for the whole image.
+        field: the receptive field in input pixels, ``(height, width)``; None for the whole image.
+        jump: input pixels between two neighbouring outputs, ``(down, across)``; None for the whole image.
         depth: how many nested models hold the layer.
     """
 
@@ -50,8 +53,8 @@ class LayerRow:
     shape: tuple
     params: int
     window: str
-    field: Optional[float]
-    jump: Optional[float]
+    field: Optional[tuple]
+    jump: Optional[tuple]
     depth: int = 0
 
 
@@ -73,73 +76,92 @@ def ordered_layers(model):
     return found
 
 
+def _pair(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
 def _window(layer):
-    """``(kernel, stride, dilation)`` along the height of a convolution or pooling layer, else None."""
+    """``((kernel, stride, dilation) down, (...) across)`` of a convolution or pooling layer, else None."""
     kernel = getattr(layer, "kernel_size", None) or getattr(layer, "pool_size", None)
     if kernel is None or type(layer).__name__.startswith("Global"):
         return None
     strides = getattr(layer, "strides", None) or kernel
-    dilation = getattr(layer, "dilation_rate", 1)
-    first = lambda value: value[0] if isinstance(value, (tuple, list)) else value  # noqa: E731
-    return first(kernel), first(strides), first(dilation)
+    return tuple(zip(_pair(kernel), _pair(strides), _pair(getattr(layer, "dilation_rate", 1))))
 
 
-def _upsampling(layer):
-    size = getattr(layer, "size", None) or getattr(layer, "strides", None)
-    return size[0] if isinstance(size, (tuple, list)) else size
+def _spatial(tensor):
+    """``(H, W)`` of a ``(batch, H, W, C)`` tensor, else None."""
+    return tuple(tensor.shape[1:3]) if len(tensor.shape) == 4 else None
 
 
-def _field_after(layer, fields):
-    """``(field, jump)`` of `layer`'s output from its inputs' (None: the whole image)."""
-    if any(f is None for f, _ in fields):
-        return None, None
-    field, jump = max(fields)  # a merge: its widest input
+def _field_after(layer, inputs, fields, output):
+    """The ``((field, jump) down, (field, jump) across)`` of `layer`'s `output` from its `inputs`' `fields`
+    (None: a unit sees the whole image).
+
+    A merge takes its widest spatial input; an input of one pixel (squeeze-and-excitation's scale, a global
+    context) is broadcast over the map and left out. A dense layer on a map (ConvNeXt's pointwise
+    convolutions) works on each pixel; one on a vector, like flatten and global pooling, sees everything.
+    """
+    spatial = [f for t, f in zip(inputs, fields) if _spatial(t) not in (None, (1, 1))] or fields
     kind = type(layer).__name__
-    if kind in WHOLE_IMAGE:
-        return None, None
-    if kind in UPSAMPLING:
-        factor = _upsampling(layer) or 1
-        kernel = getattr(layer, "kernel_size", (1,))[0]
-        return field + (max(1, -(-kernel // factor)) - 1) * jump, jump / factor
+    if any(f is None for f in spatial) or kind in GLOBAL or _spatial(output) is None:
+        return None
+    here = tuple(max(axis) for axis in zip(*spatial))  # per axis: the widest field (and its jump)
+    if kind in RESIZING or kind == "Conv2DTranspose":
+        return _upsampled(layer, inputs[0], output, here)
     window = _window(layer)
     if window is None:
-        return field, jump
-    kernel, stride, dilation = window
-    return field + dilation * (kernel - 1) * jump, jump * stride
+        return here
+    return tuple((field + dilation * (kernel - 1) * jump, jump * stride)
+                 for (field, jump), (kernel, stride, dilation) in zip(here, window))
 
 
-def receptive_fields(model):
-    """``{id(layer): (field, jump)}`` for every layer on the way from the input to any output, nested too."""
-    found = {}
-    memo = {}
+def _upsampled(layer, given, output, here):
+    """Fields after an upsampling: the jump divided by the factor; a transposed convolution's kernel, or a
+    bilinear interpolation's neighbour, widens the field."""
+    out = []
+    for (field, jump), before, after, axis in zip(here, _spatial(given), _spatial(output), range(2)):
+        factor = after / before
+        if type(layer).__name__ == "Conv2DTranspose":
+            taps = -(-_pair(layer.kernel_size)[axis] // _pair(layer.strides)[axis])  # inputs one output mixes
+        else:
+            taps = 1 if getattr(layer, "interpolation", "nearest") == "nearest" else 2
+        out.append((field + (taps - 1) * jump, jump / factor))
+    return tuple(out)
 
-    def of(tensor):
-        key = id(tensor)
-        if key not in memo:
-            layer, inputs = producer(tensor)
-            memo[key] = _nested(layer, inputs) if _is_model(layer) else (
-                _field_after(layer, [of(t) for t in inputs]) if inputs else (1, 1))
-            found.setdefault(id(layer), memo[key])
-        return memo[key]
 
-    def _nested(inner, inputs):
-        given = of(inputs[0])
-        for key, value in receptive_fields_from(inner, given).items():
-            found.setdefault(key, value)
-        return found[id(_output_layer(inner))]
+def _post_order(tensors):
+    """Every tensor `tensors` come from, each after the tensors it is computed from (no recursion: a
+    network of a thousand layers is as easy as one of ten)."""
+    order, seen, stack = [], set(), [(tensor, False) for tensor in tensors]
+    while stack:
+        tensor, expanded = stack.pop()
+        if expanded:
+            order.append(tensor)
+        elif id(tensor) not in seen:
+            seen.add(id(tensor))
+            stack.append((tensor, True))
+            stack.extend((t, False) for t in producer(tensor)[1] if id(t) not in seen)
+    return order
 
-    for tensor in model.outputs:
-        of(tensor)
+
+def receptive_fields(model, given=((1, 1), (1, 1))):
+    """``{id(layer): fields}`` (see `_field_after`) of every layer on the way to any output, nested ones too;
+    `given`: the fields of the model's input (a nested model's: what its outer model feeds it)."""
+    found, fields = {}, {}
+    for tensor in _post_order(model.outputs):
+        layer, inputs = producer(tensor)
+        if not inputs:  # the model's input
+            value = given
+        elif _is_model(layer):
+            inner = receptive_fields(layer, fields[id(inputs[0])])
+            found.update({key: v for key, v in inner.items() if key not in found})
+            value = inner[id(_output_layer(layer))]
+        else:
+            value = _field_after(layer, inputs, [fields[id(t)] for t in inputs], tensor)
+        fields[id(tensor)] = value
+        found.setdefault(id(layer), value)
     return found
-
-
-def receptive_fields_from(model, given):
-    """`receptive_fields` of a nested `model` whose input already has the field and jump `given`."""
-    fields = receptive_fields(model)
-    field, jump = given
-    if field is None:
-        return {key: (None, None) for key in fields}
-    return {key: (None, None) if f is None else (field + (f - 1) * jump, j * jump) for key, (f, j) in fields.items()}
 
 
 def _is_model(layer):
@@ -159,12 +181,13 @@ def layer_table(model):
     for layer, depth, path in ordered_layers(model):
         if type(layer).__name__ == "InputLayer" and depth:
             continue  # a nested model's input: its row above says it all
-        field, jump = fields.get(id(layer), (None, None))
+        value = fields.get(id(layer))
         window = _window(layer)
-        shape = output_shape(layer)
-        rows.append(LayerRow(path=path, kind=type(layer).__name__, shape=shape, params=int(layer.count_params()),
-                             window=f"{window[0]}x{window[0]} /{window[1]}" if window else "",
-                             field=field, jump=jump, depth=depth))
+        rows.append(LayerRow(path=path, kind=type(layer).__name__, shape=output_shape(layer),
+                             params=int(layer.count_params()),
+                             window=f"{window[0][0]}x{window[1][0]} /{_one(*(w[1] for w in window))}" if window else "",
+                             field=value and tuple(f for f, _ in value), jump=value and tuple(j for _, j in value),
+                             depth=depth))
     return rows
 
 
@@ -179,7 +202,7 @@ def output_shape(layer):
 
 TABLE_COLUMNS = ("layer", "type", "output shape", "parameters", "window", "receptive field", "jump")
 # what the terminal's compact table keeps: the layers that change what a unit sees, and the first and last
-CHANGES_FIELD = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "MaxPooling2D",
+CHANGES_FIELD = (*CONVOLUTIONS, "MaxPooling2D",
                  "AveragePooling2D", "UpSampling2D", "Functional", "Dense")
 
 
@@ -190,9 +213,14 @@ def table_cells(row):
 
 
 def _pixels(value):
+    """A field or jump as text: ``all`` (the whole image), ``5``, or ``1x7`` where the axes differ."""
     if value is None:
         return "all"
-    return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
+    return _one(*(str(int(v)) if float(v).is_integer() else f"{v:.2f}" for v in value))
+
+
+def _one(down, across):
+    return str(down) if down == across else f"{down}x{across}"
 
 
 def table_lines(rows, compact=False):
@@ -229,19 +257,22 @@ class FirstWeights:
         """``(filters, h, w, c)`` float32: each filter (or unit's weights) as a small image."""
         if self.kind == "conv":
             return np.transpose(self.kernel, (3, 0, 1, 2))
-        height, width, channels = image_shape
-        return self.kernel.T.reshape(-1, height, width, channels)
+        return self.kernel.T.reshape(-1, *image_shape)
 
 
 def first_weights(model):
-    """The first convolution's `FirstWeights`, else the first dense layer's (an MLP), else None."""
-    candidates = [(layer, path) for layer, _, path in ordered_layers(main_model(model)) if layer.weights]
-    for kinds, kind in ((("Conv2D",), "conv"), (("Dense",), "dense")):
-        for layer, path in candidates:
-            if type(layer).__name__ in kinds:
-                kernel = np.asarray(layer.kernel.numpy(), dtype="float32")
-                if kind == "conv" or kernel.ndim == 2:
-                    return FirstWeights(path, kind, kernel)
+    """The first 2-D convolution's `FirstWeights`, else (an MLP) the first `FIRST_UNITS` units of a first dense
+    layer that takes the whole image flattened, else None."""
+    inner = main_model(model)
+    pixels = int(np.prod(inner.inputs[0].shape[1:]))
+    layers = [(layer, path) for layer, _, path in ordered_layers(inner)]
+    for layer, path in layers:
+        if type(layer).__name__ == "Conv2D":
+            return FirstWeights(path, "conv", np.asarray(layer.kernel.numpy(), dtype="float32"))
+    for layer, path in layers:
+        if type(layer).__name__ == "Dense":
+            kernel = np.asarray(layer.kernel.numpy(), dtype="float32")
+            return FirstWeights(path, "dense", kernel[:, :FIRST_UNITS]) if kernel.shape[0] == pixels else None
     return None
 
 
@@ -281,7 +312,7 @@ def block_ends(model, limit=8):
     for layer, _, path in ordered_layers(model):
         if _is_model(layer) or id(layer) not in on_path:
             continue
-        seen_conv = seen_conv or type(layer).__name__ in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+        seen_conv = seen_conv or type(layer).__name__ in CONVOLUTIONS
         shape = output_shape(layer)
         if not seen_conv or len(shape) != 3 or shape[0] * shape[1] == 1 or type(layer).__name__ in PASS_THROUGH:
             continue

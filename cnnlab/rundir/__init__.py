@@ -11,8 +11,8 @@ Commands use the names below, as ``rundir.CONFIG_FILE``, ``rundir.open_target(..
 """
 
 from cnnlab.rundir.folder import (BACKUP_DIR, CLASSES_FILE, CONFIG_FILE, HISTORY_FILE, LOCK_FILE, METRICS_FILE,
-                                  MODEL_FILE, RUN_FILE, created, is_run, new_run_dir, provenance, read_config,
-                                  read_history, run_info, update_run_info)
+                                  MODEL_FILE, RUN_FILE, created, is_run, kept_row, new_run_dir, provenance,
+                                  read_config, read_history, run_info, update_run_info)
 from cnnlab.rundir.identity import SEED_FREE_KEYS, comparable, data_key, job_fingerprint, seed_group_key
 from cnnlab.rundir.lifecycle import (UNFINISHED, check_run_writable, discard, find_resumable, find_run, is_locked,
                                      lock, resumable_config, running, runs_root, start_run, status, unlock)
@@ -23,7 +23,7 @@ from cnnlab.rundir.targets import Target, is_target, load_model, load_run_config
 
 __all__ = [
     "BACKUP_DIR", "CLASSES_FILE", "CONFIG_FILE", "HISTORY_FILE", "LOCK_FILE", "METRICS_FILE", "MODEL_FILE",
-    "RUN_FILE", "created", "is_run", "new_run_dir", "provenance", "read_config", "read_history", "run_info",
+    "RUN_FILE", "created", "is_run", "kept_row", "new_run_dir", "provenance", "read_config", "read_history", "run_info",
     "update_run_info",
     "SEED_FREE_KEYS", "comparable", "data_key", "job_fingerprint", "seed_group_key",
     "UNFINISHED", "check_run_writable", "discard", "find_resumable", "find_run", "is_locked", "lock", "running",

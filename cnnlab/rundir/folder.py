@@ -154,6 +154,29 @@ def read_history(run):
         return [{k: (int(v) if k == "epoch" else _float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def kept_row(rows, config):
+    """The row of history `rows` of the epoch whose model the run keeps (its `config`, a plain dict): the
+    checkpoint's best by its monitor (the first epoch of that value: it saves on improvement only), else (no
+    checkpoint, or one that saves every epoch) the last. None for no rows."""
+    import math
+
+    from cnnlab import catalog
+
+    if not rows:
+        return None
+    checkpoint = (config.get("callbacks") or {}).get("model_checkpoint")
+    if not checkpoint or not checkpoint.get("save_best_only", True):
+        return rows[-1]
+    monitor, mode = checkpoint.get("monitor", "val_loss"), checkpoint.get("mode", "auto")
+    maximize = catalog.direction(monitor, mode) != "min"  # a name that says neither: better higher
+    scored = [(v, i) for i, row in enumerate(rows)
+              if isinstance(v := _float(row.get(monitor)), float) and math.isfinite(v)]
+    if not scored:
+        return rows[-1]
+    best = max(scored, key=lambda pair: (pair[0], -pair[1])) if maximize else min(scored)
+    return rows[best[1]]
+
+
 def _float(value):
     try:
         return float(value)

@@ -8,12 +8,13 @@ book's deep CNN thus logs a training accuracy near 0.6 beside a test accuracy of
 0.99: `differences` names the reasons a run has, for the report to say.
 """
 
-DROPOUTS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "AlphaDropout")
-
+from cnnlab.models.anatomy import DROPOUTS
+from cnnlab.models.heads import auxiliary_outputs
 
 def differences(model, cfg):
     """Sentences naming what, in `model` and `cfg`, makes its logged training figures unlike measured ones."""
     from cnnlab.data.augment import is_active
+    from cnnlab.training.fit import AUX_LOSS_WEIGHT
     from cnnlab.keras_private import flatten_layers
 
     layers = flatten_layers(model, include_self=False)
@@ -23,7 +24,7 @@ def differences(model, cfg):
         count = sum(type(layer).__name__ in DROPOUTS and getattr(layer, "rate", 0) > 0 for layer in layers)
         listed = ", ".join(f"{rate:g}" for rate in rates)
         found.append(f"dropout drops units while training ({count} layer(s), rate {listed})")
-    if any(type(layer).__name__ == "BatchNormalization" for layer in layers):
+    if any(type(layer).__name__ == "BatchNormalization" and layer.trainable for layer in layers):
         found.append("batch normalisation uses each batch's own statistics while training, its moving averages "
                      "when measured")
     aug = cfg.augmentation
@@ -37,4 +38,8 @@ def differences(model, cfg):
         found.append(f"label smoothing ({cfg.training.label_smoothing:g}) softens the targets of the training loss")
     if model.losses:
         found.append("the training loss adds the weight penalty (kernel_regularizer)")
+    if cfg.training.class_weight is not None:
+        found.append("class weights (training.class_weight) weigh each image's loss by its class")
+    if auxiliary_outputs(model):
+        found.append(f"the training loss adds the auxiliary classifiers' losses (weight {AUX_LOSS_WEIGHT:g} each)")
     return found

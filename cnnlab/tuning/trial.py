@@ -201,19 +201,7 @@ def objective_value(rows, metric, config):
     else (no checkpoint, or one that saves every epoch) the last."""
     if not rows:
         raise TrialFailed("the training ended before its first epoch")
-    checkpoint = (config.get("callbacks") or {}).get("model_checkpoint")
-    kept = rows[-1]
-    if checkpoint and checkpoint.get("save_best_only", True):
-        from cnnlab import catalog
-
-        monitor, mode = checkpoint.get("monitor", "val_loss"), checkpoint.get("mode", "auto")
-        maximize = catalog.direction(monitor, mode) != "min"  # a name that says neither: better higher
-        scored = [(v, i) for i, row in enumerate(rows) if (v := _number(row.get(monitor))) is not None
-                  and math.isfinite(v)]
-        if scored:  # the first epoch of the best value, as the checkpoint saves on improvement only
-            best = max(scored, key=lambda pair: (pair[0], -pair[1])) if maximize else min(scored)
-            kept = rows[best[1]]
-    value = _number(kept.get(metric))
+    value = _number(rundir.kept_row(rows, config).get(metric))
     if value is None or not math.isfinite(value):
         raise TrialFailed(f"the run logged no finite {metric} (history.csv has {', '.join(rows[0])})")
     return value

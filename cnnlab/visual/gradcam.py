@@ -14,13 +14,15 @@ members' heat-maps as the ensemble averages their probabilities.
 
 import numpy as np
 
+from cnnlab.backend import gradients_unavailable
 from cnnlab.keras_private import producer
 from cnnlab.errors import CnnlabError
+from cnnlab.models.anatomy import CONVOLUTIONS, DROPOUTS
 from cnnlab.models.heads import ensemble_members, main_output
 
-CONV_TYPES = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose")
+CONV_TYPES = CONVOLUTIONS
 # Layers between the last convolution and the classifier that Grad-CAM looks through (finer maps).
-PASSED = ("MaxPooling2D", "AveragePooling2D", "Dropout", "SpatialDropout2D", "GaussianDropout", "GaussianNoise")
+PASSED = ("MaxPooling2D", "AveragePooling2D", *DROPOUTS)
 NO_CONV = "no convolutional layer: Grad-CAM needs a convolutional feature map (this model is a dense network)"
 ENSEMBLE = ("an averaged ensemble: its members hold the feature maps; explain it with "
             "cnnlab.visual.gradcam.grad_cam(model)")
@@ -39,11 +41,6 @@ def has_conv(layer):
     return any(has_conv(inner) for inner in getattr(layer, "layers", ()))
 
 
-def _producer(tensor):
-    """The layer that made a functional model's `tensor`, and the tensors it was called on."""
-    return producer(tensor)
-
-
 def last_conv_output(model):
     """The last convolutional feature map on the way to the main output, or None when there is none.
 
@@ -59,19 +56,19 @@ def last_conv_output(model):
     if not any(has_conv(layer) for layer in model.layers):
         return None
     tensor = main_output(model)
-    layer, inputs = _producer(tensor)
+    layer, inputs = producer(tensor)
     while len(tensor.shape) != 4 or type(layer).__name__ in PASSED:
         if not inputs:  # reached the input without meeting a feature map
             return None
         tensor = inputs[0]
-        layer, inputs = _producer(tensor)
+        layer, inputs = producer(tensor)
     return (layer, tensor) if _conv_upstream(tensor) else None
 
 
 def _conv_upstream(tensor):
     """Whether a convolution made `tensor` or lies before it (not just the scaled input image)."""
     while True:
-        layer, inputs = _producer(tensor)
+        layer, inputs = producer(tensor)
         if has_conv(layer):
             return True
         if not inputs:
@@ -90,7 +87,7 @@ def _logits_head(model):
     from keras import ops
 
     output = main_output(model)
-    layer, inputs = _producer(output)
+    layer, inputs = producer(output)
     activation = getattr(layer, "activation", None)
     if inputs and activation is keras.activations.softmax:
         if isinstance(layer, keras.layers.Dense):
@@ -119,10 +116,9 @@ class GradCam:
         self._model = None
         self.unavailable = None if found else (ENSEMBLE if ensemble_members(model) else NO_CONV)
         self.note = ""
-        if found and keras.backend.backend() != "tensorflow":
-            self.unavailable = (f"Grad-CAM takes its gradients with TensorFlow, and Keras runs on "
-                                f"{keras.backend.backend()} in this process (KERAS_BACKEND): run the command "
-                                "with the tensorflow backend, which loads any run's model")
+        elsewhere = gradients_unavailable("Grad-CAM") if found else None
+        if elsewhere:
+            self.unavailable = elsewhere
         elif found:
             head, self._to_logits = _logits_head(model)
             inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # a bare tensor: no structure warning

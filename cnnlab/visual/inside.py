@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from cnnlab.backend import gradients_unavailable
 from cnnlab.visual.plots import _pyplot, _save
 
 PATTERN_STEPS = 30  # keras-io's iterations of gradient ascent
@@ -61,11 +62,11 @@ def filters(after, before, image_shape, path, limit=64):
         limit: at most this many filters.
     """
     plt = _pyplot()
-    panels = [(before, "before training"), (after, "after training")] if before is not None else [(after, "trained")]
+    panels = [(before, "as training started"), (after, "trained")] if before is not None else [(after, "trained")]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5.6), squeeze=False)
     if before is not None:
         change = np.linalg.norm(after.kernel - before.kernel) / max(np.linalg.norm(before.kernel), 1e-12)
-        panels[1] = (after, f"after training (moved {100 * change:.0f} %)")
+        panels[1] = (after, f"trained (moved {100 * change:.0f} %)")
     for ax, (weights, when) in zip(axes[0], panels):
         tiles = _viewable(normalized(weights.as_images(image_shape)[:limit]))
         columns = math.ceil(math.sqrt(len(tiles)))
@@ -202,18 +203,14 @@ class Insight:
     @classmethod
     def of(cls, model, images, *, run=None, steps=None, layers=3, channels=8):
         """Compute the maps of `images` and the patterns of `channels` channels of `layers` blocks of `model`
-        (`run`: the run folder whose kept initial filters are drawn too, or None)."""
-        from cnnlab.models.anatomy import Tap, block_ends, first_weights, main_model, read_initial
+        (`run`: the run folder whose kept initial filters are drawn too, or None; `steps` 0: no patterns)."""
+        from cnnlab.models.anatomy import Tap, block_ends, main_model
 
-        inner, before = main_model(model), read_initial(run)
+        inner = main_model(model)
         shape = tuple(int(v) for v in inner.inputs[0].shape[1:])
-        after, notes = first_weights(model), []
+        before, after, notes = _first_weights(model, run)
         if inner is not model:
-            notes.append(f"An averaged ensemble: its first member, {inner.name}, is shown.")
-        if before is not None and (before.layer != after.layer or before.kernel.shape != after.kernel.shape):
-            notes.append(f"The filters kept before training ({before.layer}) are not this model's first layer "
-                         f"({after.layer}): only the trained ones are drawn.")
-            before = None
+            notes.insert(0, f"An averaged ensemble: its first member, {inner.name}, is shown.")
         ends = block_ends(model)
         if not ends:
             notes.append("No convolutional layer: no feature maps nor filter patterns (a dense network's first "
@@ -222,6 +219,10 @@ class Insight:
         values = Tap(inner, [layer for layer, _ in ends])(np.asarray(images, dtype="float32"))
         maps = [[(path, np.asarray(values[id(layer)][i], dtype="float32")) for layer, path in ends]
                 for i in range(len(images))]
+        elsewhere = gradients_unavailable("Gradient ascent")
+        if elsewhere or steps == 0:
+            notes += [f"{elsewhere}: no filter patterns."] if elsewhere else []
+            return cls(shape, before, after, images, maps, [], notes)
         chosen = _pattern_layers(ends, layers)
         average = {path: np.mean([image_maps[k][1] for image_maps in maps], axis=0) for k, (_, path) in enumerate(ends)}
         picks = [strongest(average[path], channels) for _, path in chosen]
@@ -238,6 +239,22 @@ class Insight:
         if self.found:
             out["patterns.png"] = png(pattern_grid, self.found)
         return out
+
+
+def _first_weights(model, run):
+    """``(before, after, notes)``: the first layer's weights as `run` kept them when training started (None if
+    it kept none, or none of this layer) and now."""
+    from cnnlab.models.anatomy import first_weights, read_initial
+
+    before, after = read_initial(run), first_weights(model)
+    if before is None or after is None:
+        reason = ("The run kept no weights from when training started (runs trained before cnnlab kept them, "
+                  "ensembles and bare models have none): only the trained ones are drawn.")
+        return None, after, [reason] if after is not None and run is not None else []
+    if before.layer != after.layer or before.kernel.shape != after.kernel.shape:
+        return None, after, [f"The weights kept as training started ({before.layer}) are not this model's first "
+                             f"layer ({after.layer}): only the trained ones are drawn."]
+    return before, after, []
 
 
 def _pattern_layers(ends, count):
