@@ -689,4 +689,4 @@ def serve_command(target, host, port, unsafe):
     require("serve", "cnnlab serve")
     from cnnlab.commands.serve import serve
 
-    serve(target, host=host, port=port, unsafe=unsafe, echo=current_console().info)
+    serve(target, host=host, port=port, unsafe=unsafe, echo=current_console().info, announce=click.echo)

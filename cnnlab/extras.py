@@ -5,7 +5,8 @@ import importlib.util
 from cnnlab.errors import CnnlabError
 
 # extra -> the modules it brings (setup.cfg's [options.extras_require])
-EXTRAS = {"tune": ("optuna",), "track": ("mlflow",), "doctor": ("cleanlab", "cleanvision")}
+EXTRAS = {"tune": ("optuna",), "track": ("mlflow",), "doctor": ("cleanlab", "cleanvision"),
+          "serve": ("gradio",)}
 
 
 def require(extra, what):

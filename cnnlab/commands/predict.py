@@ -17,28 +17,17 @@ import os
 from pathlib import Path
 
 from cnnlab import files, rundir
-from cnnlab.data.folders import DECODABLE, IMAGE_EXTENSIONS, check_image, visible_files
+from cnnlab.data.folders import IMAGE_EXTENSIONS, visible_files
 from cnnlab.errors import CnnlabError, DataError
-from cnnlab.rundir import open_target
+from cnnlab.inference.inputs import class_names_of, decode_problem, header_problem, input_shape
+from cnnlab.rundir import is_target, open_target
 from cnnlab.tasks import task_of
 
 DEFAULT_TOP_K = 3
 DEFAULT_BATCH_SIZE = 64
 OUTPUT_SUFFIXES = (".csv", ".json")
+IMAGES_ARGUMENT = {"predict": "PATH... (PATH an image file or a folder)", "visualize": "[IMAGE...] (image files)"}
 BAD_FILES_LISTED = 10  # more bad files than this: the first ones, then a summary line
-
-
-def is_target(argument):
-    """Whether a command-line argument names a model rather than images.
-
-    A target is a ``.keras`` file, a run folder (it holds ``config.yaml``), an
-    experiment's folder of runs, or a folder of those (``runs/``). A folder of
-    images is none of these.
-    """
-    path = Path(argument)
-    if path.is_file():
-        return path.suffix == ".keras"
-    return rundir.has_runs(path)
 
 
 def split_arguments(arguments, paths_required=True, verb="predict"):
@@ -67,7 +56,7 @@ def _misplaced(argument, one, verb):
     else:
         kind, name, usage = ("a run folder" if rundir.is_run(path) else "a folder of runs"), "the run", "RUN_DIR"
     return (f"{str(argument)!r} is {kind}, not images: name {name} first{' (one run or model)' if one else ''}: "
-            f"cnnlab {verb} {usage} PATH... (PATH an image file or a folder).")
+            f"cnnlab {verb} {usage} {IMAGES_ARGUMENT.get(verb, IMAGES_ARGUMENT['predict'])}.")
 
 
 def image_files(paths):
@@ -159,29 +148,6 @@ def predict(target, paths, *, top_k=None, all_probs=False, tta=False, batch_size
     return result
 
 
-def input_shape(model, where):
-    """``(H, W, C)`` the model takes; a model without a fixed image size cannot be fed files."""
-    shape = model.input_shape
-    if isinstance(shape, list) or len(shape) != 4 or None in shape[1:]:
-        raise CnnlabError(f"the model in {str(where)!r} takes inputs of shape {shape}: predict needs one "
-                          "image input of a fixed (height, width, channels).")
-    return tuple(int(v) for v in shape[1:])
-
-
-def class_names_of(opened, model):
-    """The run's class names, or the class indices as text for a bare model without class_names.json."""
-    from cnnlab.models.heads import main_output_shape
-
-    classes = main_output_shape(model)[-1]
-    names = opened.class_names()
-    if names is None:
-        return [str(i) for i in range(classes)]
-    if len(names) != classes:
-        raise CnnlabError(f"{opened.folder / rundir.CLASSES_FILE} names {len(names)} classes but the model "
-                          f"predicts {classes}: the class names do not belong to this model.")
-    return [str(name) for name in names]
-
-
 def clamp_top_k(top_k, classes, note):
     """`top_k`, at most `classes` (saying so when the user asked for more); default 3."""
     if top_k is None:
@@ -190,34 +156,6 @@ def clamp_top_k(top_k, classes, note):
         note(f"--top-k {top_k} is more than the model's {classes} classes: showing all {classes}.")
         return classes
     return top_k
-
-
-def header_problem(path):
-    """Why `path` is no image TensorFlow could decode, judged from its name and header; None if it may be."""
-    from PIL import Image
-
-    if not path.lower().endswith(IMAGE_EXTENSIONS):
-        return f"not an image file (allowed: {', '.join(e[1:] for e in IMAGE_EXTENSIONS)})"
-    try:
-        if os.path.getsize(path) == 0:
-            return "empty file (0 bytes)"
-        with Image.open(path) as image:  # reads the header only
-            if image.format not in DECODABLE:
-                return f"{image.format} data, not jpg, png, bmp or gif"
-    except Image.DecompressionBombError:
-        return f"image too large to decode safely (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels)"
-    except (OSError, SyntaxError, ValueError) as exc:
-        return f"unreadable image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-    return None
-
-
-def decode_problem(path):
-    """Why TensorFlow could not decode `path` (asked of Pillow, which says more)."""
-    try:
-        check_image(path)
-    except ValueError as exc:
-        return str(exc)
-    return "unreadable image (TensorFlow could not decode it)"
 
 
 def image_stream(found, shape, batch_size, problems):

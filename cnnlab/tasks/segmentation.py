@@ -326,6 +326,16 @@ def overlay(image, mask, ignore_index=DEFAULT_IGNORE):
     return np.clip(blended, 0, 255).astype(np.uint8)
 
 
+def mask_overlay(picture, mask):
+    """`mask` (a class per pixel, at the model's input size) brought to `picture`'s own size by nearest
+    neighbour, and its `overlay` on `picture` (``(H, W, 3)`` uint8): ``(mask (H, W) uint8, overlay)``."""
+    from PIL import Image
+
+    resized = np.asarray(Image.fromarray(np.asarray(mask, np.uint8), mode="L").resize(picture.shape[1::-1],
+                                                                                      Image.NEAREST))
+    return resized, overlay(picture, resized)
+
+
 def worst_overlays(kept, ignore_index):
     """``(pictures, titles)`` for evaluation's grid: each kept image's true and predicted masks over it."""
     pictures, titles = [], []
@@ -422,10 +432,10 @@ class Predictions(PredictedFiles):
                 continue
             with Image.open(row.path) as original:
                 picture = np.asarray(original.convert("RGB"))
-            mask = Image.fromarray(row.mask, mode="L").resize(picture.shape[1::-1], Image.NEAREST)
-            indexed = Image.fromarray(np.asarray(mask), mode="P")
+            mask, coloured = mask_overlay(picture, row.mask)
+            indexed = Image.fromarray(mask, mode="P")
             indexed.putpalette(colours)
-            coloured = Image.fromarray(overlay(picture, np.asarray(mask)))
+            coloured = Image.fromarray(coloured)
             for path, image in ((folder / name, indexed), (folder / f"{Path(name).stem}_overlay.png", coloured)):
                 with files.atomic_path(path) as tmp:
                     image.save(tmp, format="PNG")
