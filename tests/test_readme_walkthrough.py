@@ -76,6 +76,12 @@ WALKED = {
     "test_accuracy_table_command_reads_mnist_from_the_readme_path": {
         "train": {"--seeds", "--set", "--epochs"},
     },
+    "test_visualize_benchmark_and_serve_as_the_readme_shows": {
+        "train": {"--set", "--epochs"},
+        "visualize": {"-o", "--unsafe"},
+        "benchmark": {"--input-shape", "--batch-size", "--repeats", "-o", "--unsafe"},
+        "serve": {"--host", "--port", "--unsafe"},
+    },
     "test_tune_track_and_doctor_as_the_readme_shows": {
         "tune": {"--trials", "--storage", "--set", "--track"},
         "train": {"--track", "--set"},
@@ -485,6 +491,53 @@ def test_tune_track_and_doctor_as_the_readme_shows(elsewhere):
     done = session("doctor", run, "--unsafe")  # a run: its model checks its validation and test labels
     assert "Labels (val)" in done.stdout and (run / "doctor" / "doctor.html").is_file()
     session.assert_walked(WALKED["test_tune_track_and_doctor_as_the_readme_shows"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("gradio") is None,
+                    reason="serve needs gradio: pip install 'cnnlab[serve]'")
+def test_visualize_benchmark_and_serve_as_the_readme_shows(elsewhere):
+    import socket
+    import urllib.request
+
+    session, here = elsewhere, elsewhere.cwd
+    x, y = make_images(12, classes=10, size=28)
+    np.savez(here / "mnist.npz", x_train=x[..., 0], y_train=y, x_test=x[:30, ..., 0], y_test=y[:30])
+    words, _ = readme_command("cnnlab train experiments/mnist_simple_cnn.yaml")
+    # Changed: the small MNIST-shaped mnist.npz the test writes here (no download), one epoch.
+    done = session(*as_user(words), "--set", "data.dataset=npz", "--set", "data.path=mnist.npz", "--epochs", 1)
+    run = run_dir(session, done)
+    done = session("visualize")
+    says_run(done.stdout, run, session)
+    assert "receptive field" in done.stdout and (run / "initial_filters.npz").is_file()
+    assert {"filters.png", "feature_maps_3.png", "patterns.png", "layers.csv"} <= {p.name for p in
+                                                                                  (run / "visualize").iterdir()}
+    Image.fromarray(x[3, ..., 0]).save(here / "digit.png")
+    session("visualize", run, "digit.png", "-o", "inside", "--unsafe")
+    assert (here / "inside" / "feature_maps_1.png").is_file() and not (here / "inside" / "feature_maps_2.png").exists()
+    session("benchmark", "mlp", "simple_cnn", "--input-shape", "28,28,1", "--batch-size", 16, "--repeats", 1,
+            "-o", "bench.csv")
+    with open(here / "bench.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["architecture"] for r in rows] == ["mlp", "simple_cnn"] and all(float(r["flops"]) > 0 for r in rows)
+    done = session("benchmark", run, "--repeats", 1, "--batch-size", 16, "--unsafe")
+    assert all(name in done.stdout for name in ("keras", "savedmodel", "tflite", "onnx", "openvino")), shown(done)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = session.start("serve", run, "--host", "127.0.0.1", "--port", port, "--unsafe")
+    try:
+        deadline, page = time.monotonic() + 180, None
+        while page is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+            except OSError:
+                time.sleep(1)
+        assert page is not None and "<html" in page.lower(), server.stderr.read() if server.poll() is not None else ""
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=60)
+    session.assert_walked(WALKED["test_visualize_benchmark_and_serve_as_the_readme_shows"])
 
 
 # --------------------------------------------------------------------------- the README against the walkthroughs
