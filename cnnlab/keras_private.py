@@ -1,16 +1,19 @@
-"""Every use of Keras's private API, in one place, each with the Keras versions it was checked on.
+"""Every use of Keras's private API, and of TensorFlow's, in one place, each with the versions it was checked on.
 
 cnnlab reaches past Keras's public API where Keras has no public way to do what it
 needs (the shape of Ultralytics' ``utils/patches.py``). Nothing else in cnnlab touches
 a Keras name that starts with ``_`` or lives under ``keras.src``. `setup.cfg` bounds
 ``keras`` at the newest release these were checked on (`CHECKED`):
 ``tests/test_keras_private.py`` exercises every function here, so a new Keras is
-admitted by running it and raising the bound.
+admitted by running it and raising the bound. The same holds for TensorFlow's private
+API (`called_function_graph`), checked on the releases of `TENSORFLOW_CHECKED`, the
+newest of them `setup.cfg`'s bound on ``tensorflow``.
 
-Importing this module does not import Keras.
+Importing this module imports neither Keras nor TensorFlow.
 """
 
-CHECKED = ("3.14.0", "3.15.1")  # the Keras releases every function here was checked on
+CHECKED = ("3.14.0", "3.15.1")  # the Keras releases every Keras function here was checked on
+TENSORFLOW_CHECKED = ("2.21.0",)  # the TensorFlow releases every TensorFlow function here was checked on
 
 
 def flatten_layers(layer, include_self=True):
@@ -110,3 +113,15 @@ def generator_batch(iterator, rows):
     """The batch an ImageDataGenerator iterator makes of the given rows (the method its own indexing uses,
     ``Iterator._get_batches_of_transformed_samples``). Checked on 3.14.0, 3.15.1."""
     return iterator._get_batches_of_transformed_samples(rows)
+
+
+# --------------------------------------------------------------------------- TensorFlow
+
+
+def called_function_graph(graph, name):
+    """The graph of the function `name` of `graph`'s library: the one a ``PartitionedCall`` op of `graph` runs.
+
+    TensorFlow's ``Graph._get_function`` (a graph's library has no public accessor to Python
+    graphs). Checked on TensorFlow 2.21.0.
+    """
+    return graph._get_function(name).graph

@@ -85,11 +85,12 @@ def test_counted_multiply_adds_match_the_published_figures(name, published, tole
     from cnnlab.config import ModelConfig
     from cnnlab.models.registry import build_model
 
-    found = count(build_model(ModelConfig(architecture=name), (224, 224, 3), 1000))
+    model = build_model(ModelConfig(architecture=name), (224, 224, 3), 1000)
+    found, parameters = count(model), model.count_params()
     keras.backend.clear_session()
     assert found.multiply_adds == pytest.approx(published, rel=tolerance)
     assert found.flops == pytest.approx(2 * found.multiply_adds, rel=0.02)  # the rest: biases, BN, pooling, adds
-    assert (found.multiply_adds, found.flops) == (catalog.PARAMETER_COUNTS[name][1], found.flops)
+    assert (parameters, found.multiply_adds) == catalog.PARAMETER_COUNTS[name]  # the catalog was counted so
     if name == "resnet50":
         assert found.multiply_adds + 3 * 77_070_336 == pytest.approx(4.1e9, rel=0.01)
 
@@ -98,16 +99,17 @@ def test_counted_multiply_adds_match_the_published_figures(name, published, tole
 
 
 def test_architectures_table_and_csv(cli, quick, tmp_path):
-    """slp is measured twice; alexnet cannot take 4x4 images and unet is no classifier: rows with reasons."""
+    """slp is measured twice in a worker process (one only: each imports TensorFlow, seconds of this test);
+    unet is no classifier: a row with the reason."""
     from cnnlab.config import ModelConfig
     from cnnlab.models.registry import build_model
 
     out = tmp_path / "bench.csv"
-    result = cli("benchmark", "slp", "unet", "alex*", "--input-shape", "4,4,3", "--batch-size", "8",
-                 "--repeats", "2", "-o", out)
+    result = cli("benchmark", "unet", "slp", "--input-shape", "4,4,3", "--batch-size", "8", "--repeats", "2",
+                 "-o", out)
     assert result.exit_code == 0, result.output
     names, header = table_rows(result.output, "architecture")
-    assert names == ["slp", "alexnet", "unet"]  # the catalog's order
+    assert names == ["slp", "unet"]  # the catalog's order
     assert header.split() == ["architecture", "params", "FLOPs", "mult-adds", "train", "img/s", "predict", "img/s",
                               "@1", "predict", "img/s", "@8", "peak", "MiB", "note"]
     assert "10 classes, batch 8: 2 repetition(s)" in result.output and "VmHWM" in result.output
@@ -119,7 +121,6 @@ def test_architectures_table_and_csv(cli, quick, tmp_path):
         low, median, high = (float(slp[f"{figure}{end}"]) for end in ("_min", "", "_max"))
         assert 0 < low <= median <= high
     assert int(slp["peak_memory_bytes"]) > 0 and slp["note"] == "" and slp["repeats"] == "2"
-    assert "cannot take images of (4, 4, 3)" in rows["alexnet"]["note"] and rows["alexnet"]["flops"] == ""
     assert "segmentation network" in rows["unet"]["note"]
 
 
@@ -127,6 +128,7 @@ class FakeWorker:
     """A worker that answers at once and writes down what it was asked (no process, no TensorFlow)."""
 
     asked = []
+    fails = {}  # {architecture: why its build fails}
 
     def __init__(self, spec):
         import os
@@ -140,6 +142,8 @@ class FakeWorker:
     def ask(self, **request):
         (what,) = request
         self.asked.append((self.name, what))
+        if what == "build" and self.name in self.fails:
+            raise timing.Dropped(self.fails[self.name])
         return {"build": {"parameters": 10, "flops": 30, "multiply_adds": 10, "steps_per_execution": 8},
                 "measure": {"train": 1.0, "predict_1": 2.0, "predict_batch": 3.0},
                 "memory": {"peak_bytes": 2**20}}[what]
@@ -170,9 +174,126 @@ def test_workers_are_held_together_while_memory_allows(cli, monkeypatch, tmp_pat
     else:
         assert FakeWorker.asked == [(a, "build"), (a, "measure"), (a, "measure"), (a, "memory"), (a, "close"),
                                     (b, "build"), (b, "measure"), (b, "measure"), (b, "memory"), (b, "close")]
-        assert "Not enough memory for another model beside mlp" in result.output
+        assert "Not enough memory for deep_cnn beside mlp" in result.output
     assert ("Measured in 2 groups" in result.output) is not room
     assert [row["group"] for row in read_csv(out)] == (["1", "1"] if room else ["1", "2"])
+
+
+def test_a_worker_that_fails_is_a_row_with_its_reason(cli, monkeypatch, tmp_path):
+    """alexnet cannot take 4x4 images: its worker answers why (and is ended), the others go on."""
+    from cnnlab.benchmarking import architectures, memory
+
+    why = "`model.architecture` 'alexnet' cannot take images of (4, 4, 3): negative dimension size"
+    monkeypatch.setattr(architectures, "Worker", FakeWorker)
+    monkeypatch.setattr(FakeWorker, "asked", [])
+    monkeypatch.setattr(FakeWorker, "fails", {"alexnet": why})
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**50)
+    out = tmp_path / "bench.csv"
+    result = cli("benchmark", "slp", "alex*", "--input-shape", "4,4,3", "--repeats", "1", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert ("alexnet", "close") in FakeWorker.asked and ("slp", "measure") in FakeWorker.asked
+    rows = {row["architecture"]: row for row in read_csv(out)}
+    assert rows["alexnet"]["note"] == why and rows["alexnet"]["flops"] == "" and rows["slp"]["note"] == ""
+    assert "cannot take images of (4, 4, 3)" in result.output
+
+
+def test_the_largest_model_is_built_first_and_the_table_keeps_its_order(cli, monkeypatch):
+    """vgg16 is expected to take the most memory: it starts first, while the machine is emptiest; another
+    joins it only where the memory available holds that one's estimate too."""
+    from cnnlab.benchmarking import architectures, memory
+    from cnnlab.benchmarking.worker import WorkerSpec
+
+    monkeypatch.setattr(architectures, "Worker", FakeWorker)
+    monkeypatch.setattr(FakeWorker, "asked", [])
+    monkeypatch.setattr(memory, "peak_bytes", lambda pid=None: 2**20)
+    small = architectures.expected_bytes(WorkerSpec("deep_cnn", (224, 224, 3), 1000, 32, 1.0))
+    monkeypatch.setattr(memory, "available_bytes", lambda: small + architectures.HEADROOM - 1)
+    result = cli("benchmark", "deep_cnn", "vgg16", "--repeats", "1")
+    assert result.exit_code == 0, result.output
+    assert [name for name, what in FakeWorker.asked if what == "build"] == ["vgg16", "deep_cnn"]
+    assert "vgg16 may need about" in result.output and "Not enough memory for deep_cnn beside vgg16" in result.output
+    assert table_rows(result.output, "architecture")[0] == ["deep_cnn", "vgg16"]  # the catalog's order
+
+
+def test_expected_counts_scale_the_catalog_s_to_the_image():
+    from cnnlab.benchmarking.worker import WorkerSpec
+
+    params, madds = catalog.PARAMETER_COUNTS["vgg16"]
+    assert WorkerSpec("vgg16", (224, 224, 3), 1000, 32, 1.0).expected_counts() == (params, madds)
+    assert WorkerSpec("vgg16", (112, 112, 3), 1000, 32, 1.0).expected_counts() == (params, madds / 4)
+    assert WorkerSpec("vgg16", (448, 448, 3), 1000, 32, 1.0).expected_counts() == (4 * params, 4 * madds)
+    assert WorkerSpec("unet", (224, 224, 3), 1000, 32, 1.0).expected_counts() == (0, 0)
+
+
+PARENT = """
+import sys
+from types import SimpleNamespace
+
+from cnnlab.benchmarking import architectures
+
+class Fake:
+    def __init__(self, spec):
+        self.process = SimpleNamespace(pid=None)
+    def imported(self):
+        return {}
+    def ask(self, **request):
+        return {"build": {"parameters": 1}, "measure": {"train": 1.0}, "memory": {"peak_bytes": 1}}[list(request)[0]]
+    def quit(self):
+        pass
+    close = quit
+
+architectures.Worker = Fake
+specs = architectures.worker_specs(["mlp", "vgg16"], (224, 224, 3), 1000, 32, 1.0)
+architectures.measure_architectures(specs, 2, progress=True, echo=lambda line: None)
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")))
+"""
+
+
+def test_the_parent_of_the_workers_imports_no_tensorflow():
+    """TensorFlow is the workers' alone: the parent (its progress bar too) stays small and starts fast."""
+    import subprocess
+    import sys
+
+    found = subprocess.run([sys.executable, "-c", PARENT], capture_output=True, text=True, timeout=120)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == "[]"
+
+
+READY = "import sys, time; print('{\"ok\": {}}', flush=True); "  # a worker's first answer: imported
+
+
+@pytest.mark.parametrize("script,ask,why,code", [
+    (READY + "time.sleep(60)", True, r"no answer to the build request within 1 s \(hung\?\), and was killed", -9),
+    ("import sys; print('boom', file=sys.stderr); sys.exit(3)", False, r"ended \(exit code 3\): boom", 3),
+    (READY + "sys.stdin.readline(); print('{\"error\": \"no such\"}', flush=True)", True, "^no such$", 0),
+], ids=["hung", "dead", "failing"])
+def test_a_worker_that_hangs_dies_or_fails_is_dropped_with_the_reason(monkeypatch, script, ask, why, code):
+    """Stand-in workers (no TensorFlow): the parent's side of the protocol, with a 1 s answer timeout."""
+    import sys
+
+    from cnnlab.benchmarking import workers
+    from cnnlab.benchmarking.worker import WorkerSpec
+
+    monkeypatch.setattr(workers.Worker, "COMMAND", (sys.executable, "-c", script))
+    monkeypatch.setattr(workers, "answer_seconds", lambda spec: 1)
+    worker = workers.Worker(WorkerSpec("mlp", (8, 8, 1), 10, 4, QUICK))
+    try:
+        with pytest.raises(timing.Dropped, match=why):
+            worker.imported()
+            if ask:
+                worker.ask(build=True)
+    finally:
+        worker.close()
+    assert worker.process.returncode == code
+
+
+def test_answers_wait_generously_for_large_models():
+    from cnnlab.benchmarking import workers
+    from cnnlab.benchmarking.worker import WorkerSpec
+
+    assert workers.answer_seconds(WorkerSpec("mlp", (28, 28, 1), 10, 32, 1.0)) == workers.ANSWER_SECONDS
+    assert workers.answer_seconds(WorkerSpec("mlp", (28, 28, 1), 10, 32, 60.0)) == 50 * 60
+    assert workers.answer_seconds(WorkerSpec("convnext_xlarge", (224, 224, 3), 1000, 32, 1.0)) > 1000
 
 
 def test_no_pattern_means_the_seed_networks():
@@ -293,6 +414,19 @@ def test_a_run_in_every_format(cli, quick, run, tmp_path, monkeypatch):
         assert "pip install 'cnnlab[export]'" in row["note"] and row["accuracy"] == "" and row["size_bytes"] == ""
     record = json.loads((run / "export" / "model.tflite.json").read_text())
     assert float(by_name["tflite", "none"]["accuracy"]) == pytest.approx(record["check"]["accuracy"])
+
+
+def test_a_run_without_a_test_split_is_refused_before_its_model_loads(cli, run, monkeypatch):
+    from cnnlab.rundir import targets
+
+    read, loaded = targets.load_run_config, []
+    monkeypatch.setattr(targets, "load_run_config", lambda folder, overrides=(): read(folder, ["data.test_split=0"]))
+    monkeypatch.setattr(targets.Target, "load_model", lambda self, unsafe=False: loaded.append(self))
+    result = cli("benchmark", run)
+    line = error_line(result)
+    assert result.exit_code == 2 and "has no test split" in line and "data.test_split: 0" in line
+    assert "name a run trained with data.test_split above 0" in line and "--data-dir" not in line
+    assert not loaded
 
 
 def test_a_run_refuses_an_input_shape_and_checks_its_output_first(cli, run, unwritable):

@@ -1,6 +1,6 @@
-"""Every use of Keras's private API (`cnnlab.keras_private`) against the installed Keras.
+"""Every use of Keras's and TensorFlow's private API (`cnnlab.keras_private`) against the installed releases.
 
-A new Keras release is admitted by running this file on it (and raising the bound in
+A new Keras (or TensorFlow) release is admitted by running this file on it (and raising the bound in
 setup.cfg): each test exercises one function of the module the way cnnlab uses it.
 """
 
@@ -112,15 +112,43 @@ def test_generator_batch_makes_the_rows_batch():
     assert y.tolist() == [3, 1] and x.shape == (2, 4, 4, 1)
 
 
+def test_the_installed_tensorflow_is_one_checked():
+    import tensorflow as tf
+
+    assert tf.__version__ in keras_private.TENSORFLOW_CHECKED, (
+        f"TensorFlow {tf.__version__} is not among the releases cnnlab.keras_private was checked on "
+        f"({', '.join(keras_private.TENSORFLOW_CHECKED)}): run this file on it, then add it to TENSORFLOW_CHECKED "
+        "and setup.cfg")
+
+
+def test_called_function_graph_is_the_graph_a_call_runs():
+    import tensorflow as tf
+
+    @tf.function(autograph=False)
+    def inner(x):
+        return tf.square(x)
+
+    @tf.function(autograph=False)
+    def outer(x):
+        return inner(x) + 1.0
+
+    graph = outer.get_concrete_function(tf.TensorSpec((2,), tf.float32)).graph
+    (call,) = [op for op in graph.get_operations() if op.type in ("PartitionedCall", "StatefulPartitionedCall")]
+    called = keras_private.called_function_graph(graph, call.get_attr("f").name)
+    assert [op.type for op in called.get_operations() if op.type == "Square"] == ["Square"]
+
+
 @pytest.mark.parametrize("path", sorted(p for p in PACKAGE.rglob("*.py") if p.name != "keras_private.py"),
                          ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_no_other_module_touches_keras_private_names(path):
-    """Outside keras_private: no ``keras.src`` import and no ``._name`` attribute of Keras's that cnnlab reads."""
+    """Outside keras_private: no ``keras.src`` import and no ``._name`` attribute of Keras's or TensorFlow's that
+    cnnlab reads."""
     tree = ast.parse(path.read_text())
     imports = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
     imports += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert not [m for m in imports if m.startswith("keras.src")]
     private = {"_flatten_layers", "_compile_config", "_keras_history", "_inbound_nodes", "_save_model",
-               "_trainable_variables", "_get_variable_index", "_get_batches_of_transformed_samples"}
+               "_trainable_variables", "_get_variable_index", "_get_batches_of_transformed_samples",
+               "_get_function"}
     used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)} & private
     assert not used

@@ -14,12 +14,14 @@ the shapes the profiler needs are static in it already, and freezing VGG16's 138
 million weights would cost half a minute for the same totals. The profiler does not
 look inside the functions a graph calls, so each called function's graph is profiled
 too, once per call: Keras runs a grouped convolution (ConvNeXt's depthwise 7x7) on
-TensorFlow as a nested XLA function, which the profiler alone would count as 0.
+TensorFlow as a nested XLA function, which the profiler alone would count as 0. (A called
+function's graph is reached through TensorFlow's private API: `cnnlab.keras_private`.)
 """
 
 from dataclasses import dataclass
 
 from cnnlab.errors import CnnlabError
+from cnnlab.keras_private import called_function_graph
 
 # The ops whose FLOPs are multiply-adds (2 FLOPs each): convolutions (depthwise, transposed) and matrix products.
 MULTIPLY_ADD_OPS = ("Conv2D", "DepthwiseConv2dNative", "Conv2DBackpropInput", "MatMul", "BatchMatMul",
@@ -90,19 +92,10 @@ def _profile(graph, cache=None):
             continue
         name = op.get_attr("f").name
         if name not in cache:
-            cache[name] = _profile(called_graph(graph, name), cache)
+            cache[name] = _profile(called_function_graph(graph, name), cache)
         for kind, flops in cache[name].items():
             found[kind] = found.get(kind, 0) + flops
     return found
-
-
-def called_graph(graph, name):
-    """The graph of the function `name` that `graph` calls.
-
-    TensorFlow's private ``Graph._get_function`` (no public accessor; checked on TensorFlow 2.21):
-    tests/test_benchmark.py counts a grouped convolution exactly, so a TensorFlow that changes it is noticed.
-    """
-    return graph._get_function(name).graph
 
 
 def _profile_one(graph):

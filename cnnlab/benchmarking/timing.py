@@ -8,9 +8,13 @@ all of them alike. A figure is the median of its repetitions; their spread is
 reported as half the range (max - min), as a fraction of the median.
 """
 
+import contextlib
 import statistics
+import sys
 import time
 from dataclasses import dataclass
+
+import click
 
 MEASURE_SECONDS = 1.0  # the least duration of one timed measurement
 SPREAD_NOTE = "median of {n} alternating repetition(s), ± half their range (max - min) as a % of the median"
@@ -88,21 +92,15 @@ def alternate(contenders, measure, repeats, tick=None):
     return spreads, dropped
 
 
-def ticker(total, enabled, unit="measurement"):
-    """A ``tick()`` that advances a progress bar of `total` steps (Keras's, as `cnnlab predict` shows one),
-    and a ``done()`` that finishes it; both do nothing unless `enabled` (a terminal)."""
+@contextlib.contextmanager
+def progress_bar(total, enabled, label):
+    """A ``tick()`` that advances a progress bar of `total` steps on stderr while the ``with`` block runs.
+
+    The bar is click's, so the parent process of the architectures' workers stays free of TensorFlow; it shows
+    only when `enabled` (a terminal: click also hides it when stderr is none), and ``tick`` does nothing otherwise.
+    """
     if not enabled or not total:
-        return (lambda: None), (lambda: None)
-    import keras
-
-    bar, count = keras.utils.Progbar(total, unit_name=unit), [0]
-
-    def tick():
-        count[0] += 1
-        bar.update(count[0], finalize=count[0] >= total)
-
-    def done():
-        if count[0] < total:
-            bar.update(total, finalize=True)
-
-    return tick, done
+        yield lambda: None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield lambda: bar.update(1)

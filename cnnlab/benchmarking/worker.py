@@ -6,8 +6,10 @@ with one JSON line on its own copy of stdout (anything else the libraries print 
 to stderr):
 
 - ``{"build": true}`` (the first request): build the model, count its operations, compile it with
-  `cnnlab.training.fit.compile_model` and warm it up; the answer holds the counts. Workers import at
-  the same time, but build one at a time: a warm-up alone times its steps truly;
+  `cnnlab.training.fit.compile_model` and warm it up; the answer holds the counts. The parent starts
+  workers one at a time and waits for each to be built before it starts the next
+  (`cnnlab.benchmarking.architectures`): a warm-up that runs alone times its steps truly, and the
+  next one's start can be weighed against the memory the others hold;
 - ``{"measure": true}``: one repetition: training images/s (``model.fit`` on one random batch
   repeated, as cnnlab fits), inference images/s at batch 1 and at the batch size (``predict_on_batch``,
   as `cnnlab predict` and `evaluate` call the model);
@@ -42,6 +44,23 @@ class WorkerSpec:
 
     def to_json(self):
         return json.dumps(asdict(self))
+
+    def expected_counts(self):
+        """``(parameters, multiply-adds per image)`` to expect of the model, from the catalog's counts at 224x224
+        (`cnnlab.catalog.PARAMETER_COUNTS`; ``(0, 0)`` where it has none), before anything is built.
+
+        Multiply-adds scale with the image's area. Parameters are kept for smaller images and scaled with the
+        area for larger ones: a network's convolutions and a head behind global pooling do not change with the
+        image, and a flattened head shrinks or grows with it, so the figure errs on the large side.
+        """
+        from cnnlab import catalog
+
+        counts = catalog.PARAMETER_COUNTS.get(self.architecture)
+        if counts is None:
+            return 0, 0
+        height, width = catalog.COUNTS_SHAPE[:2]
+        area = self.input_shape[0] * self.input_shape[1] / (height * width)
+        return round(counts[0] * max(1.0, area)), round(counts[1] * area)
 
 
 class Bench:

@@ -23,6 +23,8 @@ DEFAULT_SHAPE = (224, 224, 3)
 DEFAULT_BATCH = 32
 LARGE_SIDE = 64  # images this wide and more are classified into 1000 classes (ImageNet's), smaller ones into 10
 CSV_FIX = "Give -o a path in a folder you can write to."
+NO_TEST_SPLIT_FIX = ("`cnnlab benchmark RUN` checks every format on it, so name a run trained with "
+                     "data.test_split above 0 or a data.test_path.")
 NOT_A_CLASSIFIER = "a segmentation network (a class per pixel): benchmark builds classifiers"
 
 
@@ -67,7 +69,7 @@ def benchmark_architectures(patterns, *, input_shape=None, batch_size=None, repe
         batch_size: images per training and batched-inference call (default 32).
         repeats: timed repetitions of each figure, alternating between the architectures.
         output: a CSV file to write the table to, or None.
-        progress: show a progress bar (on a terminal).
+        progress: show a progress bar on stderr (a terminal).
         echo: a print-like function for progress lines.
         seconds: the least duration of one timed measurement (default `timing.MEASURE_SECONDS`).
 
@@ -169,26 +171,21 @@ def benchmark_run(target, *, batch_size=None, repeats=5, output=None, unsafe=Fal
         repeats: timed repetitions of the latency and the batched rate, alternating between the formats.
         output: a CSV file to write the table to, or None.
         unsafe: load a model with Lambda layers (Keras ``safe_mode=False``).
-        progress: show a progress bar (on a terminal).
+        progress: show a progress bar on stderr (a terminal).
         echo: a print-like function for progress lines.
         seconds: the least duration of one batched-rate measurement (default `timing.MEASURE_SECONDS`).
 
     Raises:
-        CnnlabError: no run or model there, a bare .keras file (no test split), or `output` cannot be written.
+        CnnlabError: no run or model there, a bare .keras file or a run without a test split (said before the
+            model is loaded), or `output` cannot be written.
     """
     from cnnlab.benchmarking.contenders import check_all, export_contenders, keras_contender
-    from cnnlab.export.convert import check_data
-    from cnnlab.rundir import open_target
     from cnnlab.tasks import task_of
 
     if output is not None:
         files.check_writable_file(output, "the CSV", CSV_FIX)
-    opened = open_target(target, note=echo)
-    if opened.run is None:
-        raise CnnlabError(f"{str(opened.model_path)!r} is not inside a run folder: `cnnlab benchmark RUN` checks "
-                          "every format on the run's test split; name the run.")
-    cfg, model = opened.config(), opened.load_model(unsafe)
-    bundle, _ = check_data(opened, model, None)
+    opened, bundle, model = open_run(target, unsafe, echo)
+    cfg = opened.config()
     task, batch = task_of(cfg), batch_size or cfg.data.batch_size
     seconds = seconds or timing.MEASURE_SECONDS
     with tempfile.TemporaryDirectory(prefix="cnnlab-benchmark-") as scratch:
@@ -201,6 +198,22 @@ def benchmark_run(target, *, batch_size=None, repeats=5, output=None, unsafe=Fal
         table.write_csv(output)
         echo(f"Wrote {output}")
     return table
+
+
+def open_run(target, unsafe, echo):
+    """``(opened run, its data, its model)``: the run and its test split checked before the model is loaded."""
+    from cnnlab.export.convert import run_test_split
+    from cnnlab.inference.inputs import check_model_fits
+    from cnnlab.rundir import open_target
+
+    opened = open_target(target, note=echo)
+    if opened.run is None:
+        raise CnnlabError(f"{str(opened.model_path)!r} is not inside a run folder: `cnnlab benchmark RUN` checks "
+                          "every format on the run's test split; name the run.")
+    bundle = run_test_split(opened, NO_TEST_SPLIT_FIX)
+    model = opened.load_model(unsafe)
+    check_model_fits(model, bundle, opened.run)
+    return opened, bundle, model
 
 
 def time_contenders(contenders, bundle, batch, repeats, seconds, progress):
@@ -220,9 +233,8 @@ def time_contenders(contenders, bundle, batch, repeats, seconds, progress):
         except Exception as exc:  # a runtime failing midway: its row says so
             raise timing.Dropped(f"failed while timed: {(str(exc).splitlines() or [''])[0][:200]}") from None
 
-    tick, done = timing.ticker(repeats * len(ready), progress)
-    spreads, dropped = timing.alternate(list(ready), measure, repeats, tick)
-    done()
+    with timing.progress_bar(repeats * len(ready), progress, f"Timing {len(ready)} contender(s)") as tick:
+        spreads, dropped = timing.alternate(list(ready), measure, repeats, tick)
     for name, why in dropped.items():
         ready[name].problem = why
     return spreads

@@ -7,10 +7,11 @@ Shared by `cnnlab export` (`cnnlab.commands.export`) and `cnnlab benchmark RUN`
 from cnnlab.errors import CnnlabError, DataError
 
 CALIBRATION_IMAGES = 300  # training images int8 quantisation calibrates on
+DATA_DIR_FIX = "give --data-dir, a folder of class sub-folders."  # `cnnlab export`'s way to images
 
 
 def check_data(opened, model, data_dir):
-    """The images the check runs on (``--data-dir`` or the run's data) and how to call them."""
+    """The images the check runs on (``--data-dir`` or the run's test split) and how to call them."""
     from cnnlab.inference.inputs import check_model_fits, folder_data
 
     cfg = opened.config()
@@ -18,14 +19,26 @@ def check_data(opened, model, data_dir):
         bundle = folder_data(data_dir, model, opened.class_names(), cfg.data.batch_size if cfg else 64)
         what = f"images of {data_dir}"
     else:
-        from cnnlab.data.pipeline import load_data
-
-        bundle, what = load_data(cfg), "test images"
-        if bundle.test is None:
-            raise DataError(f"the run {opened.run} has no test split to check the export on: give --data-dir, "
-                            "a folder of class sub-folders.")
+        bundle, what = run_test_split(opened), "test images"
     check_model_fits(model, bundle, opened.run or opened.model_path)
     return bundle, what
+
+
+def run_test_split(opened, fix=DATA_DIR_FIX):
+    """The run's data (`cnnlab.data.pipeline.load_data`), which must hold a test split to check a model on.
+
+    Raises:
+        DataError: the run has none (its data.test_split is 0 and its dataset has no test split of its own);
+            the message ends with `fix`.
+    """
+    from cnnlab.data.pipeline import load_data
+
+    cfg = opened.config()
+    bundle = load_data(cfg)
+    if bundle.test is None:
+        raise DataError(f"the run {opened.run} has no test split to check the model on (data.test_split: "
+                        f"{cfg.data.test_split}, and {cfg.data.dataset} has none of its own): {fix}")
+    return bundle
 
 
 def calibration_data(opened, bundle, data_dir, echo):
