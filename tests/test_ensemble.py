@@ -194,7 +194,7 @@ def test_the_report_of_a_saved_ensemble_looks_inside_its_members(runs, tmp_path)
         epochs = len(rundir.read_history(runs[key]))
         assert (f"<td>member_{number}</td><td>{runs[key].resolve()}: weight {weight:.3f}, {epochs} epochs, "
                 "wall time ") in environment
-    gradcam = page[page.index('data-section="gradcam"'):]
+    gradcam = page[page.index('data-section="gradcam"'):page.index('data-section="filters"')]
     assert gradcam.count("data:image/png;base64,") == 1 and "no convolutional layer: Grad-CAM" not in gradcam
     assert "Left out: member_0 (a dense network: no convolutional layer)." in gradcam
     keras.backend.clear_session()

@@ -300,7 +300,10 @@ def serving(digits_run, tmp_path):
     log = open(tmp_path / "serve.err", "w")
     process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(digits_run), "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=log, text=True, cwd=tmp_path,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                               # Ctrl-C's SIGINT at its default, as a shell starts it (an xdist worker ignores it,
+                               # and a child inherits an ignored signal)
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
     reader.start()

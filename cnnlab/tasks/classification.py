@@ -46,7 +46,8 @@ class Classification(Task):
         from cleanlab.rank import get_label_quality_scores
 
         labels = np.asarray(labels, int)
-        order = find_label_issues(labels, probabilities, return_indices_ranked_by="self_confidence")
+        # one process: cleanlab's pool forks this process, whose TensorFlow threads a fork can deadlock
+        order = find_label_issues(labels, probabilities, return_indices_ranked_by="self_confidence", n_jobs=1)
         quality = get_label_quality_scores(labels, probabilities, method="self_confidence")
         return [(int(i), float(quality[i]), int(probabilities[i].argmax())) for i in order]
 

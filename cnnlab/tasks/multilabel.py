@@ -66,7 +66,8 @@ class Multilabel(Task):
         from cleanlab.multilabel_classification.rank import get_label_quality_scores
 
         given = [np.flatnonzero(row).tolist() for row in np.asarray(labels)]
-        order = find_label_issues(given, probabilities, return_indices_ranked_by="self_confidence")
+        # one process: cleanlab's pool forks this process, whose TensorFlow threads a fork can deadlock
+        order = find_label_issues(given, probabilities, return_indices_ranked_by="self_confidence", n_jobs=1)
         quality = get_label_quality_scores(given, probabilities)
         return [(int(i), float(quality[i]), (probabilities[i] >= DEFAULT_THRESHOLD).astype(np.uint8)) for i in order]
 
