@@ -82,8 +82,9 @@ def _check_files(paths):
 def _load_files(paths, model):
     """The images of `paths`, each brought to the model's input as predict brings them."""
     from cnnlab.data.ops import decode_image, fit_images
+    from cnnlab.inference.inputs import input_shape
 
-    shape = tuple(int(v) for v in model.inputs[0].shape[1:])
+    shape = input_shape(model, model.name, verb="visualize")
     return np.stack([np.asarray(fit_images(decode_image(str(path)), shape)) for path in paths])
 
 

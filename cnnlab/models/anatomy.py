@@ -327,22 +327,10 @@ def block_ends(model, limit=8):
     return ends
 
 
-def _upstream(tensors):
-    """``(layer, its input tensors)`` for every tensor `tensors` come from (themselves too), each once."""
-    stack, seen = list(tensors), set()
-    while stack:
-        tensor = stack.pop()
-        if id(tensor) not in seen:
-            seen.add(id(tensor))
-            layer, inputs = producer(tensor)
-            yield layer, inputs
-            stack.extend(inputs)
-
-
 def _ancestors(model, tensor):
     """``{id(layer)}`` of every layer (nested ones too) that `tensor` of `model` depends on."""
     found = set()
-    for layer, _ in _upstream([tensor]):
+    for layer, _ in map(producer, _post_order([tensor])):
         found.add(id(layer))
         if _is_model(layer):
             found |= _ancestors(layer, layer.outputs[0])
@@ -383,7 +371,7 @@ class Tap:
 
 def _called_on(model, inner):
     """The tensor of `model` that the nested model `inner` is called on."""
-    for layer, inputs in _upstream(model.outputs):
+    for layer, inputs in map(producer, _post_order(model.outputs)):
         if layer is inner:
             return inputs[0]
     raise ValueError(f"{inner.name} is not on the way to {model.name}'s outputs")

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from cnnlab.backend import gradients_unavailable
+from cnnlab.inference.inputs import input_shape
 from cnnlab.visual.plots import _pyplot, _save
 
 PATTERN_STEPS = 30  # keras-io's iterations of gradient ascent
@@ -125,7 +126,7 @@ def patterns(model, layers, channels, *, steps=PATTERN_STEPS, seed=0):
     """
     from cnnlab.models.anatomy import Tap
 
-    shape = tuple(int(v) for v in model.inputs[0].shape[1:])
+    shape = input_shape(model, model.name, verb="visualize")
     random = np.random.default_rng(seed)
     out = []
     for (layer, path), picks in zip(layers, channels):
@@ -207,7 +208,7 @@ class Insight:
         from cnnlab.models.anatomy import Tap, block_ends, main_model
 
         inner = main_model(model)
-        shape = tuple(int(v) for v in inner.inputs[0].shape[1:])
+        shape = input_shape(inner, inner.name, verb="visualize")
         before, after, notes = _first_weights(model, run)
         if inner is not model:
             notes.insert(0, f"An averaged ensemble: its first member, {inner.name}, is shown.")
